@@ -1,0 +1,174 @@
+"""Composition root: ``create_app`` wires config, database, services and the web layer.
+
+Nothing here runs at import time and nothing is global, so several instances (alpha, beta,
+gamma) can live in one test process. The database is opened (and migrated) when the app starts
+serving; tests use ``async with app.test_app()`` which runs the same lifespan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from quart import Quart, Response, g, redirect, render_template, request, session, url_for
+from quart.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from server.bootstrap import build_context, prepare_database
+from server.clock import Clock, SystemClock
+from server.config import load_config
+from server.errors import SteelyardError
+from server.storage import users
+from server.web import admin, auth, feed, live, notifications, people, posts
+from server.web.support import NotSignedInRedirect, check_csrf, template_globals
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(
+    instance_path: Path | str,
+    *,
+    transport: Any = None,
+    clock: Clock | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Quart:
+    config = load_config(Path(instance_path), overrides)
+    clock = clock or SystemClock()
+    app = Quart(
+        "steelyard",
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        static_url_path="/static",
+    )
+    context = build_context(config, clock)
+    app.config.update(
+        SECRET_KEY=config.secret_key,
+        SESSION_COOKIE_NAME="steelyard_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.secure,
+        PERMANENT_SESSION_LIFETIME=14 * 24 * 3600,
+        MAX_CONTENT_LENGTH=config.max_upload_bytes + 64 * 1024,
+        BODY_TIMEOUT=30,
+        TEMPLATES_AUTO_RELOAD=False,
+        STEELYARD_CONTEXT=context,
+        STEELYARD_TRANSPORT=transport,
+    )
+    app.jinja_env.globals.update(template_globals())
+    app.jinja_env.globals["instance_name"] = config.name
+    app.jinja_env.filters["datetime"] = _format_ms
+    app.jinja_env.filters["iso"] = _iso_ms
+
+    for blueprint in (
+        auth.blueprint,
+        feed.blueprint,
+        posts.blueprint,
+        people.blueprint,
+        notifications.blueprint,
+        admin.blueprint,
+        live.blueprint,
+    ):
+        app.register_blueprint(blueprint)
+
+    @app.before_serving
+    async def open_database() -> None:
+        prepare_database(config, clock)
+        await context.db.open()
+
+    @app.after_serving
+    async def close_database() -> None:
+        await context.db.close()
+
+    @app.before_request
+    async def load_viewer() -> ResponseReturnValue | None:
+        # Forms are small; only the photo upload may send more (checked again by the service).
+        # (MAX_CONTENT_LENGTH above is the hard cap for every request, chunked ones included.)
+        if request.method == "POST" and request.path != "/settings/photo":
+            length = request.content_length
+            if length is None:  # chunked: read it (still capped by MAX_CONTENT_LENGTH)
+                length = len(await request.get_data(cache=True))
+            if length > config.max_form_bytes:
+                return await _error_page(413, "What you sent is too large.")
+        g.viewer = None
+        g.account = None
+        actor_id = session.get("uid")
+        if isinstance(actor_id, int):
+            acc = await context.db.read(users.select_account, actor_id)
+            if acc and acc.is_active and acc.session_epoch == session.get("epoch"):
+                g.account = acc
+                g.viewer = await context.db.read(users.select_actor, actor_id)
+            else:
+                session.clear()
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not await check_csrf():
+            return await _error_page(
+                400,
+                "This form has expired or did not come from this site. Reload the page and "
+                "try again.",
+            )
+        return None
+
+    @app.after_request
+    async def security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
+            " connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none';"
+            " frame-ancestors 'none'; form-action 'self'",
+        )
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["X-Frame-Options"] = "DENY"
+        headers["Referrer-Policy"] = "same-origin"
+        headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        headers["Cross-Origin-Resource-Policy"] = "same-origin"
+        headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
+        if config.secure:
+            headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+        if g.get("viewer") is not None and "Cache-Control" not in headers:
+            headers["Cache-Control"] = "private, no-store"
+        return response
+
+    @app.errorhandler(SteelyardError)
+    async def steelyard_error(error: SteelyardError) -> ResponseReturnValue:
+        return await _error_page(error.status, error.message)
+
+    @app.errorhandler(NotSignedInRedirect)
+    async def not_signed_in(_: Exception) -> ResponseReturnValue:
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+    @app.errorhandler(HTTPException)
+    async def http_error(error: HTTPException) -> ResponseReturnValue:
+        messages = {
+            404: "This page does not exist, or you are not allowed to see it.",
+            405: "This address does not accept that kind of request.",
+            413: "What you sent is too large.",
+        }
+        code = error.code or 500
+        return await _error_page(code, messages.get(code, error.description or "Error."))
+
+    @app.errorhandler(Exception)
+    async def unexpected(error: Exception) -> ResponseReturnValue:
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        return await _error_page(500, "Something went wrong on our side. It has been logged.")
+
+    return app
+
+
+async def _error_page(status: int, message: str) -> ResponseReturnValue:
+    if request.headers.get("X-Requested-With") == "steelyard":
+        return {"error": message}, status
+    return await render_template("error.html", status=status, message=message), status
+
+
+def _format_ms(value: int | None) -> str:
+    if value is None:
+        return ""
+    return dt.datetime.fromtimestamp(value / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _iso_ms(value: int | None) -> str:
+    if value is None:
+        return ""
+    return dt.datetime.fromtimestamp(value / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

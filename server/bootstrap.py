@@ -1,0 +1,52 @@
+"""Building a :class:`Context` outside the web app (CLI, benchmarks) and preparing the database.
+
+``create_app`` uses the same functions, so the CLI and the server see one instance the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from federation.urls import Urls
+from server.clock import Clock, SystemClock
+from server.config import Config, load_config
+from server.live import LiveBroker
+from server.services.context import Context
+from server.storage.db import Database, open_sync
+from server.storage.migrate import migrate
+from server.text import TextRenderer
+
+
+def build_context(config: Config, clock: Clock) -> Context:
+    return Context(
+        config=config,
+        db=Database(config.db_path, synchronous=config.synchronous),
+        clock=clock,
+        text=TextRenderer(),
+        live=LiveBroker(),
+        urls=Urls(config.url),
+    )
+
+
+def prepare_database(config: Config, clock: Clock) -> None:
+    """Migrate the database (backing it up first when it already holds data)."""
+    conn = open_sync(config.db_path, config.synchronous)
+    try:
+        migrate(conn, backups_dir=config.backups_dir, now_ms=clock.now_ms())
+    finally:
+        conn.close()
+
+
+@asynccontextmanager
+async def open_context(instance_path: Path, clock: Clock | None = None) -> AsyncIterator[Context]:
+    config = load_config(instance_path)
+    clock = clock or SystemClock()
+    prepare_database(config, clock)
+    context = build_context(config, clock)
+    await context.db.open()
+    try:
+        yield context
+    finally:
+        await context.db.close()

@@ -1,0 +1,222 @@
+"""The ``steelyard`` command: init, serve, user management (and, with federation, allowlist).
+
+Every command has ``--help``; every failure prints one clear line to stderr and exits non-zero.
+``--instance DIR`` (or ``STEELYARD_INSTANCE``) names the instance folder, ``./instance`` by
+default. ``init`` writes nothing unless it can write everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from server.clock import SystemClock
+from server.config import CONFIG_FILE, SECRET_FILE, load_config, render_config_toml, validate_url
+from server.errors import SteelyardError
+
+
+def _instance_default() -> str:
+    return os.environ.get("STEELYARD_INSTANCE", "instance")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="steelyard",
+        description="Steelyard: a self-hosted, federated enterprise social network.",
+    )
+    parser.add_argument(
+        "--instance",
+        default=_instance_default(),
+        metavar="DIR",
+        help="instance folder (default: $STEELYARD_INSTANCE or ./instance)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    init = commands.add_parser("init", help="create a new instance folder")
+    init.add_argument("--url", required=True, help="public base URL, e.g. https://social.acme.example")
+    init.add_argument("--name", default=None, help="the instance's display name (default: the host)")
+
+    serve = commands.add_parser("serve", help="serve the instance with Hypercorn")
+    serve.add_argument("--bind", default=None, metavar="HOST:PORT",
+                       help="address to listen on (default: from config, 127.0.0.1:8000)")
+
+    user = commands.add_parser("user", help="manage accounts")
+    user_cmds = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    create = user_cmds.add_parser("create", help="create an account")
+    create.add_argument("username")
+    create.add_argument("--admin", action="store_true", help="make the account an administrator")
+    create.add_argument("--display-name", default="", help="the person's full name")
+    create.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from standard input (otherwise a one-time password is printed)",
+    )
+    user_cmds.add_parser("list", help="list accounts")
+    deactivate = user_cmds.add_parser("deactivate", help="deactivate an account (posts are kept)")
+    deactivate.add_argument("username")
+    activate = user_cmds.add_parser("activate", help="reactivate a deactivated account")
+    activate.add_argument("username")
+    password = user_cmds.add_parser("password", help="set a new password for an account")
+    password.add_argument("username")
+    password.add_argument("--password-stdin", action="store_true",
+                          help="read the password from standard input")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    instance = Path(args.instance)
+    try:
+        if args.command == "init":
+            return cmd_init(instance, args.url, args.name)
+        if args.command == "serve":
+            return cmd_serve(instance, args.bind)
+        if args.command == "user":
+            return asyncio.run(cmd_user(instance, args))
+    except SteelyardError as exc:
+        print(f"steelyard: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    parser.error("unknown command")
+    return 2
+
+
+def cmd_init(instance: Path, url: str, name: str | None) -> int:
+    from server.bootstrap import prepare_database
+
+    base = validate_url(url)
+    if (instance / CONFIG_FILE).exists():
+        raise SteelyardError(f"{instance} already holds an instance; refusing to overwrite it.")
+    created_dir = not instance.exists()
+    written: list[Path] = []
+    try:
+        instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+        instance.chmod(0o700)
+        for sub in ("uploads", "backups"):
+            folder = instance / sub
+            folder.mkdir(mode=0o700, exist_ok=True)
+            written.append(folder)
+        secret = instance / SECRET_FILE
+        _write_private(secret, secrets.token_urlsafe(48) + "\n")
+        written.append(secret)
+        # The config goes in last: its presence is what makes the folder an instance, and
+        # on any failure below everything written here is removed again.
+        display = name or base.split("://", 1)[1]
+        config_file = instance / CONFIG_FILE
+        _write_private(config_file, render_config_toml(base, display))
+        written.append(config_file)
+        config = load_config(instance)
+        written.extend(
+            config.db_path.with_name(config.db_path.name + suffix)
+            for suffix in ("", "-wal", "-shm")
+        )
+        prepare_database(config, SystemClock())
+        config.db_path.chmod(0o600)
+    except BaseException:
+        for path in reversed(written):
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if created_dir:
+            shutil.rmtree(instance, ignore_errors=True)
+        raise
+    print(f"Created instance {base} in {instance.resolve()}")
+    print(f"Next: steelyard --instance {instance} user create NAME --admin")
+    return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def cmd_serve(instance: Path, bind: str | None) -> int:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config as HyperConfig
+
+    from server.app import create_app
+
+    config = load_config(instance)
+    app = create_app(instance)
+    hyper = HyperConfig()
+    hyper.bind = [bind or config.bind]
+    hyper.accesslog = None
+    hyper.errorlog = "-"
+    hyper.graceful_timeout = 5
+    hyper.keep_alive_timeout = 30
+    hyper.read_timeout = 60
+    print(f"Steelyard {config.name} serving {config.url} on http://{hyper.bind[0]}", flush=True)
+    asyncio.run(serve(app, hyper))  # type: ignore[arg-type]
+    return 0
+
+
+def _read_password(from_stdin: bool) -> tuple[str, bool]:
+    """The password and whether it was generated (and must be shown once)."""
+    if from_stdin:
+        value = sys.stdin.readline().rstrip("\r\n")
+        if not value:
+            raise SteelyardError("No password on standard input.")
+        return value, False
+    from server.services.accounts import generate_password
+
+    return generate_password(), True
+
+
+async def cmd_user(instance: Path, args: argparse.Namespace) -> int:
+    from server.bootstrap import open_context
+    from server.services import accounts
+    from server.storage import users
+
+    async with open_context(instance) as ctx:
+        if args.user_command == "create":
+            password, generated = _read_password(args.password_stdin)
+            actor = await accounts.create_user(
+                ctx, args.username, password, display_name=args.display_name, is_admin=args.admin
+            )
+            role = "administrator" if args.admin else "user"
+            print(f"Created {role} {actor.username} ({actor.uri})")
+            if generated:
+                print(f"One-time password for {actor.username}: {password}")
+                print("Sign in and change it under Settings > Password.")
+        elif args.user_command == "list":
+            for entry in await ctx.db.read(users.select_accounts):
+                flags = ",".join(
+                    f
+                    for f, on in (("admin", entry.account.is_admin),
+                                  ("deactivated", not entry.account.is_active))
+                    if on
+                )
+                print(f"{entry.actor.username}\t{entry.actor.display_name}\t{flags}")
+        elif args.user_command in ("deactivate", "activate"):
+            active = args.user_command == "activate"
+            actor = await accounts.set_active(ctx, args.username, active=active, by=None)
+            print(f"{actor.username} {'reactivated' if active else 'deactivated'}")
+        elif args.user_command == "password":
+            password, generated = _read_password(args.password_stdin)
+            actor_row = await ctx.db.read(users.select_local_actor, args.username)
+            if actor_row is None:
+                raise SteelyardError(f"No user named {args.username!r}.")
+            from server import passwords
+
+            passwords.check_policy(password, username=actor_row.username)
+            await accounts.set_password(ctx, actor_row.id, password)
+            print(f"Password changed for {actor_row.username}")
+            if generated:
+                print(f"One-time password for {actor_row.username}: {password}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Plain data of the enterprise network: frozen dataclasses and enums, no I/O.
+
+Storage returns these, services take and return them, templates read them. An ``Actor`` is any
+person we know of, local or remote; an ``Account`` is the sign-in side of a local actor.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Visibility(enum.StrEnum):
+    """Who may read a post. Internal never leaves the instance."""
+
+    INTERNAL = "internal"
+    FOLLOWERS = "followers"
+    PUBLIC = "public"
+    DIRECT = "direct"
+
+    @property
+    def label(self) -> str:
+        return {
+            "internal": "Internal (colleagues only)",
+            "followers": "Followers",
+            "public": "Public",
+            "direct": "Direct (mentioned people only)",
+        }[self.value]
+
+
+class FollowState(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    FROZEN = "frozen"  # the remote host was removed from the allowlist
+
+
+class NotificationKind(enum.StrEnum):
+    FOLLOW = "follow"
+    FOLLOW_REQUEST = "follow_request"
+    MENTION = "mention"
+    REPLY = "reply"
+    LIKE = "like"
+    WALL = "wall"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    id: int
+    uri: str
+    is_local: bool
+    username: str
+    host: str
+    display_name: str
+    job_title: str
+    department: str
+    location: str
+    contact: str
+    bio_html: str
+    avatar_file: str | None
+    avatar_url: str | None
+    profile_url: str | None
+    manually_approves: bool
+    created_at: int
+    deleted_at: int | None
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.username
+
+    @property
+    def handle(self) -> str:
+        """``alice`` for a colleague, ``bob@partner.example`` for a remote person."""
+        return self.username if self.is_local else f"{self.username}@{self.host}"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    actor_id: int
+    username: str
+    is_admin: bool
+    is_active: bool
+    session_epoch: int
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    id: int
+    uri: str
+    author: Actor
+    visibility: Visibility
+    content_html: str
+    source: str
+    wall_owner: Actor | None
+    in_reply_to_id: int | None
+    thread_root_id: int
+    version: int
+    reply_count: int
+    like_count: int
+    created_at: int
+    edited_at: int | None
+    deleted_at: int | None
+    liked_by_viewer: bool = False
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class PostVersion:
+    post_id: int
+    version: int
+    content_html: str
+    source: str
+    visibility: Visibility
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    id: int
+    kind: NotificationKind
+    actor: Actor
+    post_id: int | None
+    post_snippet: str
+    created_at: int
+    read: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a keyset-paged listing; ``next_cursor`` is None on the last page."""
+
+    items: tuple[T, ...]
+    next_cursor: int | None

@@ -1,0 +1,239 @@
+"""Accounts and profiles: create, sign in (throttled), change password, deactivate, edit profile.
+
+There is no open sign-up: accounts are made by admins (web or CLI). A deactivated account
+cannot sign in and its sessions end at once (the session epoch moves); its posts stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import sqlite3
+from dataclasses import dataclass
+
+from federation.signatures import generate_rsa_keypair
+from server import passwords
+from server.domain import Account, Actor
+from server.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
+from server.services.context import Context
+from server.storage import users
+
+USERNAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,29}$")
+RESERVED = frozenset(
+    {"actor", "inbox", "outbox", "users", "people", "posts", "tags", "static", "admin-api",
+     "well-known", "nodeinfo", "login", "logout", "settings", "live", "notifications", "root"}
+)
+# Sign-in throttle: after this many failures in the window, refuse until it passes.
+MAX_FAILURES = 5
+FAILURE_WINDOW_MS = 15 * 60 * 1000
+
+PROFILE_LIMITS = {
+    "display_name": 80,
+    "job_title": 120,
+    "department": 120,
+    "location": 120,
+    "contact": 200,
+}
+BIO_LIMIT = 10_000
+
+
+def validate_username(username: str) -> str:
+    name = username.strip().lower()
+    if not USERNAME_RE.match(name):
+        raise InvalidInput(
+            "A username has 1-30 characters: lowercase letters, digits, '_', '.' or '-',"
+            " and starts with a letter, digit or '_'."
+        )
+    if name in RESERVED:
+        raise InvalidInput(f"The username {name!r} is reserved.")
+    return name
+
+
+def _clean_line(value: str, field: str, limit: int) -> str:
+    value = " ".join(value.split())
+    if len(value) > limit:
+        raise InvalidInput(f"{field.replace('_', ' ').capitalize()} is too long (max {limit}).")
+    return value
+
+
+async def create_user(
+    ctx: Context,
+    username: str,
+    password: str,
+    *,
+    display_name: str = "",
+    is_admin: bool = False,
+    created_by: int | None = None,
+) -> Actor:
+    """Create a local account with a fresh RSA-2048 key pair (kept in the database)."""
+    name = validate_username(username)
+    display_name = _clean_line(display_name, "display_name", PROFILE_LIMITS["display_name"])
+    passwords.check_policy(password, username=name)
+    if await ctx.db.read(users.local_username_taken, name):
+        raise Conflict(f"The username {name!r} is already taken.")
+    # Slow on purpose (scrypt, RSA): off the event loop so other requests keep flowing.
+    password_hash = await asyncio.to_thread(passwords.hash_password, password)
+    private_pem, public_pem = await asyncio.to_thread(generate_rsa_keypair)
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> int:
+        if users.local_username_taken(conn, name):
+            raise Conflict(f"The username {name!r} is already taken.")
+        actor_id = users.insert_local_user(
+            conn,
+            uri=ctx.urls.actor(name),
+            username=name,
+            host=ctx.config.host,
+            display_name=display_name,
+            password_hash=password_hash,
+            is_admin=is_admin,
+            private_key_pem=private_pem,
+            public_key_pem=public_pem,
+            now_ms=now,
+        )
+        users.insert_audit(
+            conn,
+            actor_id=created_by,
+            action="account.create",
+            detail=f"{name}{' (admin)' if is_admin else ''}",
+            now_ms=now,
+        )
+        return actor_id
+
+    actor_id = await ctx.db.write(tx)
+    actor = await ctx.db.read(users.select_actor, actor_id)
+    assert actor is not None
+    return actor
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    account: Account
+
+
+async def authenticate(ctx: Context, username: str, password: str, client: str) -> Account:
+    """Check a sign-in; throttled per username and per client address.
+
+    The same message for unknown users, wrong passwords and deactivated accounts, and the
+    same time spent, so the form does not tell which usernames exist.
+    """
+    keys = [f"user:{username.strip().lower()[:64]}", f"client:{client[:64]}"]
+    now = ctx.clock.now_ms()
+    for key in keys:
+        found = await ctx.db.read(users.select_login_failures, key)
+        if found and found[0] >= MAX_FAILURES and found[1] >= now - FAILURE_WINDOW_MS:
+            wait_min = max(1, (found[1] + FAILURE_WINDOW_MS - now) // 60000)
+            raise TooManyRequests(
+                f"Too many failed sign-ins. Try again in about {wait_min} minutes."
+            )
+    creds = await ctx.db.read(users.select_credentials, username.strip())
+    if creds is None:
+        await asyncio.to_thread(passwords.dummy_verify, password)
+        ok = False
+    else:
+        matches = await asyncio.to_thread(
+            passwords.verify_password, password, creds.password_hash
+        )
+        ok = matches and creds.account.is_active
+    if not ok or creds is None:
+
+        def fail(conn: sqlite3.Connection) -> None:
+            for key in keys:
+                users.record_login_failure(conn, key, now, FAILURE_WINDOW_MS)
+
+        await ctx.db.write(fail)
+        raise InvalidInput("Wrong username or password.")
+
+    def succeed(conn: sqlite3.Connection) -> None:
+        users.clear_login_failures(conn, keys[0])
+
+    await ctx.db.write(succeed)
+    return creds.account
+
+
+async def change_password(ctx: Context, actor_id: int, current: str, new: str) -> None:
+    stored = await ctx.db.read(users.select_password_hash, actor_id)
+    account = await ctx.db.read(users.select_account, actor_id)
+    if stored is None or account is None:
+        raise NotFound("No such account.")
+    if not await asyncio.to_thread(passwords.verify_password, current, stored):
+        raise InvalidInput("The current password is wrong.")
+    passwords.check_policy(new, username=account.username)
+    await set_password(ctx, actor_id, new)
+
+
+async def set_password(ctx: Context, actor_id: int, new: str) -> None:
+    new_hash = await asyncio.to_thread(passwords.hash_password, new)
+    await ctx.db.write(users.update_password, actor_id, new_hash)
+
+
+async def set_active(ctx: Context, username: str, *, active: bool, by: int | None) -> Actor:
+    actor = await ctx.db.read(users.select_local_actor, username.strip())
+    if actor is None:
+        raise NotFound(f"No user named {username!r}.")
+    if by is not None and by == actor.id and not active:
+        raise Forbidden("You cannot deactivate your own account.")
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> None:
+        users.update_account_active(conn, actor.id, active=active, now_ms=now)
+        users.insert_audit(
+            conn,
+            actor_id=by,
+            action="account.activate" if active else "account.deactivate",
+            detail=actor.username,
+            now_ms=now,
+        )
+
+    await ctx.db.write(tx)
+    return actor
+
+
+def generate_password() -> str:
+    """A one-time password for new accounts (shown once)."""
+    return secrets.token_urlsafe(12)
+
+
+async def update_profile(
+    ctx: Context,
+    actor_id: int,
+    fields: dict[str, str],
+    *,
+    bio_source: str | None,
+    manually_approves: bool | None = None,
+) -> None:
+    """Edit one's own profile; the previous version is kept."""
+    cleaned: dict[str, str | int] = {
+        key: _clean_line(fields.get(key, ""), key, limit) for key, limit in PROFILE_LIMITS.items()
+    }
+    if bio_source is not None:
+        if len(bio_source) > BIO_LIMIT:
+            raise InvalidInput(f"The CV / bio is too long (max {BIO_LIMIT} characters).")
+        cleaned["bio_html"] = ctx.text.sanitize_rich(bio_source)
+    if manually_approves is not None:
+        cleaned["manually_approves"] = int(manually_approves)
+    await ctx.db.write(users.update_profile, actor_id, cleaned, ctx.clock.now_ms())
+
+
+async def set_avatar(ctx: Context, actor_id: int, data: bytes) -> str:
+    """Validate and re-encode a profile photo; store it under a server-made name."""
+    # Imported here: Pillow costs start-up time and memory that most requests never need.
+    from server import images
+
+    try:
+        encoded = await asyncio.to_thread(
+            images.reencode_avatar, data, max_bytes=ctx.config.max_upload_bytes
+        )
+    except images.ImageRejected as exc:
+        raise InvalidInput(str(exc)) from None
+    name = f"avatar-{actor_id}-{secrets.token_hex(8)}.jpg"
+    folder = ctx.config.uploads_dir
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = folder / f".{name}.tmp"
+    tmp.write_bytes(encoded)
+    tmp.replace(folder / name)
+    await ctx.db.write(
+        users.update_profile, actor_id, {"avatar_file": name}, ctx.clock.now_ms()
+    )
+    return name

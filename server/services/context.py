@@ -1,0 +1,26 @@
+"""What every service needs, wired once by ``create_app`` (no globals).
+
+Services are plain async functions taking a :class:`Context` first, like GoToSocial's
+``State``: the web layer, the CLI, the workers and the tests all call the same functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from federation.urls import Urls
+from server.clock import Clock
+from server.config import Config
+from server.live import LiveBroker
+from server.storage.db import Database
+from server.text import TextRenderer
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    config: Config
+    db: Database
+    clock: Clock
+    text: TextRenderer
+    live: LiveBroker
+    urls: Urls

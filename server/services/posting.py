@@ -1,0 +1,248 @@
+"""Posting: publish, reply, wall posts, edit (history kept), delete (archived), like.
+
+Invariants:
+- Text is rendered and sanitized by ``server.text`` before it is stored; stored HTML is safe.
+- A reply is never more visible than its parent: a reply to an Internal post is Internal, a
+  reply to a Direct post is Direct to the same people plus the parent's author, a reply to a
+  Followers post is at most Followers.
+- A Direct post must name at least one person; it is visible to exactly them and its author.
+- Only the author edits or deletes a post; the wall owner may also delete a post on their wall.
+- Live events go out after the commit and carry ids only.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from server.domain import Actor, NotificationKind, Post, Visibility
+from server.errors import Forbidden, InvalidInput, NotFound
+from server.live import LiveEvent
+from server.services.context import Context
+from server.storage import follows, notifications, posts, users
+from server.text import MentionTarget, RenderedPost
+
+MAX_POST_CHARS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    text: str
+    visibility: Visibility = Visibility.INTERNAL
+    in_reply_to: int | None = None
+    wall_owner: str | None = None  # username of a colleague whose wall this is written on
+
+
+def parse_visibility(value: str | None) -> Visibility:
+    try:
+        return Visibility(value or Visibility.INTERNAL.value)
+    except ValueError:
+        raise InvalidInput("Unknown visibility.") from None
+
+
+def _check_text(text: str) -> str:
+    text = text.replace("\r\n", "\n").strip()
+    if not text:
+        raise InvalidInput("Write something first.")
+    if len(text) > MAX_POST_CHARS:
+        raise InvalidInput(f"A post has at most {MAX_POST_CHARS} characters.")
+    return text
+
+
+async def render(ctx: Context, text: str) -> tuple[RenderedPost, list[Actor]]:
+    """Render text, resolving @mentions of active colleagues; return the mentioned people."""
+    wanted: list[str] = []
+
+    def collect(handle: str) -> MentionTarget | None:
+        wanted.append(handle)
+        return None
+
+    ctx.text.render_post(text, resolve_mention=collect, tag_href=ctx.urls.tag)
+    local_names = [h for h in wanted if "@" not in h]
+    found = await ctx.db.read(users.select_local_actors_by_names, local_names)
+
+    def resolve(handle: str) -> MentionTarget | None:
+        actor = found.get(handle.lower())
+        if actor is None:
+            return None
+        return MentionTarget(
+            handle=actor.username, href=ctx.urls.profile_page(actor.username), actor_uri=actor.uri
+        )
+
+    rendered = ctx.text.render_post(text, resolve_mention=resolve, tag_href=ctx.urls.tag)
+    by_uri = {a.uri: a for a in found.values()}
+    mentioned = [by_uri[m.actor_uri] for m in rendered.mentions if m.actor_uri in by_uri]
+    return rendered, mentioned
+
+
+async def publish_post(ctx: Context, author: Actor, draft: Draft) -> Post:
+    text = _check_text(draft.text)
+    visibility = draft.visibility
+    parent: Post | None = None
+    recipients: set[int] = set()
+    if draft.in_reply_to is not None:
+        parent = await ctx.db.read(posts.select_post, draft.in_reply_to, author.id)
+        if parent is None:
+            raise NotFound("The post you are replying to does not exist or is not visible.")
+        visibility = _reply_visibility(parent.visibility, visibility)
+        # The person replied to is always addressed (as Mastodon's implicit mention does),
+        # so a followers-only reply reaches them even when they do not follow the replier.
+        recipients.add(parent.author.id)
+        if visibility is Visibility.DIRECT:
+            recipients.update(await ctx.db.read(posts.select_recipient_ids, parent.id))
+    wall_owner: Actor | None = None
+    if draft.wall_owner:
+        wall_owner = await ctx.db.read(users.select_local_actor, draft.wall_owner)
+        if wall_owner is None or wall_owner.deleted_at is not None:
+            raise NotFound("No such colleague.")
+        if wall_owner.id == author.id:
+            wall_owner = None  # writing on one's own wall is just a post
+        else:
+            recipients.add(wall_owner.id)
+    rendered, mentioned = await render(ctx, text)
+    recipients.update(a.id for a in mentioned)
+    recipients.discard(author.id)
+    if visibility is Visibility.DIRECT and not recipients:
+        raise InvalidInput("A direct post must @mention at least one colleague.")
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> int:
+        post_id = posts.next_post_id(conn, now)
+        posts.insert_post(
+            conn,
+            posts.NewPost(
+                id=post_id,
+                uri=ctx.urls.note(author.username, post_id),
+                url=ctx.urls.post_page(post_id),
+                author_id=author.id,
+                visibility=visibility,
+                source=text,
+                content_html=rendered.html,
+                wall_owner_id=wall_owner.id if wall_owner else None,
+                in_reply_to_id=parent.id if parent else None,
+                in_reply_to_uri=parent.uri if parent else None,
+                thread_root_id=parent.thread_root_id if parent else post_id,
+                recipient_ids=sorted(recipients),
+                tags=rendered.hashtags,
+                created_at=now,
+            ),
+        )
+        for person in mentioned:
+            notifications.insert_notification(
+                conn, recipient_id=person.id, kind=NotificationKind.MENTION,
+                actor_id=author.id, post_id=post_id, now_ms=now,
+            )
+        if parent is not None and parent.author.id not in {m.id for m in mentioned}:
+            notifications.insert_notification(
+                conn, recipient_id=parent.author.id, kind=NotificationKind.REPLY,
+                actor_id=author.id, post_id=post_id, now_ms=now,
+            )
+        if wall_owner is not None:
+            notifications.insert_notification(
+                conn, recipient_id=wall_owner.id, kind=NotificationKind.WALL,
+                actor_id=author.id, post_id=post_id, now_ms=now,
+            )
+        return post_id
+
+    post_id = await ctx.db.write(tx)
+    post = await ctx.db.read(posts.select_post, post_id, author.id)
+    assert post is not None
+    await _announce(ctx, post, recipients)
+    notified = {a.id for a in mentioned}
+    if parent is not None:
+        notified.add(parent.author.id)
+    if wall_owner is not None:
+        notified.add(wall_owner.id)
+    await push_unread_counts(ctx, notified - {author.id})
+    return post
+
+
+def _reply_visibility(parent: Visibility, chosen: Visibility) -> Visibility:
+    if parent in (Visibility.INTERNAL, Visibility.DIRECT):
+        return parent
+    if parent is Visibility.FOLLOWERS and chosen is Visibility.PUBLIC:
+        return Visibility.FOLLOWERS
+    return chosen
+
+
+async def _announce(ctx: Context, post: Post, recipients: Iterable[int]) -> None:
+    """Tell open home feeds of local readers that a post appeared."""
+    audience = {post.author.id, *recipients}
+    if post.visibility is not Visibility.DIRECT:
+        audience.update(await ctx.db.read(follows.select_local_follower_ids, post.author.id))
+    ctx.live.publish(audience, LiveEvent("post", str(post.id)))
+
+
+async def push_unread_counts(ctx: Context, actor_ids: Iterable[int]) -> None:
+    for actor_id in actor_ids:
+        if ctx.live.is_connected(actor_id):
+            count = await ctx.db.read(notifications.count_unread, actor_id)
+            ctx.live.publish([actor_id], LiveEvent("notifications", str(count)))
+
+
+async def _own_post(ctx: Context, viewer: Actor, post_id: int) -> Post:
+    post = await ctx.db.read(posts.select_post, post_id, viewer.id)
+    if post is None:
+        raise NotFound("No such post.")
+    return post
+
+
+async def edit_post(ctx: Context, editor: Actor, post_id: int, text: str) -> Post:
+    """Replace the text; the previous version stays in the history."""
+    post = await _own_post(ctx, editor, post_id)
+    if post.author.id != editor.id:
+        raise Forbidden("Only the author can edit a post.")
+    text = _check_text(text)
+    rendered, mentioned = await render(ctx, text)
+    if post.visibility is Visibility.DIRECT:
+        # Editing a direct message cannot widen its audience to new people.
+        existing = set(await ctx.db.read(posts.select_recipient_ids, post.id))
+        new_ids = [a.id for a in mentioned if a.id in existing]
+    else:
+        new_ids = [a.id for a in mentioned]
+    await ctx.db.write(
+        posts.update_post_content,
+        post.id,
+        source=text,
+        content_html=rendered.html,
+        recipient_ids=new_ids,
+        tags=rendered.hashtags,
+        now_ms=ctx.clock.now_ms(),
+    )
+    updated = await ctx.db.read(posts.select_post, post.id, editor.id)
+    assert updated is not None
+    return updated
+
+
+async def delete_post(ctx: Context, actor: Actor, post_id: int) -> Post:
+    """Hide a post from everyone; the record and its versions stay in the archive."""
+    post = await _own_post(ctx, actor, post_id)
+    owner_of_wall = post.wall_owner is not None and post.wall_owner.id == actor.id
+    if post.author.id != actor.id and not owner_of_wall:
+        raise Forbidden("Only the author, or the owner of the wall, can remove a post.")
+    await ctx.db.write(posts.mark_post_deleted, post.id, ctx.clock.now_ms())
+    return post
+
+
+async def like_post(ctx: Context, actor: Actor, post_id: int, *, like: bool) -> Post:
+    post = await _own_post(ctx, actor, post_id)
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> bool:
+        if like:
+            added = posts.insert_like(conn, actor.id, post.id, None, now)
+            if added:
+                notifications.insert_notification(
+                    conn, recipient_id=post.author.id, kind=NotificationKind.LIKE,
+                    actor_id=actor.id, post_id=post.id, now_ms=now,
+                )
+            return added
+        return posts.delete_like(conn, actor.id, post.id)
+
+    changed = await ctx.db.write(tx)
+    if changed and like:
+        await push_unread_counts(ctx, [post.author.id])
+    updated = await ctx.db.read(posts.select_post, post.id, actor.id)
+    assert updated is not None
+    return updated

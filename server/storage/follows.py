@@ -1,0 +1,125 @@
+"""Who follows whom (``follows``). A row is pending, accepted or frozen (host removed)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from server.domain import Actor, FollowState, Page
+from server.storage.rows import actor_columns, actor_from_row
+
+
+def insert_follow(
+    conn: sqlite3.Connection,
+    follower_id: int,
+    followee_id: int,
+    *,
+    state: FollowState,
+    uri: str | None,
+    now_ms: int,
+) -> bool:
+    """Create the relationship; False if it already existed (idempotent)."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO follows (follower_id, followee_id, state, uri, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (follower_id, followee_id, state.value, uri, now_ms),
+    )
+    return cur.rowcount > 0
+
+
+def select_follow_state(
+    conn: sqlite3.Connection, follower_id: int, followee_id: int
+) -> FollowState | None:
+    row = conn.execute(
+        "SELECT state FROM follows WHERE follower_id = ? AND followee_id = ?",
+        (follower_id, followee_id),
+    ).fetchone()
+    return FollowState(row[0]) if row else None
+
+
+def update_follow_state(
+    conn: sqlite3.Connection, follower_id: int, followee_id: int, state: FollowState
+) -> bool:
+    cur = conn.execute(
+        "UPDATE follows SET state = ? WHERE follower_id = ? AND followee_id = ?",
+        (state.value, follower_id, followee_id),
+    )
+    return cur.rowcount > 0
+
+
+def delete_follow(conn: sqlite3.Connection, follower_id: int, followee_id: int) -> bool:
+    cur = conn.execute(
+        "DELETE FROM follows WHERE follower_id = ? AND followee_id = ?",
+        (follower_id, followee_id),
+    )
+    return cur.rowcount > 0
+
+
+def _people(
+    conn: sqlite3.Connection, sql: str, actor_id: int, before: int | None, limit: int
+) -> Page[Actor]:
+    rows = conn.execute(
+        sql, {"actor": actor_id, "before": before or 2**62, "limit": limit + 1}
+    ).fetchall()
+    people = [actor_from_row(r, "a_") for r in rows[:limit]]
+    cursor = int(rows[limit - 1]["follow_id"]) if len(rows) > limit else None
+    return Page(tuple(people), cursor)
+
+
+def select_followers(
+    conn: sqlite3.Connection, actor_id: int, *, before: int | None, limit: int
+) -> Page[Actor]:
+    return _people(
+        conn,
+        f"SELECT f.id AS follow_id, {actor_columns('a', 'a_')} FROM follows f"
+        " JOIN actors a ON a.id = f.follower_id WHERE f.followee_id = :actor"
+        " AND f.state = 'accepted' AND f.id < :before ORDER BY f.id DESC LIMIT :limit",
+        actor_id,
+        before,
+        limit,
+    )
+
+
+def select_following(
+    conn: sqlite3.Connection, actor_id: int, *, before: int | None, limit: int
+) -> Page[Actor]:
+    return _people(
+        conn,
+        f"SELECT f.id AS follow_id, {actor_columns('a', 'a_')} FROM follows f"
+        " JOIN actors a ON a.id = f.followee_id WHERE f.follower_id = :actor"
+        " AND f.state = 'accepted' AND f.id < :before ORDER BY f.id DESC LIMIT :limit",
+        actor_id,
+        before,
+        limit,
+    )
+
+
+def select_pending_requests(conn: sqlite3.Connection, followee_id: int) -> list[Actor]:
+    rows = conn.execute(
+        f"SELECT {actor_columns('a', 'a_')} FROM follows f JOIN actors a"
+        " ON a.id = f.follower_id WHERE f.followee_id = ? AND f.state = 'pending'"
+        " ORDER BY f.id",
+        (followee_id,),
+    ).fetchall()
+    return [actor_from_row(r, "a_") for r in rows]
+
+
+def count_follows(conn: sqlite3.Connection, actor_id: int) -> tuple[int, int]:
+    """(followers, following), accepted only."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM follows WHERE followee_id = :a AND state = 'accepted'),"
+        " (SELECT count(*) FROM follows WHERE follower_id = :a AND state = 'accepted')",
+        {"a": actor_id},
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def select_local_follower_ids(conn: sqlite3.Connection, actor_id: int) -> list[int]:
+    """Local people following ``actor_id`` (accepted): the live-update audience."""
+    return [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT f.follower_id FROM follows f JOIN actors a ON a.id = f.follower_id"
+            " WHERE f.followee_id = ? AND f.state = 'accepted' AND a.is_local = 1",
+            (actor_id,),
+        )
+    ]

@@ -1,0 +1,154 @@
+"""Forward-only numbered SQL migrations with checksums.
+
+Invariants:
+- ``migrations/NNNN_name.sql`` are applied in order, each in its own ``BEGIN IMMEDIATE``
+  transaction together with its ``schema_migrations`` row (version, name, SHA-256 checksum).
+- A migration already applied must not change: a checksum mismatch stops the instance.
+- A database ahead of this code (an unknown version) stops the instance: never run old code
+  on a newer schema.
+- Before migrating a database that already holds data, a ``VACUUM INTO`` copy is written to
+  ``backups/`` so a failed upgrade can be rolled back by hand.
+- ``schema.sql`` next to this file is the committed snapshot of the result; a test checks it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from server.errors import InstanceError
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode("utf-8")).hexdigest()
+
+
+def available_migrations() -> list[Migration]:
+    folder = resources.files("server.storage").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise InstanceError(f"Migration numbering has gaps or duplicates: {versions}")
+    return found
+
+
+def _ensure_table(conn: sqlite3.Connection) -> None:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,"
+        " applied_at INTEGER NOT NULL)"
+    )
+
+
+def pending_migrations(conn: sqlite3.Connection) -> list[Migration]:
+    """Check applied migrations against the code and return those still to apply."""
+    _ensure_table(conn)
+    applied = {
+        row[0]: (row[1], row[2])
+        for row in conn.execute("SELECT version, name, checksum FROM schema_migrations")
+    }
+    known = available_migrations()
+    by_version = {m.version: m for m in known}
+    for version, (name, checksum) in applied.items():
+        migration = by_version.get(version)
+        if migration is None:
+            raise InstanceError(
+                f"The database is ahead of this Steelyard (migration {version} {name}); "
+                "upgrade the software."
+            )
+        if migration.checksum != checksum:
+            raise InstanceError(
+                f"Migration {version:04d}_{name} was changed after it was applied; "
+                "restore the original file."
+            )
+    return [m for m in known if m.version not in applied]
+
+
+def migrate(conn: sqlite3.Connection, *, backups_dir: Path, now_ms: int) -> list[Migration]:
+    """Apply pending migrations; back up first when the database already holds data."""
+    todo = pending_migrations(conn)
+    if not todo:
+        return []
+    has_data = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] > 0
+    if has_data:
+        backups_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target = backups_dir / f"pre-migration-{todo[0].version:04d}-{now_ms}.sqlite3"
+        conn.execute("VACUUM INTO ?", (str(target),))
+        target.chmod(0o600)
+    for migration in todo:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in split_statements(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at)"
+                " VALUES (?, ?, ?, ?)",
+                (migration.version, migration.name, migration.checksum, now_ms),
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+    return todo
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration into statements (``executescript`` would commit on its own)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in sql.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise InstanceError("Migration ends with an incomplete statement.")
+    return statements
+
+
+def schema_snapshot(conn: sqlite3.Connection) -> str:
+    """The schema as committed in ``schema.sql``: every object's SQL, in a stable order."""
+    rows = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+        " AND name NOT LIKE 'sqlite_%' ORDER BY type DESC, name"
+    ).fetchall()
+    return "".join(f"{row[2]};\n\n" for row in rows)
+
+
+def write_snapshot(path: Path) -> None:
+    """Regenerate ``schema.sql`` from the migrations (``make schema``)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    _ensure_table(conn)
+    for migration in available_migrations():
+        for statement in split_statements(migration.sql):
+            conn.execute(statement)
+    path.write_text(
+        "-- Generated from the migrations; tests/unit/test_schema.py checks it.\n"
+        + schema_snapshot(conn),
+        encoding="utf-8",
+    )
+
+
+if __name__ == "__main__":
+    write_snapshot(Path(__file__).with_name("schema.sql"))

@@ -1,0 +1,78 @@
+"""Notifications for local people: who did what, about which post, read or not."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from server.domain import Notification, NotificationKind, Page
+from server.storage.rows import actor_columns, actor_from_row
+
+
+def insert_notification(
+    conn: sqlite3.Connection,
+    *,
+    recipient_id: int,
+    kind: NotificationKind,
+    actor_id: int,
+    post_id: int | None,
+    now_ms: int,
+) -> int | None:
+    """Notify a local person; nothing for acting on one's own things or for remote people."""
+    if recipient_id == actor_id:
+        return None
+    local = conn.execute(
+        "SELECT is_local FROM actors WHERE id = ?", (recipient_id,)
+    ).fetchone()
+    if not local or not local[0]:
+        return None
+    cur = conn.execute(
+        "INSERT INTO notifications (recipient_id, kind, actor_id, post_id, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (recipient_id, kind.value, actor_id, post_id, now_ms),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def select_notifications(
+    conn: sqlite3.Connection, recipient_id: int, *, before: int | None, limit: int
+) -> Page[Notification]:
+    """Newest first. A notification about a post the reader may no longer see (deleted)
+    shows no snippet; visibility of the post itself is checked where it is opened."""
+    rows = conn.execute(
+        f"SELECT n.id, n.kind, n.post_id, n.created_at, n.read_at, {actor_columns('a', 'a_')},"
+        " CASE WHEN p.deleted_at IS NULL THEN p.content_html ELSE '' END AS snippet"
+        " FROM notifications n JOIN actors a ON a.id = n.actor_id"
+        " LEFT JOIN posts p ON p.id = n.post_id"
+        " WHERE n.recipient_id = :r AND n.id < :before ORDER BY n.id DESC LIMIT :limit",
+        {"r": recipient_id, "before": before or 2**62, "limit": limit + 1},
+    ).fetchall()
+    items = tuple(
+        Notification(
+            id=r["id"],
+            kind=NotificationKind(r["kind"]),
+            actor=actor_from_row(r, "a_"),
+            post_id=r["post_id"],
+            post_snippet=r["snippet"] or "",
+            created_at=r["created_at"],
+            read=r["read_at"] is not None,
+        )
+        for r in rows[:limit]
+    )
+    return Page(items, items[-1].id if len(rows) > limit and items else None)
+
+
+def count_unread(conn: sqlite3.Connection, recipient_id: int) -> int:
+    return int(
+        conn.execute(
+            "SELECT count(*) FROM notifications WHERE recipient_id = ? AND read_at IS NULL",
+            (recipient_id,),
+        ).fetchone()[0]
+    )
+
+
+def mark_all_read(conn: sqlite3.Connection, recipient_id: int, now_ms: int) -> int:
+    cur = conn.execute(
+        "UPDATE notifications SET read_at = ? WHERE recipient_id = ? AND read_at IS NULL",
+        (now_ms, recipient_id),
+    )
+    return cur.rowcount

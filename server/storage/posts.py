@@ -1,0 +1,364 @@
+"""Posts, their versions, recipients, tags and likes; the feeds that read them.
+
+Invariants:
+- Every read that returns posts to a person takes a ``viewer_id`` (``None`` = anonymous) and
+  filters with :func:`_visible`, the one SQL statement of "who may see what":
+  anonymous sees Public only; a local viewer sees own posts, Public, Internal, Followers posts
+  of people they follow (accepted), and any post they are addressed in (``post_recipients``).
+- Deleted posts (``deleted_at`` set) are never returned by the reads for people; the row and
+  every version stay for the compliance archive.
+- ``post_versions`` holds every version, the current one included; an edit adds a row.
+- Post ids are time-sortable; feeds page by ``id < cursor`` (keyset), so page 500 costs what
+  page 1 costs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from server.domain import Page, Post, PostVersion, Visibility
+from server.storage.rows import actor_columns, actor_from_row
+
+_POST_SELECT = (
+    "SELECT p.id, p.uri, p.visibility, p.content_html, p.source, p.in_reply_to_id,"
+    " p.thread_root_id, p.version, p.reply_count, p.like_count, p.created_at, p.edited_at,"
+    " p.deleted_at, p.wall_owner_id, "
+    + actor_columns("au", "au_")
+    + ", "
+    + actor_columns("wo", "wo_")
+    + ", {liked} AS liked"
+    " FROM posts p JOIN actors au ON au.id = p.author_id"
+    " LEFT JOIN actors wo ON wo.id = p.wall_owner_id"
+)
+
+_MAX_CURSOR = 2**62
+
+
+def _select(viewer_id: int | None) -> str:
+    liked = (
+        "EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.id AND l.actor_id = :viewer)"
+        if viewer_id is not None
+        else "0"
+    )
+    return _POST_SELECT.format(liked=liked)
+
+
+def _visible(viewer_id: int | None) -> str:
+    """SQL condition: may ``:viewer`` read post ``p``? (See the module docstring.)"""
+    if viewer_id is None:
+        return "p.visibility = 'public'"
+    return (
+        "(p.author_id = :viewer OR p.visibility IN ('public', 'internal')"
+        " OR (p.visibility = 'followers' AND EXISTS (SELECT 1 FROM follows f"
+        "     WHERE f.follower_id = :viewer AND f.followee_id = p.author_id"
+        "     AND f.state = 'accepted'))"
+        " OR EXISTS (SELECT 1 FROM post_recipients r"
+        "     WHERE r.post_id = p.id AND r.actor_id = :viewer))"
+    )
+
+
+def _post_from_row(row: sqlite3.Row) -> Post:
+    return Post(
+        id=row["id"],
+        uri=row["uri"],
+        author=actor_from_row(row, "au_"),
+        visibility=Visibility(row["visibility"]),
+        content_html=row["content_html"],
+        source=row["source"],
+        wall_owner=actor_from_row(row, "wo_") if row["wall_owner_id"] is not None else None,
+        in_reply_to_id=row["in_reply_to_id"],
+        thread_root_id=row["thread_root_id"],
+        version=row["version"],
+        reply_count=row["reply_count"],
+        like_count=row["like_count"],
+        created_at=row["created_at"],
+        edited_at=row["edited_at"],
+        deleted_at=row["deleted_at"],
+        liked_by_viewer=bool(row["liked"]),
+    )
+
+
+def next_post_id(conn: sqlite3.Connection, now_ms: int) -> int:
+    """A new time-sortable id: epoch ms * 4096, or one more than the newest if that is later."""
+    newest = conn.execute("SELECT max(id) FROM posts").fetchone()[0] or 0
+    return max(now_ms << 12, int(newest) + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class NewPost:
+    id: int
+    uri: str
+    author_id: int
+    visibility: Visibility
+    source: str
+    content_html: str
+    wall_owner_id: int | None
+    in_reply_to_id: int | None
+    thread_root_id: int
+    recipient_ids: Sequence[int]
+    tags: Sequence[str]
+    created_at: int
+    url: str | None = None
+    in_reply_to_uri: str | None = None
+
+
+def insert_post(conn: sqlite3.Connection, post: NewPost) -> None:
+    conn.execute(
+        "INSERT INTO posts (id, uri, url, author_id, visibility, wall_owner_id, in_reply_to_id,"
+        " in_reply_to_uri, thread_root_id, source, content_html, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            post.id,
+            post.uri,
+            post.url,
+            post.author_id,
+            post.visibility.value,
+            post.wall_owner_id,
+            post.in_reply_to_id,
+            post.in_reply_to_uri,
+            post.thread_root_id,
+            post.source,
+            post.content_html,
+            post.created_at,
+        ),
+    )
+    conn.execute(
+        "INSERT INTO post_versions (post_id, version, visibility, source, content_html,"
+        " created_at) VALUES (?, 1, ?, ?, ?, ?)",
+        (post.id, post.visibility.value, post.source, post.content_html, post.created_at),
+    )
+    _insert_recipients(conn, post.id, post.recipient_ids)
+    _insert_tags(conn, post.id, post.tags)
+    if post.in_reply_to_id is not None:
+        conn.execute(
+            "UPDATE posts SET reply_count = reply_count + 1 WHERE id = ?", (post.in_reply_to_id,)
+        )
+
+
+def _insert_recipients(conn: sqlite3.Connection, post_id: int, ids: Iterable[int]) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO post_recipients (post_id, actor_id) VALUES (?, ?)",
+        [(post_id, i) for i in set(ids)],
+    )
+
+
+def _insert_tags(conn: sqlite3.Connection, post_id: int, tags: Iterable[str]) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO post_tags (tag, post_id) VALUES (?, ?)",
+        [(t, post_id) for t in set(tags)],
+    )
+
+
+def update_post_content(
+    conn: sqlite3.Connection,
+    post_id: int,
+    *,
+    source: str,
+    content_html: str,
+    recipient_ids: Sequence[int],
+    tags: Sequence[str],
+    now_ms: int,
+) -> int:
+    """Store a new version (the previous ones stay) and return its number."""
+    row = conn.execute(
+        "SELECT version, visibility FROM posts WHERE id = ?", (post_id,)
+    ).fetchone()
+    version = int(row["version"]) + 1
+    conn.execute(
+        "UPDATE posts SET source = ?, content_html = ?, version = ?, edited_at = ?"
+        " WHERE id = ?",
+        (source, content_html, version, now_ms, post_id),
+    )
+    conn.execute(
+        "INSERT INTO post_versions (post_id, version, visibility, source, content_html,"
+        " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (post_id, version, row["visibility"], source, content_html, now_ms),
+    )
+    # Mentions added by an edit become recipients; removed ones keep access to what they saw.
+    _insert_recipients(conn, post_id, recipient_ids)
+    conn.execute("DELETE FROM post_tags WHERE post_id = ?", (post_id,))
+    _insert_tags(conn, post_id, tags)
+    return version
+
+
+def mark_post_deleted(conn: sqlite3.Connection, post_id: int, now_ms: int) -> bool:
+    cur = conn.execute(
+        "UPDATE posts SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (now_ms, post_id)
+    )
+    if cur.rowcount:
+        conn.execute(
+            "UPDATE posts SET reply_count = max(reply_count - 1, 0)"
+            " WHERE id = (SELECT in_reply_to_id FROM posts WHERE id = ?)",
+            (post_id,),
+        )
+    return cur.rowcount > 0
+
+
+def select_post(conn: sqlite3.Connection, post_id: int, viewer_id: int | None) -> Post | None:
+    """The post if it exists, is not deleted and ``viewer_id`` may see it."""
+    row = conn.execute(
+        f"{_select(viewer_id)} WHERE p.id = :id AND p.deleted_at IS NULL"
+        f" AND {_visible(viewer_id)}",
+        {"id": post_id, "viewer": viewer_id},
+    ).fetchone()
+    return _post_from_row(row) if row else None
+
+
+def select_post_unchecked(conn: sqlite3.Connection, post_id: int) -> Post | None:
+    """The post regardless of viewer (for services that check ownership themselves)."""
+    row = conn.execute(
+        f"{_select(None)} WHERE p.id = :id", {"id": post_id, "viewer": None}
+    ).fetchone()
+    return _post_from_row(row) if row else None
+
+
+def select_recipient_ids(conn: sqlite3.Connection, post_id: int) -> list[int]:
+    return [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT actor_id FROM post_recipients WHERE post_id = ?", (post_id,)
+        )
+    ]
+
+
+def _page(rows: list[sqlite3.Row], limit: int) -> Page[Post]:
+    posts = [_post_from_row(r) for r in rows[:limit]]
+    next_cursor = posts[-1].id if len(rows) > limit and posts else None
+    return Page(tuple(posts), next_cursor)
+
+
+def select_home_feed(
+    conn: sqlite3.Connection, viewer_id: int, *, before: int | None, limit: int
+) -> Page[Post]:
+    """Own posts, posts of people followed, wall posts to me and posts addressed to me.
+
+    Scans posts newest first and filters (the ``+`` keeps SQLite on the primary key): a viewer
+    following a tenth of the company finds a page in a few hundred rows at any depth.
+    """
+    rows = conn.execute(
+        f"{_select(viewer_id)} WHERE p.id < :before AND p.deleted_at IS NULL"
+        " AND (+p.author_id = :viewer OR p.wall_owner_id = :viewer"
+        "   OR +p.author_id IN (SELECT followee_id FROM follows"
+        "       WHERE follower_id = :viewer AND state = 'accepted')"
+        "   OR EXISTS (SELECT 1 FROM post_recipients r2"
+        "       WHERE r2.post_id = p.id AND r2.actor_id = :viewer))"
+        f" AND {_visible(viewer_id)} ORDER BY p.id DESC LIMIT :limit",
+        {"viewer": viewer_id, "before": before or _MAX_CURSOR, "limit": limit + 1},
+    ).fetchall()
+    return _page(rows, limit)
+
+
+def select_profile_feed(
+    conn: sqlite3.Connection,
+    actor_id: int,
+    viewer_id: int | None,
+    *,
+    before: int | None,
+    limit: int,
+) -> Page[Post]:
+    """Posts by a person and posts on their wall, as ``viewer_id`` may see them."""
+    rows = conn.execute(
+        f"{_select(viewer_id)} WHERE p.id IN ("
+        "   SELECT id FROM posts WHERE author_id = :actor AND id < :before"
+        "   UNION SELECT id FROM posts WHERE wall_owner_id = :actor AND id < :before)"
+        f" AND p.deleted_at IS NULL AND {_visible(viewer_id)}"
+        " ORDER BY p.id DESC LIMIT :limit",
+        {
+            "actor": actor_id,
+            "viewer": viewer_id,
+            "before": before or _MAX_CURSOR,
+            "limit": limit + 1,
+        },
+    ).fetchall()
+    return _page(rows, limit)
+
+
+def select_wall(
+    conn: sqlite3.Connection,
+    owner_id: int,
+    viewer_id: int | None,
+    *,
+    before: int | None,
+    limit: int,
+) -> Page[Post]:
+    rows = conn.execute(
+        f"{_select(viewer_id)} WHERE p.wall_owner_id = :owner AND p.id < :before"
+        f" AND p.deleted_at IS NULL AND {_visible(viewer_id)}"
+        " ORDER BY p.id DESC LIMIT :limit",
+        {"owner": owner_id, "viewer": viewer_id, "before": before or _MAX_CURSOR,
+         "limit": limit + 1},
+    ).fetchall()
+    return _page(rows, limit)
+
+
+def select_thread(
+    conn: sqlite3.Connection, root_id: int, viewer_id: int | None, *, limit: int = 500
+) -> list[Post]:
+    rows = conn.execute(
+        f"{_select(viewer_id)} WHERE p.thread_root_id = :root AND p.deleted_at IS NULL"
+        f" AND {_visible(viewer_id)} ORDER BY p.id LIMIT :limit",
+        {"root": root_id, "viewer": viewer_id, "limit": limit},
+    ).fetchall()
+    return [_post_from_row(r) for r in rows]
+
+
+def select_tag_feed(
+    conn: sqlite3.Connection,
+    tag: str,
+    viewer_id: int | None,
+    *,
+    before: int | None,
+    limit: int,
+) -> Page[Post]:
+    rows = conn.execute(
+        f"{_select(viewer_id)} JOIN post_tags t ON t.post_id = p.id"
+        " WHERE t.tag = :tag AND t.post_id < :before AND p.deleted_at IS NULL"
+        f" AND {_visible(viewer_id)} ORDER BY t.post_id DESC LIMIT :limit",
+        {"tag": tag, "viewer": viewer_id, "before": before or _MAX_CURSOR, "limit": limit + 1},
+    ).fetchall()
+    return _page(rows, limit)
+
+
+def select_versions(conn: sqlite3.Connection, post_id: int) -> list[PostVersion]:
+    rows = conn.execute(
+        "SELECT post_id, version, visibility, source, content_html, created_at"
+        " FROM post_versions WHERE post_id = ? ORDER BY version DESC",
+        (post_id,),
+    ).fetchall()
+    return [
+        PostVersion(
+            post_id=r["post_id"],
+            version=r["version"],
+            content_html=r["content_html"],
+            source=r["source"],
+            visibility=Visibility(r["visibility"]),
+            created_at=r["created_at"],
+        )
+        for r in rows
+    ]
+
+
+def insert_like(
+    conn: sqlite3.Connection, actor_id: int, post_id: int, uri: str | None, now_ms: int
+) -> bool:
+    """Record a like; False if it was already there (idempotent)."""
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO likes (actor_id, post_id, uri, created_at) VALUES (?, ?, ?, ?)",
+        (actor_id, post_id, uri, now_ms),
+    )
+    if cur.rowcount:
+        conn.execute("UPDATE posts SET like_count = like_count + 1 WHERE id = ?", (post_id,))
+    return cur.rowcount > 0
+
+
+def delete_like(conn: sqlite3.Connection, actor_id: int, post_id: int) -> bool:
+    cur = conn.execute(
+        "DELETE FROM likes WHERE actor_id = ? AND post_id = ?", (actor_id, post_id)
+    )
+    if cur.rowcount:
+        conn.execute(
+            "UPDATE posts SET like_count = max(like_count - 1, 0) WHERE id = ?", (post_id,)
+        )
+    return cur.rowcount > 0

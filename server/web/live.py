@@ -1,0 +1,47 @@
+"""Server-Sent Events: the signed-in person's live stream of new posts and unread counts.
+
+Events carry ids only; the browser fetches ``/posts/<id>/card``, which checks visibility.
+A comment line every 20 s keeps proxies from closing an idle stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from quart import Blueprint, make_response
+from quart.typing import ResponseReturnValue
+
+from server.web.support import ctx, login_required, require_viewer
+
+blueprint = Blueprint("live", __name__)
+KEEPALIVE_SECONDS = 20.0
+
+
+@blueprint.get("/live")
+@login_required
+async def stream() -> ResponseReturnValue:
+    me = require_viewer()
+    broker = ctx().live
+
+    async def events() -> AsyncIterator[bytes]:
+        async with broker.subscribe(me.id) as queue:
+            yield b"retry: 3000\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+                    continue
+                yield f"event: {event.kind}\ndata: {event.data}\n\n".encode()
+
+    response = await make_response(
+        events(),
+        {
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        },
+    )
+    response.timeout = None  # type: ignore[attr-defined]
+    return response

@@ -1,0 +1,215 @@
+"""People: directory and search, profiles with their wall, follow, followers/following lists,
+editing one's own profile and photo."""
+
+from __future__ import annotations
+
+import re
+
+from quart import (
+    Blueprint,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    session,
+    url_for,
+)
+from quart.typing import ResponseReturnValue
+
+from server.domain import Actor, FollowState, Visibility
+from server.errors import InvalidInput, NotFound, SteelyardError
+from server.services import accounts, following
+from server.storage import follows, posts, users
+from server.web.support import (
+    ctx,
+    login_required,
+    parse_cursor,
+    parse_id,
+    require_viewer,
+    safe_next,
+    viewer_id,
+)
+
+blueprint = Blueprint("people", __name__)
+PAGE_SIZE = 20
+DIRECTORY_PAGE = 30
+_AVATAR_NAME = re.compile(r"^avatar-\d+-[0-9a-f]{16}\.jpg$")
+
+
+async def _person(handle: str) -> Actor:
+    if "@" in handle:
+        name, _, host = handle.partition("@")
+        actor = await ctx().db.read(users.select_actor_by_handle, name, host.lower())
+    else:
+        actor = await ctx().db.read(users.select_local_actor, handle)
+    if actor is None:
+        raise NotFound("No such person.")
+    return actor
+
+
+@blueprint.get("/people")
+@login_required
+async def directory() -> ResponseReturnValue:
+    query = request.args.get("q", "")[:200]
+    page_no = request.args.get("page", "1")
+    page = int(page_no) if page_no.isdigit() and 0 < int(page_no) < 10_000 else 1
+    found = await ctx().db.read(
+        users.search_local_people,
+        query,
+        limit=DIRECTORY_PAGE + 1,
+        offset=(page - 1) * DIRECTORY_PAGE,
+    )
+    return await render_template(
+        "people.html",
+        query=query,
+        people=found[:DIRECTORY_PAGE],
+        page=page,
+        has_more=len(found) > DIRECTORY_PAGE,
+    )
+
+
+@blueprint.get("/people/<handle>")
+@login_required
+async def profile(handle: str) -> ResponseReturnValue:
+    person = await _person(handle)
+    me = require_viewer()
+    page = await ctx().db.read(
+        posts.select_profile_feed,
+        person.id,
+        me.id,
+        before=parse_cursor(request.args.get("before")),
+        limit=PAGE_SIZE,
+    )
+    state = await ctx().db.read(follows.select_follow_state, me.id, person.id)
+    counts = await ctx().db.read(follows.count_follows, person.id)
+    html = await render_template(
+        "profile.html",
+        person=person,
+        page=page,
+        follow_state=state.value if state else None,
+        followers_count=counts[0],
+        following_count=counts[1],
+        visibilities=list(Visibility),
+    )
+    session.pop("draft", None)
+    return html
+
+
+@blueprint.get("/people/<handle>/followers")
+@login_required
+async def followers(handle: str) -> ResponseReturnValue:
+    person = await _person(handle)
+    page = await ctx().db.read(
+        follows.select_followers,
+        person.id,
+        before=parse_cursor(request.args.get("before")),
+        limit=DIRECTORY_PAGE,
+    )
+    return await render_template("people_list.html", person=person, page=page, kind="followers")
+
+
+@blueprint.get("/people/<handle>/following")
+@login_required
+async def following_list(handle: str) -> ResponseReturnValue:
+    person = await _person(handle)
+    page = await ctx().db.read(
+        follows.select_following,
+        person.id,
+        before=parse_cursor(request.args.get("before")),
+        limit=DIRECTORY_PAGE,
+    )
+    return await render_template("people_list.html", person=person, page=page, kind="following")
+
+
+@blueprint.post("/people/<handle>/follow")
+@login_required
+async def follow(handle: str) -> ResponseReturnValue:
+    person = await _person(handle)
+    form = await request.form
+    me = require_viewer()
+    if form.get("action") == "unfollow":
+        await following.unfollow(ctx(), me, person.id)
+        await flash(f"You no longer follow {person.name}.", "success")
+    else:
+        state = await following.follow(ctx(), me, person.id)
+        message = (
+            f"You now follow {person.name}."
+            if state is FollowState.ACCEPTED
+            else f"Follow request sent to {person.name}."
+        )
+        await flash(message, "success")
+    return redirect(safe_next(form.get("next"), url_for("people.profile", handle=handle)), 303)
+
+
+@blueprint.post("/follow-requests/<follower_id>")
+@login_required
+async def answer_request(follower_id: str) -> ResponseReturnValue:
+    form = await request.form
+    accept = form.get("action") == "accept"
+    await following.answer_request(ctx(), require_viewer(), parse_id(follower_id), accept=accept)
+    await flash("Request accepted." if accept else "Request declined.", "success")
+    return redirect(safe_next(form.get("next"), url_for("notifications.index")), 303)
+
+
+@blueprint.get("/settings/profile")
+@login_required
+async def edit_profile() -> ResponseReturnValue:
+    me = require_viewer()
+    return await render_template("settings_profile.html", person=me)
+
+
+@blueprint.post("/settings/profile")
+@login_required
+async def edit_profile_post() -> ResponseReturnValue:
+    me = require_viewer()
+    form = await request.form
+    fields = {key: form.get(key, "") for key in accounts.PROFILE_LIMITS}
+    try:
+        await accounts.update_profile(
+            ctx(), me.id, fields, bio_source=form.get("bio", ""),
+            manually_approves=form.get("manually_approves") == "on",
+        )
+    except SteelyardError as exc:
+        return (
+            await render_template("settings_profile.html", person=me, error=exc.message,
+                                  form=form),
+            exc.status,
+        )
+    await flash("Your profile was saved.", "success")
+    return redirect(url_for("people.edit_profile"), 303)
+
+
+@blueprint.post("/settings/photo")
+@login_required
+async def upload_photo() -> ResponseReturnValue:
+    me = require_viewer()
+    files = await request.files
+    upload = files.get("photo")
+    try:
+        if upload is None or not upload.filename:
+            raise InvalidInput("Choose a photo to upload.")
+        data = upload.read(ctx().config.max_upload_bytes + 1)
+        await accounts.set_avatar(ctx(), me.id, data)
+    except SteelyardError as exc:
+        return (
+            await render_template("settings_profile.html", person=me, error=exc.message),
+            exc.status,
+        )
+    await flash("Your photo was updated.", "success")
+    return redirect(url_for("people.edit_profile"), 303)
+
+
+@blueprint.get("/media/avatars/<name>")
+@login_required
+async def avatar(name: str) -> ResponseReturnValue:
+    # Server-made names only: nothing from the request reaches the filesystem path otherwise.
+    if not _AVATAR_NAME.match(name):
+        raise NotFound("No such file.")
+    path = ctx().config.uploads_dir / name
+    if not path.is_file():
+        raise NotFound("No such file.")
+    response = await send_file(path, mimetype="image/jpeg")
+    response.headers["Cache-Control"] = "private, max-age=86400, immutable"
+    response.headers["Content-Disposition"] = "inline"
+    return response

@@ -1,0 +1,104 @@
+"""One post: thread view, live partial, edit, history, delete, like."""
+
+from __future__ import annotations
+
+from quart import Blueprint, flash, redirect, render_template, request, url_for
+from quart.typing import ResponseReturnValue
+
+from server.domain import Visibility
+from server.errors import Forbidden, NotFound, SteelyardError
+from server.services import posting
+from server.storage import posts
+from server.web.support import (
+    ctx,
+    login_required,
+    parse_id,
+    require_viewer,
+    safe_next,
+    viewer_id,
+    wants_fragment,
+)
+
+blueprint = Blueprint("posts", __name__)
+
+
+async def _visible_post(post_id: str) -> posts.Post:
+    post = await ctx().db.read(posts.select_post, parse_id(post_id), viewer_id())
+    if post is None:
+        raise NotFound("This post does not exist, or you are not allowed to see it.")
+    return post
+
+
+@blueprint.get("/posts/<post_id>")
+async def thread(post_id: str) -> ResponseReturnValue:
+    post = await _visible_post(post_id)
+    thread_posts = await ctx().db.read(posts.select_thread, post.thread_root_id, viewer_id())
+    return await render_template(
+        "thread.html", post=post, thread=thread_posts, visibilities=list(Visibility)
+    )
+
+
+@blueprint.get("/posts/<post_id>/card")
+@login_required
+async def card(post_id: str) -> ResponseReturnValue:
+    """The post as a feed item, for live insertion (visibility checked like the page)."""
+    post = await _visible_post(post_id)
+    return await render_template("partials/post_card.html", post=post)
+
+
+@blueprint.get("/posts/<post_id>/edit")
+@login_required
+async def edit(post_id: str) -> ResponseReturnValue:
+    post = await _visible_post(post_id)
+    if post.author.id != require_viewer().id:
+        raise Forbidden("Only the author can edit a post.")
+    return await render_template("edit.html", post=post)
+
+
+@blueprint.post("/posts/<post_id>/edit")
+@login_required
+async def edit_post(post_id: str) -> ResponseReturnValue:
+    form = await request.form
+    try:
+        post = await posting.edit_post(ctx(), require_viewer(), parse_id(post_id), form.get("text", ""))
+    except (NotFound, Forbidden):
+        raise
+    except SteelyardError as exc:
+        original = await _visible_post(post_id)
+        return (
+            await render_template("edit.html", post=original, error=exc.message,
+                                  text=form.get("text", "")),
+            exc.status,
+        )
+    await flash("Your post was updated; the previous version is kept in its history.", "success")
+    return redirect(url_for("posts.thread", post_id=post.id), 303)
+
+
+@blueprint.get("/posts/<post_id>/history")
+@login_required
+async def history(post_id: str) -> ResponseReturnValue:
+    post = await _visible_post(post_id)
+    versions = await ctx().db.read(posts.select_versions, post.id)
+    return await render_template("history.html", post=post, versions=versions)
+
+
+@blueprint.post("/posts/<post_id>/delete")
+@login_required
+async def delete(post_id: str) -> ResponseReturnValue:
+    post = await posting.delete_post(ctx(), require_viewer(), parse_id(post_id))
+    if wants_fragment():
+        return {"deleted": post.id}
+    await flash("The post was removed.", "success")
+    form = await request.form
+    return redirect(safe_next(form.get("next"), url_for("feed.home")), 303)
+
+
+@blueprint.post("/posts/<post_id>/like")
+@login_required
+async def like(post_id: str) -> ResponseReturnValue:
+    form = await request.form
+    want = form.get("action", "like") != "unlike"
+    post = await posting.like_post(ctx(), require_viewer(), parse_id(post_id), like=want)
+    if wants_fragment():
+        return {"liked": post.liked_by_viewer, "count": post.like_count}
+    return redirect(safe_next(form.get("next"), url_for("posts.thread", post_id=post.id)), 303)

@@ -1,0 +1,132 @@
+"""Helpers shared by the blueprints: the signed-in person, CSRF, paging, rendering.
+
+The session cookie holds only the actor id, the account's session epoch and the CSRF token.
+Every request reloads the account: a deactivated account or a changed password (epoch moved)
+ends the session at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar, cast
+
+from quart import current_app, g, redirect, request, session, url_for
+from quart.typing import ResponseReturnValue
+
+from server.domain import Account, Actor
+from server.errors import Forbidden, InvalidInput, NotFound
+from server.services.context import Context
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+def ctx() -> Context:
+    return cast(Context, current_app.config["STEELYARD_CONTEXT"])
+
+
+def viewer() -> Actor | None:
+    return cast(Actor | None, g.get("viewer"))
+
+
+def viewer_id() -> int | None:
+    person = viewer()
+    return person.id if person else None
+
+
+def account() -> Account | None:
+    return cast(Account | None, g.get("account"))
+
+
+def require_viewer() -> Actor:
+    person = viewer()
+    if person is None:
+        raise NotSignedInRedirect()
+    return person
+
+
+class NotSignedInRedirect(Exception):
+    """Raised to send an anonymous visitor to the sign-in page."""
+
+
+def login_required(
+    fn: Callable[P, Awaitable[ResponseReturnValue]],
+) -> Callable[P, Awaitable[ResponseReturnValue]]:
+    @wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> ResponseReturnValue:
+        if viewer() is None:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        return await fn(*args, **kwargs)
+
+    return wrapper
+
+
+def admin_required(
+    fn: Callable[P, Awaitable[ResponseReturnValue]],
+) -> Callable[P, Awaitable[ResponseReturnValue]]:
+    @wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> ResponseReturnValue:
+        if viewer() is None:
+            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+        acc = account()
+        if acc is None or not acc.is_admin:
+            raise Forbidden("This page is for administrators.")
+        return await fn(*args, **kwargs)
+
+    return wrapper
+
+
+def csrf_token() -> str:
+    token = session.get(CSRF_FIELD)
+    if not token:
+        token = secrets.token_urlsafe(32)
+        session[CSRF_FIELD] = token
+    return str(token)
+
+
+async def check_csrf() -> bool:
+    expected = session.get(CSRF_FIELD)
+    if not expected:
+        return False
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None:
+        form = await request.form
+        sent = form.get(CSRF_FIELD)
+    return bool(sent) and secrets.compare_digest(str(sent), str(expected))
+
+
+def parse_cursor(value: str | None) -> int | None:
+    if not value:
+        return None
+    if not value.isdigit() or len(value) > 20:
+        raise InvalidInput("Invalid page cursor.")
+    return int(value)
+
+
+def parse_id(value: str) -> int:
+    if not value.isdigit() or len(value) > 20:
+        raise NotFound("No such page.")
+    return int(value)
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """Only same-site relative paths: never an open redirect (``//evil``, ``/\\evil``)."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return default
+    if "\\" in target or any(ord(c) < 32 for c in target):
+        return default
+    return target
+
+
+def wants_fragment() -> bool:
+    """Requests from our own JavaScript ask for a partial, not a page."""
+    return request.headers.get("X-Requested-With") == "steelyard"
+
+
+def template_globals() -> dict[str, Any]:
+    return {"csrf_token": csrf_token, "viewer": viewer, "account": account}

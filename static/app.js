@@ -1,0 +1,331 @@
+/* Steelyard: progressive enhancement only. Every form and link works without this file.
+ *
+ * 1. Live updates (Server-Sent Events): new posts appear at the top of the home feed,
+ *    the unread badge follows the notification count.
+ * 2. The home composer posts without a page reload.
+ * 3. Like / Unlike without a page reload.
+ * 4. Confirmation before destructive forms ([data-confirm]).
+ * 5. Times shown in the reader's own time zone.
+ *
+ * Plain ES2017, no libraries. Never builds HTML from strings except the server-made post card,
+ * which is parsed through a <template> element.
+ */
+(function () {
+  'use strict';
+
+  var AJAX_HEADERS = { 'X-Requested-With': 'steelyard' };
+  var HIGHLIGHT_MS = 2400;
+  var pendingCards = new Set();
+
+  function homeFeed() {
+    return document.querySelector('[data-feed="home"]');
+  }
+
+  /* A page further down the feed (?before=…) is not where new posts belong. */
+  function isNewestPage() {
+    return !new URLSearchParams(window.location.search).has('before');
+  }
+
+  function currentPath() {
+    return window.location.pathname + window.location.search;
+  }
+
+  async function readJson(response) {
+    var type = response.headers.get('Content-Type') || '';
+    if (type.indexOf('application/json') === -1) return null;
+    try {
+      return await response.json();
+    } catch (err) {
+      return null;
+    }
+  }
+
+  /* getAttribute: a field named "action" (the like form has one) shadows form.action. */
+  function postForm(form) {
+    return fetch(form.getAttribute('action') || window.location.href, {
+      method: 'POST',
+      body: new FormData(form),
+      headers: AJAX_HEADERS,
+      credentials: 'same-origin'
+    });
+  }
+
+  /* The role="alert" element of a form: the one in the markup, or a new one at its end. */
+  function errorBox(form) {
+    var box = form.querySelector('[data-form-error]');
+    if (!box) {
+      box = document.createElement('p');
+      box.className = 'form-error';
+      box.setAttribute('role', 'alert');
+      box.setAttribute('data-form-error', '');
+      box.hidden = true;
+      form.appendChild(box);
+    }
+    return box;
+  }
+
+  function showError(form, message) {
+    var box = errorBox(form);
+    box.textContent = message;
+    box.hidden = false;
+  }
+
+  function clearError(form) {
+    var box = form.querySelector('[data-form-error]');
+    if (box) {
+      box.textContent = '';
+      box.hidden = true;
+    }
+  }
+
+  /* ---- Times in the reader's time zone ---------------------------------------------- */
+
+  var timeFormat = null;
+  try {
+    timeFormat = new Intl.DateTimeFormat(undefined, {
+      year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit'
+    });
+  } catch (err) {
+    timeFormat = null;
+  }
+
+  function localizeTimes(root) {
+    if (!timeFormat) return;
+    root.querySelectorAll('time[datetime]').forEach(function (el) {
+      if (el.dataset.localized) return;
+      var date = new Date(el.getAttribute('datetime'));
+      if (isNaN(date.getTime())) return;
+      el.title = el.textContent.trim();
+      el.textContent = timeFormat.format(date);
+      el.dataset.localized = '1';
+    });
+  }
+
+  /* ---- Unread badge ------------------------------------------------------------------ */
+
+  function setUnread(value) {
+    var count = parseInt(value, 10);
+    if (isNaN(count) || count < 0) return;
+    document.querySelectorAll('[data-unread]').forEach(function (badge) {
+      badge.textContent = '';
+      if (count === 0) {
+        badge.hidden = true;
+        return;
+      }
+      badge.appendChild(document.createTextNode(count > 99 ? '99+' : String(count)));
+      var hint = document.createElement('span');
+      hint.className = 'sr-only';
+      hint.textContent = ' unread';
+      badge.appendChild(hint);
+      badge.hidden = false;
+    });
+  }
+
+  async function loadUnreadCount() {
+    try {
+      var response = await fetch('/notifications/count', {
+        headers: AJAX_HEADERS,
+        credentials: 'same-origin'
+      });
+      if (!response.ok) return;
+      var data = await readJson(response);
+      if (data && typeof data.unread === 'number') setUnread(data.unread);
+    } catch (err) {
+      /* Offline: the badge simply stays as rendered. */
+    }
+  }
+
+  /* ---- New posts in the home feed ---------------------------------------------------- */
+
+  function highlight(article) {
+    article.classList.add('is-new');
+    window.setTimeout(function () {
+      article.classList.remove('is-new');
+    }, HIGHLIGHT_MS);
+  }
+
+  async function insertPost(id) {
+    id = String(id).trim();
+    if (!/^\d{1,20}$/.test(id)) return;
+    var feed = homeFeed();
+    if (!feed || !isNewestPage()) return;
+    if (document.getElementById('post-' + id) || pendingCards.has(id)) return;
+    pendingCards.add(id);
+    try {
+      var response = await fetch('/posts/' + id + '/card', {
+        headers: AJAX_HEADERS,
+        credentials: 'same-origin'
+      });
+      if (!response.ok) return;
+      var html = await response.text();
+      if (document.getElementById('post-' + id)) return;
+      var template = document.createElement('template');
+      template.innerHTML = html.trim();
+      var article = template.content.querySelector('article.post');
+      if (!article) return;
+      /* Forms in the card come back here, not to the card URL. */
+      article.querySelectorAll('input[name="next"]').forEach(function (input) {
+        input.value = currentPath();
+      });
+      var empty = feed.querySelector('[data-empty]');
+      if (empty) empty.remove();
+      feed.insertBefore(article, feed.firstChild);
+      localizeTimes(article);
+      highlight(article);
+    } catch (err) {
+      /* Network trouble: the post shows on the next page load. */
+    } finally {
+      pendingCards.delete(id);
+    }
+  }
+
+  /* ---- Live stream ------------------------------------------------------------------- */
+
+  var source = null;
+
+  function openLive() {
+    var url = document.body.dataset.live;
+    if (!url || !('EventSource' in window) || source) return;
+    source = new EventSource(url);
+    source.addEventListener('post', function (event) {
+      insertPost(event.data);
+    });
+    source.addEventListener('notifications', function (event) {
+      setUnread(event.data);
+    });
+    /* EventSource reconnects by itself (the server sends retry: 3000). */
+  }
+
+  function closeLive() {
+    if (source) {
+      source.close();
+      source = null;
+    }
+  }
+
+  /* ---- Composer ---------------------------------------------------------------------- */
+
+  async function submitComposer(form) {
+    var textarea = form.querySelector('textarea[name="text"]');
+    var button = form.querySelector('button[type="submit"]');
+    clearError(form);
+    if (button) button.disabled = true;
+    form.setAttribute('aria-busy', 'true');
+    var response;
+    try {
+      response = await postForm(form);
+    } catch (err) {
+      /* Could not reach the server from here: let the browser try a normal submit. */
+      form.submit();
+      return;
+    } finally {
+      if (button) button.disabled = false;
+      form.removeAttribute('aria-busy');
+    }
+    var data = await readJson(response);
+    if (response.status === 201 && data && data.id !== undefined) {
+      if (textarea) textarea.value = '';
+      await insertPost(data.id);
+      if (textarea) textarea.focus();
+    } else if (data && data.error) {
+      showError(form, data.error); /* the text stays in the textarea */
+    } else {
+      /* Not our JSON (signed out, proxy page…): a normal submit shows what is going on. */
+      form.submit();
+    }
+  }
+
+  /* ---- Like / Unlike ----------------------------------------------------------------- */
+
+  async function submitLike(form) {
+    var button = form.querySelector('button[type="submit"]');
+    if (button) button.disabled = true;
+    var response;
+    try {
+      response = await postForm(form);
+    } catch (err) {
+      form.submit();
+      return;
+    } finally {
+      if (button) button.disabled = false;
+    }
+    var data = await readJson(response);
+    if (response.ok && data && typeof data.liked === 'boolean') {
+      clearError(form);
+      var action = form.querySelector('input[name="action"]');
+      if (action) action.value = data.liked ? 'unlike' : 'like';
+      var label = form.querySelector('[data-like-label]');
+      if (label) label.textContent = data.liked ? 'Unlike' : 'Like';
+      var count = form.querySelector('[data-like-count]');
+      if (count && typeof data.count === 'number') count.textContent = String(data.count);
+      if (button) button.classList.toggle('is-liked', data.liked);
+    } else if (data && data.error) {
+      showError(form, data.error);
+    } else {
+      form.submit();
+    }
+  }
+
+  /* ---- One submit listener for every form (cards inserted later included) ------------- */
+
+  document.addEventListener('submit', function (event) {
+    var form = event.target;
+    if (!(form instanceof HTMLFormElement) || event.defaultPrevented) return;
+
+    var question = form.getAttribute('data-confirm');
+    if (question && !window.confirm(question)) {
+      event.preventDefault();
+      return;
+    }
+    if (!window.fetch || !window.FormData) return;
+
+    if (form.hasAttribute('data-like-form')) {
+      event.preventDefault();
+      submitLike(form);
+    } else if (form.hasAttribute('data-composer') && homeFeed()) {
+      event.preventDefault();
+      submitComposer(form);
+    }
+  });
+
+  /* Ctrl+Enter / Cmd+Enter sends a composer. */
+  document.addEventListener('keydown', function (event) {
+    if (event.key !== 'Enter' || !(event.ctrlKey || event.metaKey)) return;
+    var target = event.target;
+    if (!(target instanceof HTMLTextAreaElement)) return;
+    var form = target.form;
+    if (!form || !form.hasAttribute('data-composer')) return;
+    event.preventDefault();
+    if (typeof form.requestSubmit === 'function') {
+      form.requestSubmit();
+    } else {
+      var button = form.querySelector('button[type="submit"]');
+      if (button) button.click();
+    }
+  });
+
+  /* ---- Start ------------------------------------------------------------------------- */
+
+  function start() {
+    localizeTimes(document);
+    if (document.body.dataset.live) {
+      loadUnreadCount();
+      openLive();
+    }
+  }
+
+  /* Pages restored from the back/forward cache need their stream again. */
+  window.addEventListener('pagehide', closeLive);
+  window.addEventListener('pageshow', function (event) {
+    if (event.persisted) {
+      if (document.body.dataset.live) loadUnreadCount();
+      openLive();
+    }
+  });
+
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', start);
+  } else {
+    start();
+  }
+})();

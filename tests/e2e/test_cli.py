@@ -1,0 +1,122 @@
+"""The ``steelyard`` command end to end: init, users, errors, serve, sign in over HTTP."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.processes import ServerProcess, free_port, run_cli
+
+pytestmark = pytest.mark.slow
+PASSWORD = "a long enough secret 42"
+
+
+def test_every_command_has_help() -> None:
+    for args in (
+        ["--help"],
+        ["init", "--help"],
+        ["serve", "--help"],
+        ["user", "--help"],
+        ["user", "create", "--help"],
+        ["user", "list", "--help"],
+        ["user", "deactivate", "--help"],
+    ):
+        result = run_cli(*args)
+        assert result.returncode == 0, args
+        assert "usage:" in result.stdout
+
+
+def test_init_creates_private_instance_and_refuses_overwrite(tmp_path: Path) -> None:
+    inst = tmp_path / "acme"
+    result = run_cli("--instance", str(inst), "init", "--url", "https://social.acme.example",
+                     "--name", "ACME")
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(inst.stat().st_mode) == 0o700
+    for name in ("config.toml", "secret_key", "steelyard.sqlite3"):
+        assert stat.S_IMODE((inst / name).stat().st_mode) == 0o600, name
+    assert (inst / "uploads").is_dir() and (inst / "backups").is_dir()
+    config = (inst / "config.toml").read_text()
+    again = run_cli("--instance", str(inst), "init", "--url", "https://other.example")
+    assert again.returncode == 1
+    assert "refusing to overwrite" in again.stderr
+    assert (inst / "config.toml").read_text() == config
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["ftp://acme.example", "http://acme.example", "https://", "not a url",
+     "https://user:pw@acme.example", "https://acme.example/sub"],
+)
+def test_init_with_bad_url_writes_nothing(tmp_path: Path, url: str) -> None:
+    inst = tmp_path / "bad"
+    result = run_cli("--instance", str(inst), "init", "--url", url)
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("steelyard: ")
+    assert not inst.exists()
+
+
+def test_commands_on_missing_instance_fail_clearly(tmp_path: Path) -> None:
+    result = run_cli("--instance", str(tmp_path / "nope"), "user", "list")
+    assert result.returncode == 1
+    assert "steelyard init" in result.stderr
+
+
+def test_user_commands(tmp_path: Path) -> None:
+    inst = str(tmp_path / "inst")
+    assert run_cli("--instance", inst, "init", "--url", "http://127.0.0.1:8000").returncode == 0
+    made = run_cli("--instance", inst, "user", "create", "root1", "--admin",
+                   "--display-name", "Root One")
+    assert made.returncode == 0, made.stderr
+    assert re.search(r"One-time password for root1: \S{12,}", made.stdout)
+    taken = run_cli("--instance", inst, "user", "create", "ROOT1", "--password-stdin",
+                    stdin=PASSWORD + "\n")
+    assert taken.returncode == 1 and "already taken" in taken.stderr
+    weak = run_cli("--instance", inst, "user", "create", "dave", "--password-stdin",
+                   stdin="short\n")
+    assert weak.returncode == 1 and "at least 10" in weak.stderr
+    bad_name = run_cli("--instance", inst, "user", "create", "bad name", "--password-stdin",
+                       stdin=PASSWORD + "\n")
+    assert bad_name.returncode == 1
+    listing = run_cli("--instance", inst, "user", "list")
+    assert "root1\tRoot One\tadmin" in listing.stdout
+    assert "dave" not in listing.stdout
+    off = run_cli("--instance", inst, "user", "deactivate", "root1")
+    assert off.returncode == 0
+    assert "deactivated" in run_cli("--instance", inst, "user", "list").stdout
+    missing = run_cli("--instance", inst, "user", "deactivate", "ghost")
+    assert missing.returncode == 1 and "No user named" in missing.stderr
+
+
+async def test_serve_and_sign_in_over_http(tmp_path: Path) -> None:
+    inst = tmp_path / "live"
+    port = free_port()
+    assert run_cli("--instance", str(inst), "init", "--url",
+                   f"http://127.0.0.1:{port}").returncode == 0
+    assert run_cli("--instance", str(inst), "user", "create", "erin", "--password-stdin",
+                   stdin=PASSWORD + "\n").returncode == 0
+    server = ServerProcess(inst, port, tmp_path / "server.log")
+    server.start()
+    try:
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as http:
+            async with http.get(f"{server.base}/login") as page:
+                html = await page.text()
+            match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+            assert match
+            async with http.post(
+                f"{server.base}/login",
+                data={"username": "erin", "password": PASSWORD, "csrf_token": match[1]},
+                allow_redirects=False,
+            ) as signed_in:
+                assert signed_in.status == 302
+                cookie = signed_in.headers.get("Set-Cookie", "")
+                assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+            async with http.get(f"{server.base}/") as home:
+                assert home.status == 200
+                assert "What are you working on?" in await home.text()
+    finally:
+        server.stop()

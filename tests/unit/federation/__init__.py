@@ -1,0 +1,1 @@
+"""Unit tests of the federation leaves: hosts, jsonsafe, signatures, transport."""

@@ -1,0 +1,115 @@
+"""Migrations: snapshot, checksums, ahead-of-code guard, backup before migrating, pragmas."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from server.errors import InstanceError
+from server.storage import migrate
+from server.storage.db import Database, open_sync
+
+SNAPSHOT = Path(__file__).resolve().parents[2] / "server" / "storage" / "schema.sql"
+
+
+def _fresh(tmp_path: Path) -> sqlite3.Connection:
+    conn = open_sync(tmp_path / "db.sqlite3")
+    migrate.migrate(conn, backups_dir=tmp_path / "backups", now_ms=1)
+    return conn
+
+
+def test_committed_snapshot_matches_migrations(tmp_path: Path) -> None:
+    conn = _fresh(tmp_path)
+    expected = SNAPSHOT.read_text(encoding="utf-8").split("\n", 1)[1]
+    assert migrate.schema_snapshot(conn) == expected, (
+        "server/storage/schema.sql is stale: regenerate it from the migrations"
+    )
+
+
+def test_changed_migration_is_refused(tmp_path: Path) -> None:
+    conn = _fresh(tmp_path)
+    conn.execute("UPDATE schema_migrations SET checksum = 'x' WHERE version = 1")
+    with pytest.raises(InstanceError, match="changed after it was applied"):
+        migrate.pending_migrations(conn)
+
+
+def test_database_ahead_of_code_is_refused(tmp_path: Path) -> None:
+    conn = _fresh(tmp_path)
+    conn.execute(
+        "INSERT INTO schema_migrations VALUES (999, 'future', 'abc', 1)"
+    )
+    with pytest.raises(InstanceError, match="ahead"):
+        migrate.pending_migrations(conn)
+
+
+def test_backup_is_taken_before_migrating_a_database_with_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = _fresh(tmp_path)
+    real = migrate.available_migrations()
+    extra = migrate.Migration(len(real) + 1, "extra", "CREATE TABLE extra_table (x INTEGER);")
+    monkeypatch.setattr(migrate, "available_migrations", lambda: [*real, extra])
+    applied = migrate.migrate(conn, backups_dir=tmp_path / "backups", now_ms=2)
+    assert [m.name for m in applied] == ["extra"]
+    backups = list((tmp_path / "backups").glob("pre-migration-*.sqlite3"))
+    assert len(backups) == 1
+    copy = sqlite3.connect(backups[0])
+    names = {r[0] for r in copy.execute("SELECT name FROM sqlite_master")}
+    assert "posts" in names and "extra_table" not in names
+
+
+def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = _fresh(tmp_path)
+    real = migrate.available_migrations()
+    bad = migrate.Migration(
+        len(real) + 1, "bad", "CREATE TABLE half (x INTEGER);\nINSERT INTO nowhere VALUES (1);"
+    )
+    monkeypatch.setattr(migrate, "available_migrations", lambda: [*real, bad])
+    with pytest.raises(sqlite3.OperationalError):
+        migrate.migrate(conn, backups_dir=tmp_path / "backups", now_ms=2)
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert "half" not in names
+
+
+async def test_connections_use_wal_full_sync_and_foreign_keys(tmp_path: Path) -> None:
+    _fresh(tmp_path).close()
+    db = Database(tmp_path / "db.sqlite3", synchronous="FULL")
+    await db.open()
+    try:
+
+        def pragmas(conn: sqlite3.Connection) -> tuple[str, int, int]:
+            return (
+                conn.execute("PRAGMA journal_mode").fetchone()[0],
+                conn.execute("PRAGMA synchronous").fetchone()[0],
+                conn.execute("PRAGMA foreign_keys").fetchone()[0],
+            )
+
+        assert await db.read(pragmas) == ("wal", 2, 1)
+        assert await db.write(pragmas) == ("wal", 2, 1)
+    finally:
+        await db.close()
+
+
+async def test_failed_write_transaction_leaves_nothing(tmp_path: Path) -> None:
+    _fresh(tmp_path).close()
+    db = Database(tmp_path / "db.sqlite3")
+    await db.open()
+    try:
+
+        def half(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO audit_log (at, action) VALUES (1, 'first')"
+            )
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError):
+            await db.write(half)
+
+        def count(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+
+        assert await db.read(count) == 0
+    finally:
+        await db.close()

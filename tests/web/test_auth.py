@@ -1,0 +1,159 @@
+"""Sign-in, sessions, CSRF, throttling, password change, deactivation, redirects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from quart import Quart
+
+from server.app import create_app
+from server.services import accounts
+from tests.conftest import PASSWORD, People, context_of, make_instance
+from tests.support.web import csrf_of, login, post_form
+
+
+async def test_anonymous_is_sent_to_sign_in(app: Quart) -> None:
+    client = app.test_client()
+    response = await client.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+async def test_sign_in_and_out(app: Quart, people: People) -> None:
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    home = await client.get("/")
+    assert home.status_code == 200
+    assert "What are you working on?" in await home.get_data(as_text=True)
+    out = await post_form(client, "/logout", {})
+    assert out.status_code == 302
+    assert (await client.get("/")).status_code == 302
+
+
+async def test_wrong_password_gets_a_clear_message(app: Quart, people: People) -> None:
+    client = app.test_client()
+    token = await csrf_of(client)
+    response = await client.post(
+        "/login", form={"username": "alice", "password": "nope nope nope", "csrf_token": token}
+    )
+    assert response.status_code == 400
+    assert "Wrong username or password." in await response.get_data(as_text=True)
+
+
+async def test_failed_sign_ins_are_throttled(app: Quart, people: People) -> None:
+    client = app.test_client()
+    for _ in range(accounts.MAX_FAILURES):
+        token = await csrf_of(client)
+        await client.post("/login", form={"username": "bob", "password": "wrong password!",
+                                          "csrf_token": token})
+    token = await csrf_of(client)
+    # Even the right password is refused while throttled.
+    blocked = await client.post("/login", form={"username": "bob", "password": PASSWORD,
+                                                "csrf_token": token})
+    assert blocked.status_code == 429
+    assert "Too many failed sign-ins" in await blocked.get_data(as_text=True)
+
+
+async def test_login_without_or_with_wrong_csrf_is_refused(app: Quart, people: People) -> None:
+    client = app.test_client()
+    await csrf_of(client)
+    missing = await client.post("/login", form={"username": "alice", "password": PASSWORD})
+    assert missing.status_code == 400
+    wrong = await client.post(
+        "/login", form={"username": "alice", "password": PASSWORD, "csrf_token": "forged"}
+    )
+    assert wrong.status_code == 400
+    assert (await client.get("/")).status_code == 302
+
+
+async def test_state_change_without_csrf_changes_nothing(app: Quart, people: People) -> None:
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    response = await client.post("/posts", form={"text": "forged post", "visibility": "internal"})
+    assert response.status_code == 400
+    home = await (await client.get("/")).get_data(as_text=True)
+    assert "forged post" not in home
+    header_wrong = await client.post(
+        "/posts", form={"text": "forged 2"}, headers={"X-CSRF-Token": "nope"}
+    )
+    assert header_wrong.status_code == 400
+
+
+async def test_open_redirect_after_login_is_ignored(app: Quart, people: People) -> None:
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+        client = app.test_client()
+        token = await csrf_of(client)
+        response = await client.post(
+            "/login",
+            form={"username": "alice", "password": PASSWORD, "csrf_token": token,
+                  "next": target},
+        )
+        assert response.status_code == 302
+        assert response.headers["Location"] == "/"
+
+
+async def test_deactivated_user_is_signed_out_and_cannot_sign_in(
+    app: Quart, people: People
+) -> None:
+    client = app.test_client()
+    await login(client, "bob", PASSWORD)
+    await accounts.set_active(context_of(app), "bob", active=False, by=None)
+    assert (await client.get("/")).status_code == 302
+    token = await csrf_of(client)
+    again = await client.post("/login", form={"username": "bob", "password": PASSWORD,
+                                              "csrf_token": token})
+    assert again.status_code == 400
+
+
+async def test_password_change_ends_other_sessions(app: Quart, people: People) -> None:
+    first, second = app.test_client(), app.test_client()
+    await login(first, "carol", PASSWORD)
+    await login(second, "carol", PASSWORD)
+    new = "a brand new passphrase 7"
+    response = await post_form(
+        first,
+        "/settings/password",
+        {"current_password": PASSWORD, "new_password": new, "confirm_password": new},
+    )
+    assert response.status_code == 302
+    assert (await first.get("/")).status_code == 200
+    assert (await second.get("/")).status_code == 302
+    wrong = await post_form(
+        first,
+        "/settings/password",
+        {"current_password": "not it at all", "new_password": new + "x",
+         "confirm_password": new + "x"},
+    )
+    assert wrong.status_code == 400
+
+
+async def test_cookie_is_secure_on_https_instances(tmp_path: Path) -> None:
+    inst = make_instance(tmp_path / "secure", url="https://social.acme.example")
+    app = create_app(inst)
+    async with app.test_app():
+        await accounts.create_user(context_of(app), "dora", PASSWORD)
+        client = app.test_client()
+        token = await csrf_of(client)
+        response = await client.post(
+            "/login", form={"username": "dora", "password": PASSWORD, "csrf_token": token}
+        )
+        cookie = response.headers.get("Set-Cookie", "")
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+        assert "Strict-Transport-Security" in response.headers
+
+
+async def test_admin_pages_are_for_admins(app: Quart, people: People) -> None:
+    client = app.test_client()
+    await login(client, "bob", PASSWORD)
+    assert (await client.get("/admin/users")).status_code == 403
+    refused = await post_form(client, "/admin/users", {"username": "mallory"})
+    assert refused.status_code == 403
+    admin = app.test_client()
+    await login(admin, "alice", PASSWORD)
+    page = await admin.get("/admin/users")
+    assert page.status_code == 200
+    made = await post_form(admin, "/admin/users", {"username": "frank", "display_name": "Frank"},
+                           token_from="/admin/users")
+    assert made.status_code == 303
+    listing = await (await admin.get("/admin/users")).get_data(as_text=True)
+    assert "frank" in listing and "One-time password" in listing

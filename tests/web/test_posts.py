@@ -1,0 +1,222 @@
+"""Posting through the web: compose, mentions, hashtags, replies, likes, edits, deletes, walls,
+follows, notifications, paging."""
+
+from __future__ import annotations
+
+import re
+
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+
+from server.domain import Visibility
+from server.services import following, posting
+from server.storage import posts
+from tests.conftest import PASSWORD, People, context_of
+from tests.support.web import login, post_form
+
+
+async def _client(app: Quart, name: str) -> Client:
+    client = app.test_client()
+    await login(client, name, PASSWORD)
+    return client
+
+
+async def _page(client: Client, path: str) -> str:
+    response = await client.get(path)
+    assert response.status_code == 200, path
+    return await response.get_data(as_text=True)
+
+
+def _post_ids(html: str) -> list[int]:
+    return [int(x) for x in re.findall(r'data-post-id="(\d+)"', html)]
+
+
+async def test_compose_mention_hashtag_and_notification(app: Quart, people: People) -> None:
+    alice = await _client(app, "alice")
+    response = await post_form(
+        alice, "/posts",
+        {"text": "Tender prep with @bob #Q2tender https://example.com/spec.", "visibility": "internal"},
+    )
+    assert response.status_code == 303
+    home = await _page(alice, "/")
+    assert 'class="u-url mention"' in home and 'href="http://127.0.0.1:8000/people/bob"' in home
+    assert "/tags/q2tender" in home
+    assert 'href="https://example.com/spec"' in home
+    bob = await _client(app, "bob")
+    notes = await _page(bob, "/notifications")
+    assert "mentioned you" in notes
+    assert (await (await bob.get("/notifications/count")).get_json())["unread"] == 1
+    tag = await _page(bob, "/tags/q2tender")
+    assert "Tender prep" in tag
+
+
+async def test_follow_feed_reply_like_and_notifications(app: Quart, people: People) -> None:
+    bob = await _client(app, "bob")
+    followed = await post_form(bob, "/people/alice/follow", {})
+    assert followed.status_code == 303
+    alice = await _client(app, "alice")
+    await post_form(alice, "/posts", {"text": "Shipping the release today", "visibility": "followers"})
+    home = await _page(bob, "/")
+    assert "Shipping the release today" in home
+    post_id = _post_ids(home)[0]
+    reply = await post_form(bob, "/posts", {"text": "Good luck!", "in_reply_to": str(post_id),
+                                            "visibility": "public"})
+    assert reply.status_code == 303
+    liked = await post_form(bob, f"/posts/{post_id}/like", {"action": "like"})
+    assert liked.status_code == 303
+    again = await post_form(bob, f"/posts/{post_id}/like", {"action": "like"})
+    assert again.status_code == 303
+    thread = await _page(alice, f"/posts/{post_id}")
+    assert "Good luck!" in thread
+    ctx = context_of(app)
+    stored = await ctx.db.read(posts.select_post, post_id, people.alice.id)
+    assert stored is not None and stored.like_count == 1 and stored.reply_count == 1
+    # A reply to a followers-only post is never wider than its parent.
+    reply_post = await ctx.db.read(posts.select_thread, post_id, people.alice.id)
+    assert reply_post[-1].visibility is Visibility.FOLLOWERS
+    notes = await _page(alice, "/notifications")
+    assert "followed you" in notes and "replied" in notes and "liked your post" in notes
+    followers = await _page(alice, "/people/alice/followers")
+    assert "Bob Builder" in followers
+    following_page = await _page(bob, "/people/bob/following")
+    assert "Alice Example" in following_page
+
+
+async def test_edit_keeps_history_and_delete_keeps_archive(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    post = await posting.publish_post(ctx, people.alice, posting.Draft("First draft"))
+    alice = await _client(app, "alice")
+    edited = await post_form(alice, f"/posts/{post.id}/edit", {"text": "Second draft"},
+                             token_from=f"/posts/{post.id}/edit")
+    assert edited.status_code == 303
+    history = await _page(alice, f"/posts/{post.id}/history")
+    assert "First draft" in history and "Second draft" in history
+    deleted = await post_form(alice, f"/posts/{post.id}/delete", {})
+    assert deleted.status_code == 303
+    assert (await alice.get(f"/posts/{post.id}")).status_code == 404
+    versions = await ctx.db.read(posts.select_versions, post.id)
+    assert [v.source for v in versions] == ["Second draft", "First draft"]
+    archived = await ctx.db.read(posts.select_post_unchecked, post.id)
+    assert archived is not None and archived.deleted_at is not None
+
+
+async def test_other_peoples_posts_cannot_be_edited_or_deleted(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    post = await posting.publish_post(ctx, people.alice, posting.Draft("Alice's words"))
+    bob = await _client(app, "bob")
+    assert (await bob.get(f"/posts/{post.id}/edit")).status_code == 403
+    edit = await post_form(bob, f"/posts/{post.id}/edit", {"text": "Bob was here"})
+    assert edit.status_code == 403
+    delete = await post_form(bob, f"/posts/{post.id}/delete", {})
+    assert delete.status_code == 403
+    unchanged = await ctx.db.read(posts.select_post, post.id, people.alice.id)
+    assert unchanged is not None and unchanged.source == "Alice's words"
+
+
+async def test_wall_post_and_owner_removes_it(app: Quart, people: People) -> None:
+    bob = await _client(app, "bob")
+    wrote = await post_form(bob, "/posts", {"text": "Congrats on the launch!", "wall_owner": "alice",
+                                            "visibility": "internal"}, token_from="/people/alice")
+    assert wrote.status_code == 303
+    alice = await _client(app, "alice")
+    profile = await _page(alice, "/people/alice")
+    assert "Congrats on the launch!" in profile
+    home = await _page(alice, "/")
+    assert "Congrats on the launch!" in home
+    assert "wrote on your wall" in await _page(alice, "/notifications")
+    post_id = _post_ids(profile)[0]
+    carol = await _client(app, "carol")
+    refused = await post_form(carol, f"/posts/{post_id}/delete", {})
+    assert refused.status_code == 403
+    removed = await post_form(alice, f"/posts/{post_id}/delete", {})
+    assert removed.status_code == 303
+    assert "Congrats on the launch!" not in await _page(alice, "/people/alice")
+
+
+async def test_locked_account_approves_followers(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    carol = await _client(app, "carol")
+    saved = await post_form(carol, "/settings/profile",
+                            {"display_name": "Carol Clerk", "manually_approves": "on"},
+                            token_from="/settings/profile")
+    assert saved.status_code == 303
+    bob = await _client(app, "bob")
+    await post_form(bob, "/people/carol/follow", {})
+    await posting.publish_post(ctx, people.carol, posting.Draft("Followers only news", Visibility.FOLLOWERS))
+    assert "Followers only news" not in await _page(bob, "/people/carol")
+    notes = await _page(carol, "/notifications")
+    assert "asked to follow you" in notes
+    accepted = await post_form(carol, f"/follow-requests/{people.bob.id}", {"action": "accept"})
+    assert accepted.status_code == 303
+    assert "Followers only news" in await _page(bob, "/people/carol")
+
+
+async def test_empty_and_oversized_posts_are_refused_and_text_kept(
+    app: Quart, people: People
+) -> None:
+    alice = await _client(app, "alice")
+    empty = await post_form(alice, "/posts", {"text": "   "})
+    assert empty.status_code == 303
+    assert "Write something first." in await _page(alice, "/")
+    long_text = "x" * (posting.MAX_POST_CHARS + 1)
+    await post_form(alice, "/posts", {"text": long_text})
+    home = await _page(alice, "/")
+    assert "at most 5000 characters" in home
+    bad_vis = await post_form(alice, "/posts", {"text": "hello", "visibility": "everyone"})
+    assert bad_vis.status_code == 303
+    assert "Unknown visibility." in await _page(alice, "/")
+    huge = await post_form(alice, "/posts", {"text": "y" * 400_000})
+    assert huge.status_code == 413
+
+
+async def test_direct_post_needs_a_recipient(app: Quart, people: People) -> None:
+    alice = await _client(app, "alice")
+    await post_form(alice, "/posts", {"text": "to nobody", "visibility": "direct"})
+    assert "must @mention at least one" in await _page(alice, "/")
+
+
+async def test_paging_walks_the_whole_history(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    for i in range(45):
+        await posting.publish_post(ctx, people.alice, posting.Draft(f"update number {i}"))
+    alice = await _client(app, "alice")
+    seen: list[int] = []
+    path = "/"
+    while True:
+        html = await _page(alice, path)
+        seen.extend(_post_ids(html))
+        match = re.search(r'href="(/\?before=\d+)"', html) or re.search(
+            r'href="\?before=(\d+)"', html
+        )
+        if not match:
+            break
+        path = match[1] if match[1].startswith("/") else f"/?before={match[1]}"
+    assert len(seen) == 45 and seen == sorted(seen, reverse=True)
+
+
+async def test_people_directory_search(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    from server.services import accounts
+
+    await accounts.update_profile(
+        ctx, people.bob.id, {"display_name": "Bob Builder", "job_title": "Site Engineer",
+                             "department": "Construction"}, bio_source="<p>Builds things</p>",
+    )
+    alice = await _client(app, "alice")
+    found = await _page(alice, "/people?q=construction")
+    assert "Bob Builder" in found and "Carol Clerk" not in found
+    by_title = await _page(alice, "/people?q=site+engineer")
+    assert "Bob Builder" in by_title
+    everyone = await _page(alice, "/people")
+    assert "Carol Clerk" in everyone and "Alice Example" in everyone
+    assert "Builds things" in await _page(alice, "/people/bob")
+
+
+async def test_unfollow_removes_followers_posts_from_feed(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    await following.follow(ctx, people.bob, people.alice.id)
+    await posting.publish_post(ctx, people.alice, posting.Draft("followers news", Visibility.FOLLOWERS))
+    bob = await _client(app, "bob")
+    assert "followers news" in await _page(bob, "/")
+    await post_form(bob, "/people/alice/follow", {"action": "unfollow"})
+    assert "followers news" not in await _page(bob, "/")

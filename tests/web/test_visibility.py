@@ -1,0 +1,129 @@
+"""Who may see what, on every surface: thread page, live card, history, profile feed, home
+feed, hashtag page, notifications. Each expectation fails if its rule is removed."""
+
+from __future__ import annotations
+
+import pytest
+from quart import Quart
+
+from server.domain import Visibility
+from server.services import following, posting
+from tests.conftest import PASSWORD, People, context_of
+from tests.support.web import login
+
+# visibility -> who may read it: (anonymous, carol: colleague not following, bob: follower,
+# carol is also the one @mentioned in the direct post)
+MATRIX = {
+    Visibility.PUBLIC: {"anon": True, "carol": True, "bob": True},
+    Visibility.INTERNAL: {"anon": False, "carol": True, "bob": True},
+    Visibility.FOLLOWERS: {"anon": False, "carol": False, "bob": True},
+    Visibility.DIRECT: {"anon": False, "carol": True, "bob": False},
+}
+
+
+@pytest.fixture
+async def setup(app: Quart, people: People) -> dict[Visibility, int]:
+    ctx = context_of(app)
+    await following.follow(ctx, people.bob, people.alice.id)
+    ids = {}
+    for vis in MATRIX:
+        text = f"secret-{vis.value} #topic{vis.value}"
+        if vis is Visibility.DIRECT:
+            text = f"@carol {text}"
+        post = await posting.publish_post(ctx, people.alice, posting.Draft(text, vis))
+        ids[vis] = post.id
+    return ids
+
+
+async def _client(app: Quart, who: str):  # type: ignore[no-untyped-def]
+    client = app.test_client()
+    if who != "anon":
+        await login(client, who, PASSWORD)
+    return client
+
+
+@pytest.mark.parametrize("who", ["anon", "carol", "bob"])
+async def test_post_pages(app: Quart, setup: dict[Visibility, int], who: str) -> None:
+    client = await _client(app, who)
+    for vis, post_id in setup.items():
+        allowed = MATRIX[vis][who]
+        page = await client.get(f"/posts/{post_id}")
+        assert (page.status_code == 200) is allowed, (vis, who, page.status_code)
+        body = await page.get_data(as_text=True)
+        assert (f"secret-{vis.value}" in body) is allowed
+        if who != "anon":
+            card = await client.get(f"/posts/{post_id}/card")
+            assert (card.status_code == 200) is allowed, ("card", vis, who)
+            history = await client.get(f"/posts/{post_id}/history")
+            assert (history.status_code == 200) is allowed, ("history", vis, who)
+        else:
+            # A missing post and a hidden one look the same.
+            assert page.status_code in (200, 404)
+
+
+@pytest.mark.parametrize("who", ["carol", "bob"])
+async def test_profile_and_tag_pages(app: Quart, setup: dict[Visibility, int], who: str) -> None:
+    client = await _client(app, who)
+    profile = await (await client.get("/people/alice")).get_data(as_text=True)
+    for vis in setup:
+        assert (f"secret-{vis.value}" in profile) is MATRIX[vis][who], (vis, who)
+        tag = await (await client.get(f"/tags/topic{vis.value}")).get_data(as_text=True)
+        assert (f"secret-{vis.value}" in tag) is MATRIX[vis][who], ("tag", vis, who)
+
+
+async def test_home_feeds(app: Quart, setup: dict[Visibility, int]) -> None:
+    bob = await _client(app, "bob")
+    home = await (await bob.get("/")).get_data(as_text=True)
+    for vis in setup:
+        assert (f"secret-{vis.value}" in home) is MATRIX[vis]["bob"], vis
+    carol = await _client(app, "carol")
+    carol_home = await (await carol.get("/")).get_data(as_text=True)
+    # Carol follows nobody: only the post addressed to her reaches her home feed.
+    assert "secret-direct" in carol_home
+    assert "secret-internal" not in carol_home and "secret-followers" not in carol_home
+
+
+async def test_anonymous_sees_no_member_pages(app: Quart, setup: dict[Visibility, int]) -> None:
+    client = app.test_client()
+    for path in ("/", "/people", "/people/alice", "/tags/topicpublic", "/notifications",
+                 f"/posts/{setup[Visibility.PUBLIC]}/card"):
+        response = await client.get(path)
+        assert response.status_code == 302, path
+
+
+async def test_notifications_do_not_leak_to_others(app: Quart, setup: dict[Visibility, int]) -> None:
+    bob = await _client(app, "bob")
+    notes = await (await bob.get("/notifications")).get_data(as_text=True)
+    assert "secret-direct" not in notes
+    carol = await _client(app, "carol")
+    carol_notes = await (await carol.get("/notifications")).get_data(as_text=True)
+    assert "mentioned you" in carol_notes
+
+
+async def test_cannot_reply_to_or_like_invisible_posts(
+    app: Quart, people: People, setup: dict[Visibility, int]
+) -> None:
+    ctx = context_of(app)
+    from server.errors import NotFound
+
+    with pytest.raises(NotFound):
+        await posting.publish_post(
+            ctx, people.carol, posting.Draft("sneaky", in_reply_to=setup[Visibility.FOLLOWERS])
+        )
+    with pytest.raises(NotFound):
+        await posting.like_post(ctx, people.bob, setup[Visibility.DIRECT], like=True)
+
+
+async def test_reply_to_direct_stays_direct_with_same_people(
+    app: Quart, people: People, setup: dict[Visibility, int]
+) -> None:
+    ctx = context_of(app)
+    reply = await posting.publish_post(
+        ctx, people.carol,
+        posting.Draft("thanks", Visibility.PUBLIC, in_reply_to=setup[Visibility.DIRECT]),
+    )
+    assert reply.visibility is Visibility.DIRECT
+    bob = await _client(app, "bob")
+    assert (await bob.get(f"/posts/{reply.id}")).status_code == 404
+    alice = await _client(app, "alice")
+    assert (await alice.get(f"/posts/{reply.id}")).status_code == 200
