@@ -39,12 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     init = commands.add_parser("init", help="create a new instance folder")
-    init.add_argument("--url", required=True, help="public base URL, e.g. https://social.acme.example")
-    init.add_argument("--name", default=None, help="the instance's display name (default: the host)")
+    init.add_argument(
+        "--url", required=True, help="public base URL, e.g. https://social.acme.example"
+    )
+    init.add_argument(
+        "--name", default=None, help="the instance's display name (default: the host)"
+    )
 
     serve = commands.add_parser("serve", help="serve the instance with Hypercorn")
-    serve.add_argument("--bind", default=None, metavar="HOST:PORT",
-                       help="address to listen on (default: from config, 127.0.0.1:8000)")
+    serve.add_argument(
+        "--bind",
+        default=None,
+        metavar="HOST:PORT",
+        help="address to listen on (default: from config, 127.0.0.1:8000)",
+    )
 
     user = commands.add_parser("user", help="manage accounts")
     user_cmds = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
@@ -64,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     activate.add_argument("username")
     password = user_cmds.add_parser("password", help="set a new password for an account")
     password.add_argument("username")
-    password.add_argument("--password-stdin", action="store_true",
-                          help="read the password from standard input")
+    password.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
     return parser
 
 
@@ -158,7 +167,7 @@ def cmd_serve(instance: Path, bind: str | None) -> int:
     hyper.keep_alive_timeout = 30
     hyper.read_timeout = 60
     print(f"Steelyard {config.name} serving {config.url} on http://{hyper.bind[0]}", flush=True)
-    asyncio.run(serve(app, hyper))  # type: ignore[arg-type]
+    asyncio.run(serve(app, hyper))
     return 0
 
 
@@ -194,8 +203,10 @@ async def cmd_user(instance: Path, args: argparse.Namespace) -> int:
             for entry in await ctx.db.read(users.select_accounts):
                 flags = ",".join(
                     f
-                    for f, on in (("admin", entry.account.is_admin),
-                                  ("deactivated", not entry.account.is_active))
+                    for f, on in (
+                        ("admin", entry.account.is_admin),
+                        ("deactivated", not entry.account.is_active),
+                    )
                     if on
                 )
                 print(f"{entry.actor.username}\t{entry.actor.display_name}\t{flags}")

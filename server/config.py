@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from server.errors import InstanceError, InvalidInput
 
 CONFIG_FILE = "config.toml"
-SECRET_FILE = "secret_key"
+SECRET_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 DB_FILE = "steelyard.sqlite3"
 
 

@@ -20,8 +20,16 @@ MIN_LENGTH = 10
 MAX_LENGTH = 1024
 _COMMON = frozenset(
     {
-        "password123", "1234567890", "qwertyuiop", "password1234", "letmein123",
-        "administrator", "welcome123", "changeme123", "0123456789", "steelyard123",
+        "password123",
+        "1234567890",
+        "qwertyuiop",
+        "password1234",
+        "letmein123",
+        "administrator",
+        "welcome123",
+        "changeme123",
+        "0123456789",
+        "steelyard123",
     }
 )
 
@@ -44,9 +52,7 @@ def hash_password(password: str) -> str:
     digest = hashlib.scrypt(
         password.encode("utf-8"), salt=salt, n=_N, r=_R, p=_P, maxmem=64 * 1024 * 1024, dklen=32
     )
-    return "$".join(
-        ("scrypt", str(_N), str(_R), str(_P), _b64(salt), _b64(digest))
-    )
+    return "$".join(("scrypt", str(_N), str(_R), str(_P), _b64(salt), _b64(digest)))
 
 
 def verify_password(password: str, stored: str) -> bool:

@@ -69,7 +69,11 @@ MAX_INPUT_CHARS = 200_000
 # 49 s in our measurement. Real content nests a handful of levels and uses a few hundred
 # tags, so beyond these limits we flatten to text instead of building a tree.
 MAX_NESTING = 48
-MAX_TAGS = 3_000
+MAX_TAGS = 5_000
+# bleach's tokenizer splits text at every "&" (it leaves entities alone), and html5lib's
+# tree builder gets slower than linear with the number of text pieces: 100k entities took
+# 1.6 s. Canonical markup has one "&" per escaped "&", "<" or ">".
+MAX_ENTITIES = 20_000
 # Each distinct @handle costs the caller a lookup (a database read or a WebFinger fetch).
 MAX_MENTION_LOOKUPS = 50
 MAX_URL_CHARS = 4_096
@@ -83,30 +87,94 @@ _KEPT_ATTRIBUTES = frozenset({"href", "rel", "class", "target"})
 # Elements whose content html5lib (and browsers) read as raw text. The pre-pass removes
 # them with their content, so script bodies never leak out as visible text.
 _RAW_TEXT_TAGS = frozenset(
-    "script style iframe noscript noembed noframes xmp title textarea".split()
+    ["script", "style", "iframe", "noscript", "noembed", "noframes", "xmp", "title", "textarea"]
 )
 # Elements removed with their whole subtree. The pre-pass hands them to bleach as "allowed"
 # so that html5lib builds them as elements (with its own rules for where svg/math end), and
 # _FinishFilter then removes each with everything inside it.
-_DROP_WITH_CONTENT = _RAW_TEXT_TAGS | frozenset("object embed applet svg math template".split())
+_DROP_WITH_CONTENT = _RAW_TEXT_TAGS | frozenset(
+    ["object", "embed", "applet", "svg", "math", "template"]
+)
 
-_RICH_TAGS = frozenset("p br a strong b em i u del s code pre blockquote ul ol li h3 h4".split())
+_RICH_TAGS = frozenset(
+    [
+        "p",
+        "br",
+        "a",
+        "strong",
+        "b",
+        "em",
+        "i",
+        "u",
+        "del",
+        "s",
+        "code",
+        "pre",
+        "blockquote",
+        "ul",
+        "ol",
+        "li",
+        "h3",
+        "h4",
+    ]
+)
 # Mastodon's allowed set (PROTOCOL.md §5).
 _REMOTE_TAGS = frozenset(
-    "p span br a del pre code em strong b i u ul ol li blockquote".split()
+    [
+        "p",
+        "span",
+        "br",
+        "a",
+        "del",
+        "pre",
+        "code",
+        "em",
+        "strong",
+        "b",
+        "i",
+        "u",
+        "ul",
+        "ol",
+        "li",
+        "blockquote",
+    ]
 )
 # What render_post itself emits; anything else in its output would be a bug.
 _POST_TAGS = frozenset({"p", "br", "a", "span"})
 # Structure kept when extracting plain text.
-_TEXT_BLOCK_TAGS = frozenset("p div li ul ol blockquote pre h1 h2 h3 h4 h5 h6".split())
+_TEXT_BLOCK_TAGS = frozenset(
+    ["p", "div", "li", "ul", "ol", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6"]
+)
 # Dropped block-level tags become a newline so that words do not run together.
 _BLOCK_TAGS = _TEXT_BLOCK_TAGS | frozenset(
-    "address article aside dd details dialog dl dt fieldset figcaption figure footer form "
-    "header hgroup hr main nav section summary table tr".split()
+    [
+        "address",
+        "article",
+        "aside",
+        "dd",
+        "details",
+        "dialog",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "header",
+        "hgroup",
+        "hr",
+        "main",
+        "nav",
+        "section",
+        "summary",
+        "table",
+        "tr",
+    ]
 )
 # Start tags that make html5lib close an open <p> (approximation used by _too_complex).
 _CLOSES_P = _TEXT_BLOCK_TAGS
-_VOID_TAGS = frozenset("area br col embed hr img input source wbr".split())
+_VOID_TAGS = frozenset(["area", "br", "col", "embed", "hr", "img", "input", "source", "wbr"])
 
 # -- the pre-pass tokenizer (see _canonicalize) --
 _WS = "\t\n\f "
@@ -144,7 +212,8 @@ _TOKEN_RE = re.compile(
     re.IGNORECASE,
 )
 _URL_TRAILING = ".,:;!?'\"*"
-_CLOSING = {")": "(", "]": "[", "}": "{"}
+_OPENERS = "([{"
+_CLOSERS = ")]}"
 _BLANK_LINES_RE = re.compile(r"\n[^\S\n]*(?:\n[^\S\n]*)+")
 _SPACES_RE = re.compile(r"[^\S\n]+")
 _MANY_NEWLINES_RE = re.compile(r"\n{3,}")
@@ -215,16 +284,6 @@ class TextRenderer:
             strip_comments=True,
             filters=[_StructureFinish],
         )
-        # The fallback for pathological or crashing input: no elements at all except raw-text
-        # ones (which cannot nest) so that script bodies are still dropped. Linear time.
-        self._flat = Cleaner(
-            tags=_DROP_RAW_TEXT,
-            attributes={},
-            protocols=frozenset(),
-            strip=True,
-            strip_comments=True,
-            filters=[_StructureFinish],
-        )
 
     # -- public API ----------------------------------------------------------------------
 
@@ -237,17 +296,23 @@ class TextRenderer:
     ) -> RenderedPost:
         """Render a post typed as plain text into safe HTML.
 
-        ``resolve_mention`` receives the handle as typed without the ``@`` (``bob`` or
-        ``bob@partner.example``) and returns None for unknown people, whose text stays plain.
-        It is called at most once per distinct handle and for at most
-        ``MAX_MENTION_LOOKUPS`` handles. ``tag_href`` receives the normalised (NFKC,
-        lowercased) tag without ``#`` and must return an absolute URL.
+        ``resolve_mention`` receives the handle as typed, without the ``@`` (``bob`` or
+        ``bob@partner.example``), and returns None for unknown people, whose text stays plain.
+        It is called at most once per distinct handle (case-insensitively) and for at most
+        ``MAX_MENTION_LOOKUPS`` handles. The link text is ``@`` + ``MentionTarget.handle``.
+        ``tag_href`` receives the normalised tag (NFKC, lowercased, no ``#``) and must
+        return an absolute URL (percent-encoding is its job). Links that are not absolute
+        http(s) URLs are removed by the sanitizer pass, leaving their text.
         """
         text = _prepare(source)
         try:
             builder = _PostBuilder(resolve_mention, tag_href)
             raw_html = builder.build(text)
-            safe = self._post.clean(raw_html) if raw_html else ""
+            # Second line of defence: our own markup goes through the strict policy too.
+            if _too_complex(raw_html):  # only for absurd sizes (posting caps at 5000 chars)
+                safe = _paragraphs_from_text(text)
+            else:
+                safe = self._post.clean(raw_html) if raw_html else ""
             return RenderedPost(
                 html=safe,
                 mentions=tuple(builder.mentions),
@@ -270,6 +335,8 @@ class TextRenderer:
         try:
             builder = _PostBuilder(None, None, link_target=False)
             raw_html = builder.build(prepared)
+            if _too_complex(raw_html):
+                return _paragraphs_from_text(prepared)
             return self._rich.clean(raw_html) if raw_html else ""
         except Exception:
             _log.exception("rich_from_plain failed; falling back to plain text")
@@ -287,8 +354,11 @@ class TextRenderer:
         """
         prepared = _prepare(html)
         try:
-            cleaner = self._flat if _too_complex(prepared, self._structure) else self._structure
-            text = _text_from_structure(cleaner.clean(prepared))
+            canonical = _canonicalize(prepared, frozenset(self._structure.tags))
+            if _too_complex(canonical):
+                text = _flat_text(prepared)
+            else:
+                text = _text_from_structure(self._structure.clean(canonical))
         except Exception:
             _log.exception("plain_text failed; falling back to a rough tag strip")
             try:
@@ -302,22 +372,16 @@ class TextRenderer:
     def _sanitize(self, cleaner: Cleaner, source: str) -> str:
         text = _prepare(source)
         try:
-            if _too_complex(text, cleaner):
-                return self._flatten(text)
-            return cleaner.clean(text)
+            canonical = _canonicalize(text, frozenset(cleaner.tags))
+            if _too_complex(canonical):
+                return _flatten(text)
+            return cleaner.clean(canonical)
         except Exception:
             _log.exception("sanitizer failed; falling back to plain text")
-            return self._flatten(text)
-
-    def _flatten(self, text: str) -> str:
-        try:
-            return _paragraphs_from_text(_text_from_structure(self._flat.clean(text)))
-        except Exception:
-            _log.exception("flattening failed; escaping everything")
-            return _paragraphs_from_text(text)
+            return _flatten(text)
 
 
-# -- input preparation and limits ---------------------------------------------------------
+# -- input preparation, the pre-pass and limits ------------------------------------------
 
 
 def _prepare(value: object) -> str:
@@ -326,33 +390,128 @@ def _prepare(value: object) -> str:
         return ""
     text = value[:MAX_INPUT_CHARS]
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL_RE.sub("", text)
-    return _SURROGATE_RE.sub("\ufffd", text)
+    return _clean_chars(text)
 
 
-def _too_complex(text: str, cleaner: Cleaner) -> bool:
-    """Would html5lib's tree builder be slow on this? (A cheap, conservative estimate.)
+def _clean_chars(text: str) -> str:
+    return _SURROGATE_RE.sub("\ufffd", _CONTROL_RE.sub("", text))
 
-    Only tags that the cleaner allows reach the tree builder: bleach's tokenizer turns every
-    other tag into text. We simulate the stack of open elements, including the common
-    implicit closes (<p> by blocks, <li> by <li>), and count start tags: misnested
-    formatting elements can make html5lib rebuild up to the whole stack at every tag.
+
+def _canonicalize(text: str, keep: frozenset[str]) -> str:
+    """Re-serialise untrusted markup into a canonical form before bleach sees it.
+
+    Why: html5lib's tokenizer is quadratic in the number of attributes of one tag (it scans
+    all previous names for duplicates; 20k attributes took 8 s), and html5lib's behaviour on
+    such input cannot be bounded from outside. This linear tokenizer follows the HTML
+    tokenizer's rules for tags, attributes, comments and raw-text elements, and emits:
+
+    * text with entities decoded and then re-escaped (only ``&amp;``, ``&lt;``, ``&gt;``);
+    * only tags named in ``keep``, lowercased, with at most the ``_KEPT_ATTRIBUTES`` (first
+      occurrence wins), values decoded and re-escaped inside double quotes;
+    * nothing for comments, doctypes, processing instructions and raw-text elements with
+      their content (script, style, …); a newline for other dropped block-level tags.
+
+    It is not the security boundary: bleach sanitizes its output. Any disagreement with a
+    browser on malformed input only changes what text survives, never what can execute,
+    because the canonical form is unambiguous to html5lib and bleach re-serialises it.
     """
-    allowed = frozenset(cleaner.tags)
+    out: list[str] = []
+    pos = 0
+    length = len(text)
+    while pos < length:
+        lt = text.find("<", pos)
+        if lt < 0:
+            out.append(_escape_text(_decode_text(text[pos:])))
+            break
+        if lt > pos:
+            out.append(_escape_text(_decode_text(text[pos:lt])))
+        pos = lt
+        tag = _TAG_START_RE.match(text, pos)
+        if tag is None:
+            pos = _skip_markup_declaration(text, pos, out)
+            continue
+        is_end = bool(tag.group(1))
+        name = tag.group(2).lower()
+        pos = tag.end()
+        attributes: dict[str, str] = {}
+        while True:
+            finish = _TAG_END_RE.match(text, pos)
+            if finish is not None:
+                self_closing = bool(finish.group(1))
+                pos = finish.end()
+                break
+            attribute = _ATTRIBUTE_RE.match(text, pos)
+            if attribute is None:  # cannot happen (any other character starts a name)
+                pos += 1
+                continue
+            pos = attribute.end()
+            attr_name = attribute.group("name").lower()
+            if attr_name in _KEPT_ATTRIBUTES and attr_name not in attributes:
+                attributes[attr_name] = _decode_attribute(attribute.group("value") or "")
+        if name in _RAW_TEXT_TAGS and not is_end:
+            closing = re.compile(rf"</{name}(?=[{_WS}/>]|\Z)", re.IGNORECASE).search(text, pos)
+            pos = length if closing is None else closing.start()
+            continue
+        if name in keep:
+            if is_end:
+                out.append(f"</{name}>")
+            else:
+                rendered = "".join(f' {k}="{_escape_attr(v)}"' for k, v in attributes.items())
+                # Self-closing only matters for svg/math, which we drop whole.
+                slash = "/" if self_closing and name in _DROP_WITH_CONTENT else ""
+                out.append(f"<{name}{rendered}{slash}>")
+        elif name in _BLOCK_TAGS and not is_end:
+            out.append("\n")
+    return "".join(out)
+
+
+def _skip_markup_declaration(text: str, pos: int, out: list[str]) -> int:
+    """At a "<" that does not start a tag: skip a comment or bogus comment, or keep "<"."""
+    following = text[pos + 1 : pos + 2]
+    if text.startswith("<!--", pos):
+        comment = _COMMENT_RE.match(text, pos)
+        return len(text) if comment is None else comment.end()
+    if following in ("!", "?", "/"):
+        if text.startswith("</>", pos):
+            return pos + 3
+        end = text.find(">", pos)
+        return len(text) if end < 0 else end + 1
+    out.append("&lt;")
+    return pos + 1
+
+
+def _decode_text(text: str) -> str:
+    return _clean_chars(_html_unescape(text))
+
+
+def _decode_attribute(raw: str) -> str:
+    if raw[:1] in ('"', "'"):
+        raw = raw[1:-1] if len(raw) > 1 and raw[-1] == raw[0] else raw[1:]
+    decoded = _ATTRIBUTE_REFERENCE_RE.sub(lambda m: _html_unescape(m.group(0)), raw)
+    return _clean_chars(decoded)
+
+
+def _too_complex(canonical: str) -> bool:
+    """Would bleach/html5lib be slow on this canonical markup? (Cheap, linear estimate.)
+
+    We count tags and entities, and simulate the stack of open elements with the common
+    implicit closes (<p> by blocks, <li> by <li>): misnested formatting elements can make
+    html5lib rebuild up to the whole stack at every tag, so depth and count are bounded.
+    """
+    if canonical.count("&") > MAX_ENTITIES:
+        return True
     stack: list[str] = []
-    starts = 0
-    for match in _TAG_RE.finditer(text):
-        name = match.group(2).lower()
-        if name not in allowed or name in _VOID_TAGS:
+    for count, match in enumerate(_CANONICAL_TAG_RE.finditer(canonical)):
+        if count >= MAX_TAGS:
+            return True
+        name = match.group(2)
+        if name in _VOID_TAGS:
             continue
         if match.group(1):  # end tag: close up to the matching element if it is open
             if name in stack:
                 while stack.pop() != name:
                     pass
             continue
-        starts += 1
-        if starts > MAX_TAGS:
-            return True
         if name in _CLOSES_P and stack and stack[-1] == "p":
             stack.pop()
         if name == "li" and stack and stack[-1] == "li":
@@ -361,6 +520,20 @@ def _too_complex(text: str, cleaner: Cleaner) -> bool:
         if len(stack) > MAX_NESTING:
             return True
     return False
+
+
+def _flat_text(text: str) -> str:
+    """Plain text of untrusted markup without building a tree (linear time)."""
+    return _normalise_text(_html_unescape(_canonicalize(text, frozenset())))
+
+
+def _flatten(text: str) -> str:
+    """Untrusted markup as escaped text in <p>/<br>; the fallback for every sanitizer."""
+    try:
+        return _paragraphs_from_text(_flat_text(text))
+    except Exception:
+        _log.exception("flattening failed; escaping everything")
+        return _paragraphs_from_text(text)
 
 
 # -- URL and attribute policy ----------------------------------------------------------------
@@ -617,7 +790,8 @@ def _trim_url(url: str) -> str:
     """Drop trailing punctuation that belongs to the sentence, and unbalanced closers."""
     while url:
         last = url[-1]
-        unbalanced = last in _CLOSING and url.count(_CLOSING[last]) < url.count(last)
+        closer = _CLOSERS.find(last)
+        unbalanced = closer >= 0 and url.count(_OPENERS[closer]) < url.count(last)
         if last not in _URL_TRAILING and not unbalanced:
             break
         url = url[:-1]

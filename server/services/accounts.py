@@ -21,8 +21,25 @@ from server.storage import users
 
 USERNAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,29}$")
 RESERVED = frozenset(
-    {"actor", "inbox", "outbox", "users", "people", "posts", "tags", "static", "admin-api",
-     "well-known", "nodeinfo", "login", "logout", "settings", "live", "notifications", "root"}
+    {
+        "actor",
+        "inbox",
+        "outbox",
+        "users",
+        "people",
+        "posts",
+        "tags",
+        "static",
+        "admin-api",
+        "well-known",
+        "nodeinfo",
+        "login",
+        "logout",
+        "settings",
+        "live",
+        "notifications",
+        "root",
+    }
 )
 # Sign-in throttle: after this many failures in the window, refuse until it passes.
 MAX_FAILURES = 5
@@ -132,9 +149,7 @@ async def authenticate(ctx: Context, username: str, password: str, client: str) 
         await asyncio.to_thread(passwords.dummy_verify, password)
         ok = False
     else:
-        matches = await asyncio.to_thread(
-            passwords.verify_password, password, creds.password_hash
-        )
+        matches = await asyncio.to_thread(passwords.verify_password, password, creds.password_hash)
         ok = matches and creds.account.is_active
     if not ok or creds is None:
 
@@ -233,7 +248,5 @@ async def set_avatar(ctx: Context, actor_id: int, data: bytes) -> str:
     tmp = folder / f".{name}.tmp"
     tmp.write_bytes(encoded)
     tmp.replace(folder / name)
-    await ctx.db.write(
-        users.update_profile, actor_id, {"avatar_file": name}, ctx.clock.now_ms()
-    )
+    await ctx.db.write(users.update_profile, actor_id, {"avatar_file": name}, ctx.clock.now_ms())
     return name

@@ -130,18 +130,30 @@ async def publish_post(ctx: Context, author: Actor, draft: Draft) -> Post:
         )
         for person in mentioned:
             notifications.insert_notification(
-                conn, recipient_id=person.id, kind=NotificationKind.MENTION,
-                actor_id=author.id, post_id=post_id, now_ms=now,
+                conn,
+                recipient_id=person.id,
+                kind=NotificationKind.MENTION,
+                actor_id=author.id,
+                post_id=post_id,
+                now_ms=now,
             )
         if parent is not None and parent.author.id not in {m.id for m in mentioned}:
             notifications.insert_notification(
-                conn, recipient_id=parent.author.id, kind=NotificationKind.REPLY,
-                actor_id=author.id, post_id=post_id, now_ms=now,
+                conn,
+                recipient_id=parent.author.id,
+                kind=NotificationKind.REPLY,
+                actor_id=author.id,
+                post_id=post_id,
+                now_ms=now,
             )
         if wall_owner is not None:
             notifications.insert_notification(
-                conn, recipient_id=wall_owner.id, kind=NotificationKind.WALL,
-                actor_id=author.id, post_id=post_id, now_ms=now,
+                conn,
+                recipient_id=wall_owner.id,
+                kind=NotificationKind.WALL,
+                actor_id=author.id,
+                post_id=post_id,
+                now_ms=now,
             )
         return post_id
 
@@ -234,8 +246,12 @@ async def like_post(ctx: Context, actor: Actor, post_id: int, *, like: bool) -> 
             added = posts.insert_like(conn, actor.id, post.id, None, now)
             if added:
                 notifications.insert_notification(
-                    conn, recipient_id=post.author.id, kind=NotificationKind.LIKE,
-                    actor_id=actor.id, post_id=post.id, now_ms=now,
+                    conn,
+                    recipient_id=post.author.id,
+                    kind=NotificationKind.LIKE,
+                    actor_id=actor.id,
+                    post_id=post.id,
+                    now_ms=now,
                 )
             return added
         return posts.delete_like(conn, actor.id, post.id)

@@ -135,7 +135,7 @@ async def _run(conn: aiosqlite.Connection, fn: Callable[..., R], *args: Any, **k
     def call() -> R:
         return fn(conn._conn, *args, **kwargs)
 
-    return await conn._execute(call)  # type: ignore[no-any-return]
+    return await conn._execute(call)  # type: ignore[no-any-return,no-untyped-call]
 
 
 def open_sync(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:

@@ -20,9 +20,7 @@ def insert_notification(
     """Notify a local person; nothing for acting on one's own things or for remote people."""
     if recipient_id == actor_id:
         return None
-    local = conn.execute(
-        "SELECT is_local FROM actors WHERE id = ?", (recipient_id,)
-    ).fetchone()
+    local = conn.execute("SELECT is_local FROM actors WHERE id = ?", (recipient_id,)).fetchone()
     if not local or not local[0]:
         return None
     cur = conn.execute(

@@ -162,13 +162,10 @@ def update_post_content(
     now_ms: int,
 ) -> int:
     """Store a new version (the previous ones stay) and return its number."""
-    row = conn.execute(
-        "SELECT version, visibility FROM posts WHERE id = ?", (post_id,)
-    ).fetchone()
+    row = conn.execute("SELECT version, visibility FROM posts WHERE id = ?", (post_id,)).fetchone()
     version = int(row["version"]) + 1
     conn.execute(
-        "UPDATE posts SET source = ?, content_html = ?, version = ?, edited_at = ?"
-        " WHERE id = ?",
+        "UPDATE posts SET source = ?, content_html = ?, version = ?, edited_at = ? WHERE id = ?",
         (source, content_html, version, now_ms, post_id),
     )
     conn.execute(
@@ -199,8 +196,7 @@ def mark_post_deleted(conn: sqlite3.Connection, post_id: int, now_ms: int) -> bo
 def select_post(conn: sqlite3.Connection, post_id: int, viewer_id: int | None) -> Post | None:
     """The post if it exists, is not deleted and ``viewer_id`` may see it."""
     row = conn.execute(
-        f"{_select(viewer_id)} WHERE p.id = :id AND p.deleted_at IS NULL"
-        f" AND {_visible(viewer_id)}",
+        f"{_select(viewer_id)} WHERE p.id = :id AND p.deleted_at IS NULL AND {_visible(viewer_id)}",
         {"id": post_id, "viewer": viewer_id},
     ).fetchone()
     return _post_from_row(row) if row else None
@@ -217,9 +213,7 @@ def select_post_unchecked(conn: sqlite3.Connection, post_id: int) -> Post | None
 def select_recipient_ids(conn: sqlite3.Connection, post_id: int) -> list[int]:
     return [
         int(r[0])
-        for r in conn.execute(
-            "SELECT actor_id FROM post_recipients WHERE post_id = ?", (post_id,)
-        )
+        for r in conn.execute("SELECT actor_id FROM post_recipients WHERE post_id = ?", (post_id,))
     ]
 
 
@@ -287,8 +281,12 @@ def select_wall(
         f"{_select(viewer_id)} WHERE p.wall_owner_id = :owner AND p.id < :before"
         f" AND p.deleted_at IS NULL AND {_visible(viewer_id)}"
         " ORDER BY p.id DESC LIMIT :limit",
-        {"owner": owner_id, "viewer": viewer_id, "before": before or _MAX_CURSOR,
-         "limit": limit + 1},
+        {
+            "owner": owner_id,
+            "viewer": viewer_id,
+            "before": before or _MAX_CURSOR,
+            "limit": limit + 1,
+        },
     ).fetchall()
     return _page(rows, limit)
 
@@ -354,9 +352,7 @@ def insert_like(
 
 
 def delete_like(conn: sqlite3.Connection, actor_id: int, post_id: int) -> bool:
-    cur = conn.execute(
-        "DELETE FROM likes WHERE actor_id = ? AND post_id = ?", (actor_id, post_id)
-    )
+    cur = conn.execute("DELETE FROM likes WHERE actor_id = ? AND post_id = ?", (actor_id, post_id))
     if cur.rowcount:
         conn.execute(
             "UPDATE posts SET like_count = max(like_count - 1, 0) WHERE id = ?", (post_id,)

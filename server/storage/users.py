@@ -84,8 +84,7 @@ def select_actor_by_uri(conn: sqlite3.Connection, uri: str) -> Actor | None:
 
 def select_local_actor(conn: sqlite3.Connection, username: str) -> Actor | None:
     row = conn.execute(
-        f"SELECT {ACTOR_COLUMNS} FROM actors WHERE is_local = 1 AND username = ?"
-        " COLLATE NOCASE",
+        f"SELECT {ACTOR_COLUMNS} FROM actors WHERE is_local = 1 AND username = ? COLLATE NOCASE",
         (username,),
     ).fetchone()
     return actor_from_row(row) if row else None
@@ -266,9 +265,7 @@ def select_login_failures(conn: sqlite3.Connection, key: str) -> tuple[int, int]
     return (int(row[0]), int(row[1])) if row else None
 
 
-def record_login_failure(
-    conn: sqlite3.Connection, key: str, now_ms: int, window_ms: int
-) -> int:
+def record_login_failure(conn: sqlite3.Connection, key: str, now_ms: int, window_ms: int) -> int:
     """Count a failure in the current window and return the count."""
     conn.execute(
         "INSERT INTO login_failures (key, failures, window_start) VALUES (?, 1, ?)"

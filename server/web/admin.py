@@ -37,8 +37,9 @@ async def create_user() -> ResponseReturnValue:
     except SteelyardError as exc:
         listing = await ctx().db.read(users.select_accounts)
         return (
-            await render_template("admin_users.html", listing=listing, error=exc.message,
-                                  form=form),
+            await render_template(
+                "admin_users.html", listing=listing, error=exc.message, form=form
+            ),
             exc.status,
         )
     shown = "" if form.get("password") else f" One-time password: {password}"
@@ -52,7 +53,5 @@ async def set_active(username: str) -> ResponseReturnValue:
     form = await request.form
     active = form.get("active") == "1"
     actor = await accounts.set_active(ctx(), username, active=active, by=require_viewer().id)
-    await flash(
-        f"{actor.username} was {'reactivated' if active else 'deactivated'}.", "success"
-    )
+    await flash(f"{actor.username} was {'reactivated' if active else 'deactivated'}.", "success")
     return redirect(url_for("admin.user_list"), 303)

@@ -63,9 +63,7 @@ async def password_post() -> ResponseReturnValue:
     new = form.get("new_password", "")
     if new != form.get("confirm_password", ""):
         return (
-            await render_template(
-                "settings_password.html", error="The two new passwords differ."
-            ),
+            await render_template("settings_password.html", error="The two new passwords differ."),
             400,
         )
     try:

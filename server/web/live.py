@@ -43,5 +43,5 @@ async def stream() -> ResponseReturnValue:
             "X-Accel-Buffering": "no",
         },
     )
-    response.timeout = None  # type: ignore[attr-defined]
+    response.timeout = None  # type: ignore[union-attr]
     return response

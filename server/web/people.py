@@ -28,7 +28,6 @@ from server.web.support import (
     parse_id,
     require_viewer,
     safe_next,
-    viewer_id,
 )
 
 blueprint = Blueprint("people", __name__)
@@ -167,13 +166,15 @@ async def edit_profile_post() -> ResponseReturnValue:
     fields = {key: form.get(key, "") for key in accounts.PROFILE_LIMITS}
     try:
         await accounts.update_profile(
-            ctx(), me.id, fields, bio_source=form.get("bio", ""),
+            ctx(),
+            me.id,
+            fields,
+            bio_source=form.get("bio", ""),
             manually_approves=form.get("manually_approves") == "on",
         )
     except SteelyardError as exc:
         return (
-            await render_template("settings_profile.html", person=me, error=exc.message,
-                                  form=form),
+            await render_template("settings_profile.html", person=me, error=exc.message, form=form),
             exc.status,
         )
     await flash("Your profile was saved.", "success")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Blueprint, flash, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
 
-from server.domain import Visibility
+from server.domain import Post, Visibility
 from server.errors import Forbidden, NotFound, SteelyardError
 from server.services import posting
 from server.storage import posts
@@ -22,7 +22,7 @@ from server.web.support import (
 blueprint = Blueprint("posts", __name__)
 
 
-async def _visible_post(post_id: str) -> posts.Post:
+async def _visible_post(post_id: str) -> Post:
     post = await ctx().db.read(posts.select_post, parse_id(post_id), viewer_id())
     if post is None:
         raise NotFound("This post does not exist, or you are not allowed to see it.")
@@ -60,14 +60,17 @@ async def edit(post_id: str) -> ResponseReturnValue:
 async def edit_post(post_id: str) -> ResponseReturnValue:
     form = await request.form
     try:
-        post = await posting.edit_post(ctx(), require_viewer(), parse_id(post_id), form.get("text", ""))
+        post = await posting.edit_post(
+            ctx(), require_viewer(), parse_id(post_id), form.get("text", "")
+        )
     except (NotFound, Forbidden):
         raise
     except SteelyardError as exc:
         original = await _visible_post(post_id)
         return (
-            await render_template("edit.html", post=original, error=exc.message,
-                                  text=form.get("text", "")),
+            await render_template(
+                "edit.html", post=original, error=exc.message, text=form.get("text", "")
+            ),
             exc.status,
         )
     await flash("Your post was updated; the previous version is kept in its history.", "success")

@@ -15,8 +15,14 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 PASSWORD = "browser test password 1"
 ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
     "--disable-dev-shm-usage",
 ]
 
@@ -28,11 +34,24 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     root = tmp_path_factory.mktemp("browser")
     port = free_port()
     inst = root / "inst"
-    assert run_cli("--instance", str(inst), "init", "--url", f"http://127.0.0.1:{port}",
-                   "--name", "ACME").returncode == 0
+    assert (
+        run_cli(
+            "--instance", str(inst), "init", "--url", f"http://127.0.0.1:{port}", "--name", "ACME"
+        ).returncode
+        == 0
+    )
     for name, display in (("alice", "Alice Anders"), ("bob", "Bob Berg")):
-        made = run_cli("--instance", str(inst), "user", "create", name, "--display-name", display,
-                       "--password-stdin", stdin=PASSWORD + "\n")
+        made = run_cli(
+            "--instance",
+            str(inst),
+            "user",
+            "create",
+            name,
+            "--display-name",
+            display,
+            "--password-stdin",
+            stdin=PASSWORD + "\n",
+        )
         assert made.returncode == 0, made.stderr
     proc = ServerProcess(inst, port, root / "server.log")
     proc.start()

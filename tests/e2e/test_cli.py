@@ -32,8 +32,9 @@ def test_every_command_has_help() -> None:
 
 def test_init_creates_private_instance_and_refuses_overwrite(tmp_path: Path) -> None:
     inst = tmp_path / "acme"
-    result = run_cli("--instance", str(inst), "init", "--url", "https://social.acme.example",
-                     "--name", "ACME")
+    result = run_cli(
+        "--instance", str(inst), "init", "--url", "https://social.acme.example", "--name", "ACME"
+    )
     assert result.returncode == 0, result.stderr
     assert stat.S_IMODE(inst.stat().st_mode) == 0o700
     for name in ("config.toml", "secret_key", "steelyard.sqlite3"):
@@ -48,8 +49,14 @@ def test_init_creates_private_instance_and_refuses_overwrite(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "url",
-    ["ftp://acme.example", "http://acme.example", "https://", "not a url",
-     "https://user:pw@acme.example", "https://acme.example/sub"],
+    [
+        "ftp://acme.example",
+        "http://acme.example",
+        "https://",
+        "not a url",
+        "https://user:pw@acme.example",
+        "https://acme.example/sub",
+    ],
 )
 def test_init_with_bad_url_writes_nothing(tmp_path: Path, url: str) -> None:
     inst = tmp_path / "bad"
@@ -68,18 +75,22 @@ def test_commands_on_missing_instance_fail_clearly(tmp_path: Path) -> None:
 def test_user_commands(tmp_path: Path) -> None:
     inst = str(tmp_path / "inst")
     assert run_cli("--instance", inst, "init", "--url", "http://127.0.0.1:8000").returncode == 0
-    made = run_cli("--instance", inst, "user", "create", "root1", "--admin",
-                   "--display-name", "Root One")
+    made = run_cli(
+        "--instance", inst, "user", "create", "root1", "--admin", "--display-name", "Root One"
+    )
     assert made.returncode == 0, made.stderr
     assert re.search(r"One-time password for root1: \S{12,}", made.stdout)
-    taken = run_cli("--instance", inst, "user", "create", "ROOT1", "--password-stdin",
-                    stdin=PASSWORD + "\n")
+    taken = run_cli(
+        "--instance", inst, "user", "create", "ROOT1", "--password-stdin", stdin=PASSWORD + "\n"
+    )
     assert taken.returncode == 1 and "already taken" in taken.stderr
-    weak = run_cli("--instance", inst, "user", "create", "dave", "--password-stdin",
-                   stdin="short\n")
+    weak = run_cli(
+        "--instance", inst, "user", "create", "dave", "--password-stdin", stdin="short\n"
+    )
     assert weak.returncode == 1 and "at least 10" in weak.stderr
-    bad_name = run_cli("--instance", inst, "user", "create", "bad name", "--password-stdin",
-                       stdin=PASSWORD + "\n")
+    bad_name = run_cli(
+        "--instance", inst, "user", "create", "bad name", "--password-stdin", stdin=PASSWORD + "\n"
+    )
     assert bad_name.returncode == 1
     listing = run_cli("--instance", inst, "user", "list")
     assert "root1\tRoot One\tadmin" in listing.stdout
@@ -94,15 +105,29 @@ def test_user_commands(tmp_path: Path) -> None:
 async def test_serve_and_sign_in_over_http(tmp_path: Path) -> None:
     inst = tmp_path / "live"
     port = free_port()
-    assert run_cli("--instance", str(inst), "init", "--url",
-                   f"http://127.0.0.1:{port}").returncode == 0
-    assert run_cli("--instance", str(inst), "user", "create", "erin", "--password-stdin",
-                   stdin=PASSWORD + "\n").returncode == 0
+    assert (
+        run_cli("--instance", str(inst), "init", "--url", f"http://127.0.0.1:{port}").returncode
+        == 0
+    )
+    assert (
+        run_cli(
+            "--instance",
+            str(inst),
+            "user",
+            "create",
+            "erin",
+            "--password-stdin",
+            stdin=PASSWORD + "\n",
+        ).returncode
+        == 0
+    )
     server = ServerProcess(inst, port, tmp_path / "server.log")
     server.start()
     try:
         timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
+        # unsafe=True: aiohttp drops cookies of IP-address hosts otherwise.
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(timeout=timeout, cookie_jar=jar) as http:
             async with http.get(f"{server.base}/login") as page:
                 html = await page.text()
             match = re.search(r'name="csrf_token" value="([^"]+)"', html)

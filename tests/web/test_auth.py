@@ -44,12 +44,14 @@ async def test_failed_sign_ins_are_throttled(app: Quart, people: People) -> None
     client = app.test_client()
     for _ in range(accounts.MAX_FAILURES):
         token = await csrf_of(client)
-        await client.post("/login", form={"username": "bob", "password": "wrong password!",
-                                          "csrf_token": token})
+        await client.post(
+            "/login", form={"username": "bob", "password": "wrong password!", "csrf_token": token}
+        )
     token = await csrf_of(client)
     # Even the right password is refused while throttled.
-    blocked = await client.post("/login", form={"username": "bob", "password": PASSWORD,
-                                                "csrf_token": token})
+    blocked = await client.post(
+        "/login", form={"username": "bob", "password": PASSWORD, "csrf_token": token}
+    )
     assert blocked.status_code == 429
     assert "Too many failed sign-ins" in await blocked.get_data(as_text=True)
 
@@ -85,8 +87,7 @@ async def test_open_redirect_after_login_is_ignored(app: Quart, people: People) 
         token = await csrf_of(client)
         response = await client.post(
             "/login",
-            form={"username": "alice", "password": PASSWORD, "csrf_token": token,
-                  "next": target},
+            form={"username": "alice", "password": PASSWORD, "csrf_token": token, "next": target},
         )
         assert response.status_code == 302
         assert response.headers["Location"] == "/"
@@ -100,8 +101,9 @@ async def test_deactivated_user_is_signed_out_and_cannot_sign_in(
     await accounts.set_active(context_of(app), "bob", active=False, by=None)
     assert (await client.get("/")).status_code == 302
     token = await csrf_of(client)
-    again = await client.post("/login", form={"username": "bob", "password": PASSWORD,
-                                              "csrf_token": token})
+    again = await client.post(
+        "/login", form={"username": "bob", "password": PASSWORD, "csrf_token": token}
+    )
     assert again.status_code == 400
 
 
@@ -121,8 +123,11 @@ async def test_password_change_ends_other_sessions(app: Quart, people: People) -
     wrong = await post_form(
         first,
         "/settings/password",
-        {"current_password": "not it at all", "new_password": new + "x",
-         "confirm_password": new + "x"},
+        {
+            "current_password": "not it at all",
+            "new_password": new + "x",
+            "confirm_password": new + "x",
+        },
     )
     assert wrong.status_code == 400
 
@@ -152,8 +157,12 @@ async def test_admin_pages_are_for_admins(app: Quart, people: People) -> None:
     await login(admin, "alice", PASSWORD)
     page = await admin.get("/admin/users")
     assert page.status_code == 200
-    made = await post_form(admin, "/admin/users", {"username": "frank", "display_name": "Frank"},
-                           token_from="/admin/users")
+    made = await post_form(
+        admin,
+        "/admin/users",
+        {"username": "frank", "display_name": "Frank"},
+        token_from="/admin/users",
+    )
     assert made.status_code == 303
     listing = await (await admin.get("/admin/users")).get_data(as_text=True)
     assert "frank" in listing and "One-time password" in listing

@@ -34,8 +34,12 @@ def _post_ids(html: str) -> list[int]:
 async def test_compose_mention_hashtag_and_notification(app: Quart, people: People) -> None:
     alice = await _client(app, "alice")
     response = await post_form(
-        alice, "/posts",
-        {"text": "Tender prep with @bob #Q2tender https://example.com/spec.", "visibility": "internal"},
+        alice,
+        "/posts",
+        {
+            "text": "Tender prep with @bob #Q2tender https://example.com/spec.",
+            "visibility": "internal",
+        },
     )
     assert response.status_code == 303
     home = await _page(alice, "/")
@@ -55,12 +59,15 @@ async def test_follow_feed_reply_like_and_notifications(app: Quart, people: Peop
     followed = await post_form(bob, "/people/alice/follow", {})
     assert followed.status_code == 303
     alice = await _client(app, "alice")
-    await post_form(alice, "/posts", {"text": "Shipping the release today", "visibility": "followers"})
+    await post_form(
+        alice, "/posts", {"text": "Shipping the release today", "visibility": "followers"}
+    )
     home = await _page(bob, "/")
     assert "Shipping the release today" in home
     post_id = _post_ids(home)[0]
-    reply = await post_form(bob, "/posts", {"text": "Good luck!", "in_reply_to": str(post_id),
-                                            "visibility": "public"})
+    reply = await post_form(
+        bob, "/posts", {"text": "Good luck!", "in_reply_to": str(post_id), "visibility": "public"}
+    )
     assert reply.status_code == 303
     liked = await post_form(bob, f"/posts/{post_id}/like", {"action": "like"})
     assert liked.status_code == 303
@@ -86,8 +93,12 @@ async def test_edit_keeps_history_and_delete_keeps_archive(app: Quart, people: P
     ctx = context_of(app)
     post = await posting.publish_post(ctx, people.alice, posting.Draft("First draft"))
     alice = await _client(app, "alice")
-    edited = await post_form(alice, f"/posts/{post.id}/edit", {"text": "Second draft"},
-                             token_from=f"/posts/{post.id}/edit")
+    edited = await post_form(
+        alice,
+        f"/posts/{post.id}/edit",
+        {"text": "Second draft"},
+        token_from=f"/posts/{post.id}/edit",
+    )
     assert edited.status_code == 303
     history = await _page(alice, f"/posts/{post.id}/history")
     assert "First draft" in history and "Second draft" in history
@@ -115,8 +126,12 @@ async def test_other_peoples_posts_cannot_be_edited_or_deleted(app: Quart, peopl
 
 async def test_wall_post_and_owner_removes_it(app: Quart, people: People) -> None:
     bob = await _client(app, "bob")
-    wrote = await post_form(bob, "/posts", {"text": "Congrats on the launch!", "wall_owner": "alice",
-                                            "visibility": "internal"}, token_from="/people/alice")
+    wrote = await post_form(
+        bob,
+        "/posts",
+        {"text": "Congrats on the launch!", "wall_owner": "alice", "visibility": "internal"},
+        token_from="/people/alice",
+    )
     assert wrote.status_code == 303
     alice = await _client(app, "alice")
     profile = await _page(alice, "/people/alice")
@@ -136,13 +151,18 @@ async def test_wall_post_and_owner_removes_it(app: Quart, people: People) -> Non
 async def test_locked_account_approves_followers(app: Quart, people: People) -> None:
     ctx = context_of(app)
     carol = await _client(app, "carol")
-    saved = await post_form(carol, "/settings/profile",
-                            {"display_name": "Carol Clerk", "manually_approves": "on"},
-                            token_from="/settings/profile")
+    saved = await post_form(
+        carol,
+        "/settings/profile",
+        {"display_name": "Carol Clerk", "manually_approves": "on"},
+        token_from="/settings/profile",
+    )
     assert saved.status_code == 303
     bob = await _client(app, "bob")
     await post_form(bob, "/people/carol/follow", {})
-    await posting.publish_post(ctx, people.carol, posting.Draft("Followers only news", Visibility.FOLLOWERS))
+    await posting.publish_post(
+        ctx, people.carol, posting.Draft("Followers only news", Visibility.FOLLOWERS)
+    )
     assert "Followers only news" not in await _page(bob, "/people/carol")
     notes = await _page(carol, "/notifications")
     assert "asked to follow you" in notes
@@ -199,8 +219,10 @@ async def test_people_directory_search(app: Quart, people: People) -> None:
     from server.services import accounts
 
     await accounts.update_profile(
-        ctx, people.bob.id, {"display_name": "Bob Builder", "job_title": "Site Engineer",
-                             "department": "Construction"}, bio_source="<p>Builds things</p>",
+        ctx,
+        people.bob.id,
+        {"display_name": "Bob Builder", "job_title": "Site Engineer", "department": "Construction"},
+        bio_source="<p>Builds things</p>",
     )
     alice = await _client(app, "alice")
     found = await _page(alice, "/people?q=construction")
@@ -215,7 +237,9 @@ async def test_people_directory_search(app: Quart, people: People) -> None:
 async def test_unfollow_removes_followers_posts_from_feed(app: Quart, people: People) -> None:
     ctx = context_of(app)
     await following.follow(ctx, people.bob, people.alice.id)
-    await posting.publish_post(ctx, people.alice, posting.Draft("followers news", Visibility.FOLLOWERS))
+    await posting.publish_post(
+        ctx, people.alice, posting.Draft("followers news", Visibility.FOLLOWERS)
+    )
     bob = await _client(app, "bob")
     assert "followers news" in await _page(bob, "/")
     await post_form(bob, "/people/alice/follow", {"action": "unfollow"})

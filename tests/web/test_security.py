@@ -18,10 +18,12 @@ PAYLOADS = [
     "<script>alert(1)</script>",
     '<img src=x onerror="alert(1)">',
     '"><svg onload=alert(1)>',
-    "<a href=\"javascript:alert(1)\">x</a>",
+    '<a href="javascript:alert(1)">x</a>',
     "<iframe src=//evil.example></iframe>",
     "javascript&#58;alert(1)",
 ]
+
+
 class _Scanner(HTMLParser):
     """Finds live markup (elements and attributes), not text that merely looks like it."""
 
@@ -59,10 +61,15 @@ async def test_xss_in_posts_and_profile_fields_renders_inert(
     alice = app.test_client()
     await login(alice, "alice", PASSWORD)
     await post_form(alice, "/posts", {"text": f"hello {payload}", "visibility": "internal"})
-    fields = {k: payload[:80] for k in ("display_name", "job_title", "department", "location",
-                                        "contact")}
-    saved = await post_form(alice, "/settings/profile", {**fields, "bio": f"<p>cv</p>{payload}"},
-                            token_from="/settings/profile")
+    fields = {
+        k: payload[:80] for k in ("display_name", "job_title", "department", "location", "contact")
+    }
+    saved = await post_form(
+        alice,
+        "/settings/profile",
+        {**fields, "bio": f"<p>cv</p>{payload}"},
+        token_from="/settings/profile",
+    )
     assert saved.status_code == 303
     bob = app.test_client()
     await login(bob, "bob", PASSWORD)
@@ -76,9 +83,12 @@ async def test_xss_in_posts_and_profile_fields_renders_inert(
 async def test_xss_in_admin_created_display_name(app: Quart, people: People) -> None:
     admin = app.test_client()
     await login(admin, "alice", PASSWORD)
-    await post_form(admin, "/admin/users",
-                    {"username": "evil", "display_name": "<script>alert(1)</script>"},
-                    token_from="/admin/users")
+    await post_form(
+        admin,
+        "/admin/users",
+        {"username": "evil", "display_name": "<script>alert(1)</script>"},
+        token_from="/admin/users",
+    )
     html = await (await admin.get("/admin/users")).get_data(as_text=True)
     assert _inert(html)
     assert "&lt;script&gt;" in html
@@ -99,15 +109,18 @@ async def test_security_headers_on_every_response(app: Quart, people: People) ->
 async def test_pages_load_nothing_from_other_hosts(app: Quart, people: People) -> None:
     client = app.test_client()
     await login(client, "alice", PASSWORD)
-    await posting.publish_post(context_of(app), people.alice, posting.Draft("see https://example.com"))
+    await posting.publish_post(
+        context_of(app), people.alice, posting.Draft("see https://example.com")
+    )
     for path in ("/login", "/", "/people", "/people/alice", "/settings/profile"):
         html = await (await client.get(path)).get_data(as_text=True)
         for attr in re.findall(r'(?:src|href)="([^"]+)"', html):
             if attr.startswith(("http://", "https://", "//")):
                 # Only links inside posts may point elsewhere; nothing is *loaded* from there.
-                assert not re.search(rf'(?:src|rel="stylesheet"[^>]*href)="{re.escape(attr)}"',
-                                     html), attr
-        assert "<script src=\"http" not in html and "<link rel=\"stylesheet\" href=\"http" not in html
+                assert not re.search(
+                    rf'(?:src|rel="stylesheet"[^>]*href)="{re.escape(attr)}"', html
+                ), attr
+        assert '<script src="http' not in html and '<link rel="stylesheet" href="http' not in html
 
 
 def _image_bytes(fmt: str, size: tuple[int, int] = (64, 48)) -> bytes:
@@ -125,8 +138,11 @@ async def test_photo_upload_is_validated_and_reencoded(app: Quart, people: Peopl
     good = await client.post(
         "/settings/photo",
         form={"csrf_token": token},
-        files={"photo": FileStorage(io.BytesIO(_image_bytes("PNG")), filename="me.png",
-                                    content_type="image/png")},
+        files={
+            "photo": FileStorage(
+                io.BytesIO(_image_bytes("PNG")), filename="me.png", content_type="image/png"
+            )
+        },
     )
     assert good.status_code == 303
     profile = await (await client.get("/people/alice")).get_data(as_text=True)
@@ -146,12 +162,15 @@ async def test_photo_upload_is_validated_and_reencoded(app: Quart, people: Peopl
         bad = await client.post(
             "/settings/photo",
             form={"csrf_token": token},
-            files={"photo": FileStorage(io.BytesIO(payload), filename=name,
-                                        content_type="image/png")},
+            files={
+                "photo": FileStorage(io.BytesIO(payload), filename=name, content_type="image/png")
+            },
         )
         assert bad.status_code == 400, name
-        assert "not a valid image" in (await bad.get_data(as_text=True)).lower() or \
-            "image" in (await bad.get_data(as_text=True)).lower()
+        assert (
+            "not a valid image" in (await bad.get_data(as_text=True)).lower()
+            or "image" in (await bad.get_data(as_text=True)).lower()
+        )
 
 
 async def test_oversized_upload_is_refused(app: Quart, people: People) -> None:

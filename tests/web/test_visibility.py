@@ -85,13 +85,21 @@ async def test_home_feeds(app: Quart, setup: dict[Visibility, int]) -> None:
 
 async def test_anonymous_sees_no_member_pages(app: Quart, setup: dict[Visibility, int]) -> None:
     client = app.test_client()
-    for path in ("/", "/people", "/people/alice", "/tags/topicpublic", "/notifications",
-                 f"/posts/{setup[Visibility.PUBLIC]}/card"):
+    for path in (
+        "/",
+        "/people",
+        "/people/alice",
+        "/tags/topicpublic",
+        "/notifications",
+        f"/posts/{setup[Visibility.PUBLIC]}/card",
+    ):
         response = await client.get(path)
         assert response.status_code == 302, path
 
 
-async def test_notifications_do_not_leak_to_others(app: Quart, setup: dict[Visibility, int]) -> None:
+async def test_notifications_do_not_leak_to_others(
+    app: Quart, setup: dict[Visibility, int]
+) -> None:
     bob = await _client(app, "bob")
     notes = await (await bob.get("/notifications")).get_data(as_text=True)
     assert "secret-direct" not in notes
@@ -119,7 +127,8 @@ async def test_reply_to_direct_stays_direct_with_same_people(
 ) -> None:
     ctx = context_of(app)
     reply = await posting.publish_post(
-        ctx, people.carol,
+        ctx,
+        people.carol,
         posting.Draft("thanks", Visibility.PUBLIC, in_reply_to=setup[Visibility.DIRECT]),
     )
     assert reply.visibility is Visibility.DIRECT
