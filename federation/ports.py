@@ -114,12 +114,11 @@ class InboxStore(Protocol):
 
 
 class DeliveryStore(Protocol):
-    async def claim_due(
-        self, now_ms: int, limit: int, lease_ms: int
-    ) -> Sequence[DeliveryJob]: ...
+    async def claim_due(self, now_ms: int, limit: int, lease_ms: int) -> Sequence[DeliveryJob]: ...
 
-    async def record_outcome(self, job: DeliveryJob, outcome: DeliveryOutcome, now_ms: int) -> None:
-        ...
+    async def record_outcome(
+        self, job: DeliveryJob, outcome: DeliveryOutcome, now_ms: int
+    ) -> None: ...
 
     async def circuit_open_until(self, host: str) -> int:
         """Epoch ms until which new attempts to ``host`` wait (0 when closed)."""

@@ -16,12 +16,14 @@ from quart import Quart, Response, g, redirect, render_template, request, sessio
 from quart.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from federation.ports import StoredInbound
 from server.bootstrap import build_context, prepare_database
 from server.clock import Clock, SystemClock
 from server.config import load_config
 from server.errors import SteelyardError
 from server.storage import users
-from server.web import admin, auth, feed, live, notifications, people, posts
+from server.services import inbound
+from server.web import activitypub, admin, auth, feed, live, notifications, people, posts
 from server.web.support import NotSignedInRedirect, check_csrf, template_globals
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +36,6 @@ def create_app(
     clock: Clock | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Quart:
-    config = load_config(Path(instance_path), overrides)
     clock = clock or SystemClock()
     app = Quart(
         "steelyard",
@@ -42,7 +43,15 @@ def create_app(
         static_folder=str(ROOT / "static"),
         static_url_path="/static",
     )
-    context = build_context(config, clock)
+    overrides = dict(overrides or {})
+    run_workers = bool(overrides.pop("run_workers", True))
+    config = load_config(Path(instance_path), overrides)
+    context = build_context(config, clock, transport)
+
+    async def handle_inbound(item: StoredInbound) -> None:
+        await inbound.handle(context, item)
+
+    context.federator.attach(handle_inbound)
     app.config.update(
         SECRET_KEY=config.secret_key,
         SESSION_COOKIE_NAME="steelyard_session",
@@ -62,6 +71,7 @@ def create_app(
     app.jinja_env.filters["iso"] = _iso_ms
 
     for blueprint in (
+        activitypub.blueprint,
         auth.blueprint,
         feed.blueprint,
         posts.blueprint,
@@ -76,15 +86,19 @@ def create_app(
     async def open_database() -> None:
         prepare_database(config, clock)
         await context.db.open()
+        await context.federator.start(run_workers=run_workers)
 
     @app.after_serving
     async def close_database() -> None:
+        await context.federator.stop()
         await context.db.close()
 
     @app.before_request
     async def load_viewer() -> ResponseReturnValue | None:
         # Forms are small; only the photo upload may send more (checked again by the service).
         # (MAX_CONTENT_LENGTH above is the hard cap for every request, chunked ones included.)
+        if _is_inbox(request.path):
+            return None  # federation: signed, size-capped and verified by its own pipeline
         if request.method == "POST" and request.path != "/settings/photo":
             length = request.content_length
             if length is None:  # chunked: read it (still capped by MAX_CONTENT_LENGTH)
@@ -154,6 +168,10 @@ def create_app(
         return await _error_page(500, "Something went wrong on our side. It has been logged.")
 
     return app
+
+
+def _is_inbox(path: str) -> bool:
+    return path == "/inbox" or (path.startswith("/users/") and path.endswith("/inbox"))
 
 
 async def _error_page(status: int, message: str) -> ResponseReturnValue:

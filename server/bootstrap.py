@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from federation.transport import Transport
 from federation.urls import Urls
 from server.clock import Clock, SystemClock
 from server.config import Config, load_config
+from server.federator import Federator
 from server.live import LiveBroker
 from server.services.context import Context
 from server.storage.db import Database, open_sync
@@ -19,14 +21,16 @@ from server.storage.migrate import migrate
 from server.text import TextRenderer
 
 
-def build_context(config: Config, clock: Clock) -> Context:
+def build_context(config: Config, clock: Clock, transport: Transport | None = None) -> Context:
+    db = Database(config.db_path, synchronous=config.synchronous)
     return Context(
         config=config,
-        db=Database(config.db_path, synchronous=config.synchronous),
+        db=db,
         clock=clock,
         text=TextRenderer(),
         live=LiveBroker(),
         urls=Urls(config.url),
+        federator=Federator(config, db, clock, transport),
     )
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import getpass
 import os
 import secrets
 import shutil
@@ -19,6 +21,10 @@ from pathlib import Path
 from server.clock import SystemClock
 from server.config import CONFIG_FILE, SECRET_FILE, load_config, render_config_toml, validate_url
 from server.errors import SteelyardError
+
+# Kept in step with server.services.allowlist.RELATIONS (which validates); not imported from
+# there so that ``steelyard --help`` stays fast.
+FEDERATION_RELATIONS = ("partner", "supplier", "customer")
 
 
 def _instance_default() -> str:
@@ -75,7 +81,56 @@ def build_parser() -> argparse.ArgumentParser:
     password.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
+    _add_federation_parser(commands)
     return parser
+
+
+def _add_federation_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``steelyard federation …``: the allowlist of hosts we federate with."""
+    federation = commands.add_parser(
+        "federation",
+        help="manage the allowlist of hosts this instance federates with",
+        description="Only hosts on the allowlist can exchange posts, follows and messages"
+        " with this instance. Removing a host cancels its queued deliveries (they are kept"
+        " for the record) and freezes follows; adding it again thaws them.",
+    )
+    actions = federation.add_subparsers(dest="federation_command", metavar="ACTION", required=True)
+    allow = actions.add_parser(
+        "allow",
+        help="allow a host (or change its relation or note)",
+        description="Allow a host. Give only the host, with a port if it is not the default:"
+        " partner.example or partner.example:8443.",
+    )
+    allow.add_argument("host", metavar="HOST[:PORT]")
+    allow.add_argument(
+        "--relation",
+        required=True,
+        metavar="{" + ",".join(FEDERATION_RELATIONS) + "}",
+        help="how the organization on that host relates to yours",
+    )
+    allow.add_argument("--note", default="", metavar="TEXT", help="a note for other admins")
+    deny = actions.add_parser(
+        "deny",
+        help="remove a host from the allowlist",
+        description="Remove a host. Queued deliveries to it are cancelled and kept for the"
+        " record; follows with its people are frozen. Nothing is deleted.",
+    )
+    deny.add_argument("host", metavar="HOST[:PORT]")
+    actions.add_parser(
+        "list",
+        help="list allowed and removed hosts with delivery health",
+        description="Allowed and removed hosts, who added them and when (UTC), and the state"
+        " of deliveries to each.",
+    )
+    resend = actions.add_parser(
+        "resend",
+        help="queue held and dead deliveries again",
+        description="Put held and dead deliveries back in the queue, for one host or for"
+        " every allowed host. A running server picks them up within its next poll.",
+    )
+    resend.add_argument(
+        "host", nargs="?", default=None, metavar="HOST[:PORT]", help="only this host"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -89,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_serve(instance, args.bind)
         if args.command == "user":
             return asyncio.run(cmd_user(instance, args))
+        if args.command == "federation":
+            return asyncio.run(cmd_federation(instance, args))
     except SteelyardError as exc:
         print(f"steelyard: {exc.message}", file=sys.stderr)
         return 1
@@ -226,6 +283,90 @@ async def cmd_user(instance: Path, args: argparse.Namespace) -> int:
             print(f"Password changed for {actor_row.username}")
             if generated:
                 print(f"One-time password for {actor_row.username}: {password}")
+    return 0
+
+
+def _cli_actor() -> str:
+    """Who the allowlist records as having made a change from the command line."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no $USER and no passwd entry (some containers)
+        return "cli"
+    return f"cli:{user}" if user else "cli"
+
+
+def _utc(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        print("  ".join(cells).rstrip())
+
+
+async def cmd_federation(instance: Path, args: argparse.Namespace) -> int:
+    from server.bootstrap import open_context
+    from server.services import allowlist
+
+    by = _cli_actor()
+    async with open_context(instance) as ctx:
+        if args.federation_command == "allow":
+            host = await allowlist.allow(
+                ctx, args.host, relation=args.relation, note=args.note, by=by
+            )
+            print(allowlist.added_message(host, args.relation))
+        elif args.federation_command == "deny":
+            host = allowlist.canonical_host(ctx, args.host)
+            cancelled = await allowlist.deny(ctx, host, by=by)
+            print(allowlist.removed_message(host, cancelled))
+        elif args.federation_command == "resend":
+            host = allowlist.canonical_host(ctx, args.host) if args.host else None
+            count = await allowlist.resend(ctx, host, by=by)
+            print(allowlist.resent_message(host, count))
+        elif args.federation_command == "list":
+            entries = await allowlist.listing(ctx)
+            if not entries:
+                print(
+                    "No hosts on the allowlist. Add one with:"
+                    " steelyard federation allow HOST --relation partner"
+                )
+                return 0
+            header = (
+                "HOST",
+                "RELATION",
+                "STATE",
+                "ADDED (UTC)",
+                "BY",
+                "REMOVED (UTC)",
+                "QUEUED",
+                "FAILING",
+                "HELD",
+                "DEAD",
+                "LAST SUCCESS (UTC)",
+                "NOTE",
+            )
+            rows = [
+                (
+                    e.host,
+                    e.relation,
+                    e.state,
+                    _utc(e.added_at),
+                    e.added_by,
+                    f"{_utc(e.removed_at)} by {e.removed_by}" if e.removed_at else "-",
+                    str(e.queued),
+                    str(e.failing),
+                    str(e.held),
+                    str(e.dead),
+                    _utc(e.last_success_at),
+                    e.note or "-",
+                )
+                for e in entries
+            ]
+            _print_table(header, rows)
     return 0
 
 

@@ -20,8 +20,10 @@ Invariants (SECURITY.md §1.4)
       (UI spoofing: ``invisible``, ``ellipsis``, fake buttons…); no ``style`` or ``on*``.
     * The content of script/style/iframe/object/embed/svg/math/template/noscript… is dropped
       entirely, not shown as text.
-    * Work is bounded: inputs are truncated to ``MAX_INPUT_CHARS`` and markup that would make
-      html5lib's tree builder quadratic (deep nesting, huge tag counts) is flattened to text.
+    * Work is bounded. Input is cut at ``MAX_INPUT_CHARS`` and re-tokenized by a linear
+      pre-pass (``_canonicalize``) before html5lib sees it, because html5lib is quadratic in
+      the attributes of one tag. Markup that would still make html5lib slow (deep nesting,
+      misnesting, too many tags or entities) is flattened to escaped text instead.
     * No module-level mutable state. bleach ``Cleaner`` objects hold parser state and are not
       thread-safe, so they live in a ``TextRenderer`` that the app creates once and uses from
       the event-loop thread only (create one per thread if that ever changes).
@@ -86,100 +88,45 @@ _KEPT_ATTRIBUTES = frozenset({"href", "rel", "class", "target"})
 
 # Elements whose content html5lib (and browsers) read as raw text. The pre-pass removes
 # them with their content, so script bodies never leak out as visible text.
-_RAW_TEXT_TAGS = frozenset(
-    ["script", "style", "iframe", "noscript", "noembed", "noframes", "xmp", "title", "textarea"]
-)
+_RAW_TEXT_TAGS = frozenset({"script", "style", "iframe", "noscript", "noembed", "noframes"}) | {
+    *("xmp", "title", "textarea")
+}
 # Elements removed with their whole subtree. The pre-pass hands them to bleach as "allowed"
 # so that html5lib builds them as elements (with its own rules for where svg/math end), and
 # _FinishFilter then removes each with everything inside it.
-_DROP_WITH_CONTENT = _RAW_TEXT_TAGS | frozenset(
-    ["object", "embed", "applet", "svg", "math", "template"]
-)
+_DROP_WITH_CONTENT = _RAW_TEXT_TAGS | {"object", "embed", "applet", "svg", "math", "template"}
 
-_RICH_TAGS = frozenset(
-    [
-        "p",
-        "br",
-        "a",
-        "strong",
-        "b",
-        "em",
-        "i",
-        "u",
-        "del",
-        "s",
-        "code",
-        "pre",
-        "blockquote",
-        "ul",
-        "ol",
-        "li",
-        "h3",
-        "h4",
-    ]
-)
+_RICH_TAGS = frozenset({"p", "br", "a", "strong", "b", "em", "i", "u", "del", "s", "code"}) | {
+    *("pre", "blockquote", "ul", "ol", "li", "h3", "h4")
+}
 # Mastodon's allowed set (PROTOCOL.md §5).
-_REMOTE_TAGS = frozenset(
-    [
-        "p",
-        "span",
-        "br",
-        "a",
-        "del",
-        "pre",
-        "code",
-        "em",
-        "strong",
-        "b",
-        "i",
-        "u",
-        "ul",
-        "ol",
-        "li",
-        "blockquote",
-    ]
-)
+_REMOTE_TAGS = frozenset({"p", "span", "br", "a", "del", "pre", "code", "em", "strong", "b"}) | {
+    *("i", "u", "ul", "ol", "li", "blockquote")
+}
 # What render_post itself emits; anything else in its output would be a bug.
 _POST_TAGS = frozenset({"p", "br", "a", "span"})
 # Structure kept when extracting plain text.
-_TEXT_BLOCK_TAGS = frozenset(
-    ["p", "div", "li", "ul", "ol", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6"]
-)
+_TEXT_BLOCK_TAGS = frozenset({"p", "div", "li", "ul", "ol", "blockquote", "pre"}) | {
+    *("h1", "h2", "h3", "h4", "h5", "h6")
+}
 # Dropped block-level tags become a newline so that words do not run together.
-_BLOCK_TAGS = _TEXT_BLOCK_TAGS | frozenset(
-    [
-        "address",
-        "article",
-        "aside",
-        "dd",
-        "details",
-        "dialog",
-        "dl",
-        "dt",
-        "fieldset",
-        "figcaption",
-        "figure",
-        "footer",
-        "form",
-        "header",
-        "hgroup",
-        "hr",
-        "main",
-        "nav",
-        "section",
-        "summary",
-        "table",
-        "tr",
-    ]
-)
+_BLOCK_TAGS = _TEXT_BLOCK_TAGS | {
+    *("address", "article", "aside", "dd", "details", "dialog", "dl", "dt", "fieldset"),
+    *("figcaption", "figure", "footer", "form", "header", "hgroup", "hr", "main", "nav"),
+    *("section", "summary", "table", "tr"),
+}
 # Start tags that make html5lib close an open <p> (approximation used by _too_complex).
 _CLOSES_P = _TEXT_BLOCK_TAGS
-_VOID_TAGS = frozenset(["area", "br", "col", "embed", "hr", "img", "input", "source", "wbr"])
+# html5lib's "formatting elements", reopened after misnested end tags.
+_FORMATTING_TAGS = frozenset({"a", "b", "big", "code", "em", "font", "i", "nobr", "s", "small"}) | {
+    *("strike", "strong", "tt", "u")
+}
+_VOID_TAGS = frozenset({"area", "br", "col", "embed", "hr", "img", "input", "source", "wbr"})
 
 # -- the pre-pass tokenizer (see _canonicalize) --
 _WS = "\t\n\f "
 _TAG_START_RE = re.compile(rf"<(/?)([A-Za-z][^{_WS}/>]*)")
-_TAG_END_RE = re.compile(rf"[{_WS}/]*(/?)(?:>|\Z)")
+_TAG_END_RE = re.compile(rf"[{_WS}/]*(?:>|\Z)")
 _ATTRIBUTE_RE = re.compile(
     rf"[{_WS}/]*(?P<name>[^{_WS}/>][^{_WS}/=>]*)"
     rf"(?:[{_WS}]*=[{_WS}]*(?P<value>\"[^\"]*\"?|'[^']*'?|[^{_WS}>]*))?"
@@ -190,7 +137,7 @@ _COMMENT_RE = re.compile(r"<!--(?:>|->|.*?(?:-->|--!>|\Z))", re.DOTALL)
 _ATTRIBUTE_REFERENCE_RE = re.compile(r"&(?:#[0-9]+;?|#[xX][0-9a-fA-F]+;?|[A-Za-z][A-Za-z0-9]*;)")
 
 # A tag in our canonical markup: "<" or "</" followed by a letter.
-_CANONICAL_TAG_RE = re.compile(r"<(/?)([a-z][a-z0-9]*)")
+_CANONICAL_TAG_RE = re.compile(r"<(?P<end>/?)(?P<name>[a-z][a-z0-9]*)[^>]*>")
 # C0/C1 controls except tab and newline (CR is normalised separately), and lone surrogates,
 # which would make the UTF-8 encoding of the response fail (a 500 on every view).
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -437,7 +384,7 @@ def _canonicalize(text: str, keep: frozenset[str]) -> str:
         while True:
             finish = _TAG_END_RE.match(text, pos)
             if finish is not None:
-                self_closing = bool(finish.group(1))
+                self_closing = finish.group(0).endswith("/>")
                 pos = finish.end()
                 break
             attribute = _ATTRIBUTE_RE.match(text, pos)
@@ -460,7 +407,7 @@ def _canonicalize(text: str, keep: frozenset[str]) -> str:
                 # Self-closing only matters for svg/math, which we drop whole.
                 slash = "/" if self_closing and name in _DROP_WITH_CONTENT else ""
                 out.append(f"<{name}{rendered}{slash}>")
-        elif name in _BLOCK_TAGS and not is_end:
+        elif name in _BLOCK_TAGS and not is_end and out:
             out.append("\n")
     return "".join(out)
 
@@ -500,26 +447,52 @@ def _too_complex(canonical: str) -> bool:
     """
     if canonical.count("&") > MAX_ENTITIES:
         return True
+    # Entries are the whole start tag for formatting elements (html5lib compares name and
+    # attributes for its "Noah's ark" limit of three), the name otherwise.
     stack: list[str] = []
     for count, match in enumerate(_CANONICAL_TAG_RE.finditer(canonical)):
         if count >= MAX_TAGS:
             return True
-        name = match.group(2)
+        name = match.group("name")
         if name in _VOID_TAGS:
             continue
-        if match.group(1):  # end tag: close up to the matching element if it is open
-            if name in stack:
-                while stack.pop() != name:
-                    pass
+        if match.group("end"):
+            _close(stack, name)
             continue
-        if name in _CLOSES_P and stack and stack[-1] == "p":
-            stack.pop()
-        if name == "li" and stack and stack[-1] == "li":
-            stack.pop()
-        stack.append(name)
+        if name in _CLOSES_P:
+            _close_if_open_on_top(stack, "p")
+        if name == "li":
+            _close_if_open_on_top(stack, "li")
+        stack.append(match.group(0) if name in _FORMATTING_TAGS else name)
         if len(stack) > MAX_NESTING:
             return True
     return False
+
+
+def _entry_name(entry: str) -> str:
+    return entry[1:].split(" ", 1)[0].rstrip(">") if entry.startswith("<") else entry
+
+
+def _close_if_open_on_top(stack: list[str], name: str) -> None:
+    if stack and _entry_name(stack[-1]) == name:
+        stack.pop()
+
+
+def _close(stack: list[str], name: str) -> None:
+    """An end tag closes up to its element; html5lib later reopens the formatting elements
+    it closed on the way (misnesting such as <b><i></b>), up to three identical ones."""
+    if all(_entry_name(entry) != name for entry in stack):
+        return
+    reopened: list[str] = []
+    while stack:
+        entry = stack.pop()
+        if _entry_name(entry) == name:
+            break
+        if entry.startswith("<"):
+            reopened.append(entry)
+    for entry in reversed(reopened):
+        if stack.count(entry) < 3:
+            stack.append(entry)
 
 
 def _flat_text(text: str) -> str:
@@ -654,6 +627,8 @@ class _FinishFilter(_TokenFilter):
         attrs = token.get("data")
         if not isinstance(attrs, dict) or not attrs.get(_HREF):
             return False
+        # Browsers ignore surrounding whitespace; other consumers (and URL checks) may not.
+        attrs[_HREF] = str(attrs[_HREF]).strip(_URL_STRIP)
         self._fix_classes(token)
         if self.forced_rel is not None:
             attrs[_REL] = self.forced_rel
@@ -861,7 +836,8 @@ def _truncate(text: str, max_len: int | None) -> str:
         return "…"[: max(max_len, 0)]
     cut = text[: max_len - 1]
     # Prefer a word boundary unless that throws away too much.
-    space = max(cut.rfind(" "), cut.rfind("\n"))
-    if space >= max_len // 2:
-        cut = cut[:space]
+    if not text[max_len - 1].isspace():
+        space = max(cut.rfind(" "), cut.rfind("\n"))
+        if space >= max_len // 2:
+            cut = cut[:space]
     return cut.rstrip() + "…"

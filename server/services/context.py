@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from federation.urls import Urls
 from server.clock import Clock
 from server.config import Config
+from server.federator import Federator
 from server.live import LiveBroker
 from server.storage.db import Database
 from server.text import TextRenderer
@@ -24,3 +25,4 @@ class Context:
     text: TextRenderer
     live: LiveBroker
     urls: Urls
+    federator: Federator

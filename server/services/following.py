@@ -1,13 +1,17 @@
-"""Following colleagues: follow, unfollow, approve or decline requests (locked accounts)."""
+"""Following: follow, unfollow, approve or decline requests (locked accounts), for colleagues
+and for people on partner instances (where the Follow / Undo / Accept / Reject activities are
+queued in the same transaction as the change)."""
 
 from __future__ import annotations
 
 import sqlite3
 
 from server.domain import Actor, FollowState, NotificationKind
-from server.errors import InvalidInput, NotFound
+from server.errors import Forbidden, InvalidInput, NotFound
+from server.services import federating
 from server.services.context import Context
 from server.services.posting import push_unread_counts
+from server.storage import federation as fed
 from server.storage import follows, notifications, users
 
 
@@ -17,45 +21,114 @@ async def follow(ctx: Context, follower: Actor, followee_id: int) -> FollowState
     target = await ctx.db.read(users.select_actor, followee_id)
     if target is None or target.deleted_at is not None:
         raise NotFound("No such person.")
-    state = FollowState.PENDING if target.manually_approves else FollowState.ACCEPTED
+    if not target.is_local and not await ctx.federator.allowlist.is_allowed(target.host):
+        raise Forbidden(
+            f"{target.handle} is on an instance that is not allowed to federate with us;"
+            " nothing was sent."
+        )
+    if target.is_local:
+        state = FollowState.PENDING if target.manually_approves else FollowState.ACCEPTED
+    else:
+        state = FollowState.PENDING  # until the remote side Accepts
     now = ctx.clock.now_ms()
+    activity_id = federating.new_activity_id(ctx.urls, "follow")
 
     def tx(conn: sqlite3.Connection) -> FollowState:
         existing = follows.select_follow_state(conn, follower.id, target.id)
         if existing is not None:
             return existing
-        follows.insert_follow(conn, follower.id, target.id, state=state, uri=None, now_ms=now)
-        notifications.insert_notification(
+        follows.insert_follow(
             conn,
-            recipient_id=target.id,
-            kind=NotificationKind.FOLLOW_REQUEST
-            if state is FollowState.PENDING
-            else NotificationKind.FOLLOW,
-            actor_id=follower.id,
-            post_id=None,
+            follower.id,
+            target.id,
+            state=state,
+            uri=None if target.is_local else activity_id,
             now_ms=now,
         )
+        if target.is_local:
+            notifications.insert_notification(
+                conn,
+                recipient_id=target.id,
+                kind=NotificationKind.FOLLOW_REQUEST
+                if state is FollowState.PENDING
+                else NotificationKind.FOLLOW,
+                actor_id=follower.id,
+                post_id=None,
+                now_ms=now,
+            )
+        else:
+            party = fed.select_party(conn, target.id)
+            assert party is not None
+            federating.follow_in_tx(
+                conn,
+                ctx.urls,
+                follower_id=follower.id,
+                follower_username=follower.username,
+                target=party,
+                activity_id=activity_id,
+                now_ms=now,
+            )
         return state
 
     result = await ctx.db.write(tx)
+    ctx.federator.wake()
     await push_unread_counts(ctx, [target.id])
     return result
 
 
 async def unfollow(ctx: Context, follower: Actor, followee_id: int) -> None:
-    await ctx.db.write(follows.delete_follow, follower.id, followee_id)
+    target = await ctx.db.read(users.select_actor, followee_id)
+    if target is None:
+        raise NotFound("No such person.")
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> None:
+        follow_uri = follows.select_follow_uri(conn, follower.id, target.id)
+        if not follows.delete_follow(conn, follower.id, target.id) or target.is_local:
+            return
+        party = fed.select_party(conn, target.id)
+        if party is not None:
+            federating.undo_follow_in_tx(
+                conn,
+                ctx.urls,
+                follower_id=follower.id,
+                follower_username=follower.username,
+                target=party,
+                follow_id=follow_uri,
+                now_ms=now,
+            )
+
+    await ctx.db.write(tx)
+    ctx.federator.wake()
 
 
 async def answer_request(ctx: Context, followee: Actor, follower_id: int, *, accept: bool) -> None:
     state = await ctx.db.read(follows.select_follow_state, follower_id, followee.id)
     if state is not FollowState.PENDING:
         raise NotFound("No such follow request.")
-    if accept:
-        await ctx.db.write(
-            follows.update_follow_state, follower_id, followee.id, FollowState.ACCEPTED
-        )
-    else:
-        await ctx.db.write(follows.delete_follow, follower_id, followee.id)
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> None:
+        follow_uri = follows.select_follow_uri(conn, follower_id, followee.id)
+        if accept:
+            follows.update_follow_state(conn, follower_id, followee.id, FollowState.ACCEPTED)
+        else:
+            follows.delete_follow(conn, follower_id, followee.id)
+        party = fed.select_party(conn, follower_id)
+        if party is not None and not party.is_local:
+            federating.answer_follow_in_tx(
+                conn,
+                ctx.urls,
+                followee_id=followee.id,
+                followee_username=followee.username,
+                follower=party,
+                follow_id=follow_uri,
+                accept=accept,
+                now_ms=now,
+            )
+
+    await ctx.db.write(tx)
+    ctx.federator.wake()
 
 
 async def mark_notifications_read(ctx: Context, actor: Actor) -> None:

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from server.domain import Actor, NotificationKind, Post, Visibility
 from server.errors import Forbidden, InvalidInput, NotFound
 from server.live import LiveEvent
+from server.services import federating, remote
 from server.services.context import Context
+from server.storage import federation as fed
 from server.storage import follows, notifications, posts, users
 from server.text import MentionTarget, RenderedPost
 
@@ -51,7 +53,12 @@ def _check_text(text: str) -> str:
 
 
 async def render(ctx: Context, text: str) -> tuple[RenderedPost, list[Actor]]:
-    """Render text, resolving @mentions of active colleagues; return the mentioned people."""
+    """Render text, resolving @mentions; return the mentioned people.
+
+    ``@name`` is an active colleague; ``@name@host`` a person on an allowed partner instance
+    (looked up, and fetched once if new). A mention of someone on a host that is not allowed
+    is refused with a clear message, before anything is stored or sent.
+    """
     wanted: list[str] = []
 
     def collect(handle: str) -> MentionTarget | None:
@@ -60,20 +67,35 @@ async def render(ctx: Context, text: str) -> tuple[RenderedPost, list[Actor]]:
 
     ctx.text.render_post(text, resolve_mention=collect, tag_href=ctx.urls.tag)
     local_names = [h for h in wanted if "@" not in h]
-    found = await ctx.db.read(users.select_local_actors_by_names, local_names)
+    found: dict[str, Actor] = dict(
+        await ctx.db.read(users.select_local_actors_by_names, local_names)
+    )
+    for handle in dict.fromkeys(h.lower() for h in wanted if "@" in h):
+        if len(found) > 50:
+            raise InvalidInput("A post can mention at most 50 people.")
+        found[handle] = await remote.find_person(ctx, handle)
 
     def resolve(handle: str) -> MentionTarget | None:
         actor = found.get(handle.lower())
         if actor is None:
             return None
-        return MentionTarget(
-            handle=actor.username, href=ctx.urls.profile_page(actor.username), actor_uri=actor.uri
-        )
+        href = ctx.urls.profile_page(actor.handle)
+        return MentionTarget(handle=actor.handle, href=href, actor_uri=actor.uri)
 
     rendered = ctx.text.render_post(text, resolve_mention=resolve, tag_href=ctx.urls.tag)
     by_uri = {a.uri: a for a in found.values()}
     mentioned = [by_uri[m.actor_uri] for m in rendered.mentions if m.actor_uri in by_uri]
     return rendered, mentioned
+
+
+def _check_internal(visibility: Visibility, people: Iterable[Actor]) -> None:
+    if visibility is Visibility.INTERNAL:
+        outside = [p.handle for p in people if not p.is_local]
+        if outside:
+            raise InvalidInput(
+                f"Internal posts stay on this instance: @{outside[0]} cannot be mentioned."
+                " Choose Followers, Public or Direct to reach people on partner instances."
+            )
 
 
 async def publish_post(ctx: Context, author: Actor, draft: Draft) -> Post:
@@ -101,6 +123,7 @@ async def publish_post(ctx: Context, author: Actor, draft: Draft) -> Post:
         else:
             recipients.add(wall_owner.id)
     rendered, mentioned = await render(ctx, text)
+    _check_internal(visibility, mentioned)
     recipients.update(a.id for a in mentioned)
     recipients.discard(author.id)
     if visibility is Visibility.DIRECT and not recipients:
@@ -155,9 +178,11 @@ async def publish_post(ctx: Context, author: Actor, draft: Draft) -> Post:
                 post_id=post_id,
                 now_ms=now,
             )
+        federating.post_in_tx(conn, ctx.urls, ctx.federator.host, post_id, "Create", now)
         return post_id
 
     post_id = await ctx.db.write(tx)
+    ctx.federator.wake()
     post = await ctx.db.read(posts.select_post, post_id, author.id)
     assert post is not None
     await _announce(ctx, post, recipients)
@@ -213,15 +238,23 @@ async def edit_post(ctx: Context, editor: Actor, post_id: int, text: str) -> Pos
         new_ids = [a.id for a in mentioned if a.id in existing]
     else:
         new_ids = [a.id for a in mentioned]
-    await ctx.db.write(
-        posts.update_post_content,
-        post.id,
-        source=text,
-        content_html=rendered.html,
-        recipient_ids=new_ids,
-        tags=rendered.hashtags,
-        now_ms=ctx.clock.now_ms(),
-    )
+    _check_internal(post.visibility, mentioned)
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> None:
+        posts.update_post_content(
+            conn,
+            post.id,
+            source=text,
+            content_html=rendered.html,
+            recipient_ids=new_ids,
+            tags=rendered.hashtags,
+            now_ms=now,
+        )
+        federating.post_in_tx(conn, ctx.urls, ctx.federator.host, post.id, "Update", now)
+
+    await ctx.db.write(tx)
+    ctx.federator.wake()
     updated = await ctx.db.read(posts.select_post, post.id, editor.id)
     assert updated is not None
     return updated
@@ -233,7 +266,14 @@ async def delete_post(ctx: Context, actor: Actor, post_id: int) -> Post:
     owner_of_wall = post.wall_owner is not None and post.wall_owner.id == actor.id
     if post.author.id != actor.id and not owner_of_wall:
         raise Forbidden("Only the author, or the owner of the wall, can remove a post.")
-    await ctx.db.write(posts.mark_post_deleted, post.id, ctx.clock.now_ms())
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> None:
+        if posts.mark_post_deleted(conn, post.id, now):
+            federating.post_in_tx(conn, ctx.urls, ctx.federator.host, post.id, "Delete", now)
+
+    await ctx.db.write(tx)
+    ctx.federator.wake()
     return post
 
 
@@ -241,10 +281,12 @@ async def like_post(ctx: Context, actor: Actor, post_id: int, *, like: bool) -> 
     post = await _own_post(ctx, actor, post_id)
     now = ctx.clock.now_ms()
 
+    like_uri = f"{author_uri(ctx, actor)}#likes/{post.id}-{now}"
+
     def tx(conn: sqlite3.Connection) -> bool:
         if like:
-            added = posts.insert_like(conn, actor.id, post.id, None, now)
-            if added:
+            changed = posts.insert_like(conn, actor.id, post.id, like_uri, now)
+            if changed:
                 notifications.insert_notification(
                     conn,
                     recipient_id=post.author.id,
@@ -253,12 +295,34 @@ async def like_post(ctx: Context, actor: Actor, post_id: int, *, like: bool) -> 
                     post_id=post.id,
                     now_ms=now,
                 )
-            return added
-        return posts.delete_like(conn, actor.id, post.id)
+            previous = like_uri
+        else:
+            previous = posts.select_like_uri(conn, actor.id, post.id) or like_uri
+            changed = posts.delete_like(conn, actor.id, post.id)
+        if changed and not post.author.is_local:
+            author = fed.select_party(conn, post.author.id)
+            if author is not None:
+                federating.like_in_tx(
+                    conn,
+                    ctx.urls,
+                    actor_id=actor.id,
+                    username=actor.username,
+                    post_uri=post.uri,
+                    author=author,
+                    like_id=previous,
+                    undo=not like,
+                    now_ms=now,
+                )
+        return changed
 
     changed = await ctx.db.write(tx)
+    ctx.federator.wake()
     if changed and like:
         await push_unread_counts(ctx, [post.author.id])
     updated = await ctx.db.read(posts.select_post, post.id, actor.id)
     assert updated is not None
     return updated
+
+
+def author_uri(ctx: Context, actor: Actor) -> str:
+    return actor.uri if not actor.is_local else ctx.urls.actor(actor.username)

@@ -123,3 +123,32 @@ def select_local_follower_ids(conn: sqlite3.Connection, actor_id: int) -> list[i
             (actor_id,),
         )
     ]
+
+
+def select_follow_uri(conn: sqlite3.Connection, follower_id: int, followee_id: int) -> str | None:
+    row = conn.execute(
+        "SELECT uri FROM follows WHERE follower_id = ? AND followee_id = ?",
+        (follower_id, followee_id),
+    ).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+def select_follow_by_uri(conn: sqlite3.Connection, uri: str) -> tuple[int, int, str] | None:
+    row = conn.execute(
+        "SELECT follower_id, followee_id, state FROM follows WHERE uri = ?", (uri,)
+    ).fetchone()
+    return (int(row[0]), int(row[1]), str(row[2])) if row else None
+
+
+def select_follower_uris(
+    conn: sqlite3.Connection, actor_id: int, *, before: int | None, limit: int, followers: bool
+) -> tuple[list[str], int | None]:
+    """Actor ids (URIs) of accepted followers (or followees), newest first, with a cursor."""
+    mine, other = ("followee_id", "follower_id") if followers else ("follower_id", "followee_id")
+    rows = conn.execute(
+        f"SELECT f.id, a.uri FROM follows f JOIN actors a ON a.id = f.{other}"
+        f" WHERE f.{mine} = ? AND f.state = 'accepted' AND f.id < ? ORDER BY f.id DESC LIMIT ?",
+        (actor_id, before or 2**62, limit + 1),
+    ).fetchall()
+    uris = [str(r[1]) for r in rows[:limit]]
+    return uris, (int(rows[limit - 1][0]) if len(rows) > limit else None)

@@ -358,3 +358,96 @@ def delete_like(conn: sqlite3.Connection, actor_id: int, post_id: int) -> bool:
             "UPDATE posts SET like_count = max(like_count - 1, 0) WHERE id = ?", (post_id,)
         )
     return cur.rowcount > 0
+
+
+def select_like_uri(conn: sqlite3.Connection, actor_id: int, post_id: int) -> str | None:
+    row = conn.execute(
+        "SELECT uri FROM likes WHERE actor_id = ? AND post_id = ?", (actor_id, post_id)
+    ).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+@dataclass(frozen=True, slots=True)
+class PostCore:
+    id: int
+    author_id: int
+    thread_root_id: int
+    visibility: str
+    deleted_at: int | None
+    remote_updated_at: int | None
+    is_local_author: bool
+
+
+def select_post_core_by_uri(conn: sqlite3.Connection, uri: str) -> PostCore | None:
+    row = conn.execute(
+        "SELECT p.id, p.author_id, p.thread_root_id, p.visibility, p.deleted_at,"
+        " p.remote_updated_at, a.is_local FROM posts p JOIN actors a ON a.id = p.author_id"
+        " WHERE p.uri = ?",
+        (uri,),
+    ).fetchone()
+    if row is None:
+        return None
+    return PostCore(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+
+
+def set_remote_updated(conn: sqlite3.Connection, post_id: int, updated_ms: int) -> None:
+    conn.execute("UPDATE posts SET remote_updated_at = ? WHERE id = ?", (updated_ms, post_id))
+
+
+def delete_like_by_uri(conn: sqlite3.Connection, actor_id: int, uri: str) -> int | None:
+    """Remove the like with this activity id by this actor; returns its post id."""
+    row = conn.execute(
+        "SELECT post_id FROM likes WHERE uri = ? AND actor_id = ?", (uri, actor_id)
+    ).fetchone()
+    if row is None:
+        return None
+    delete_like(conn, actor_id, int(row[0]))
+    return int(row[0])
+
+
+def insert_announce(
+    conn: sqlite3.Connection, actor_id: int, post_id: int, uri: str, now_ms: int
+) -> bool:
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO announces (actor_id, post_id, uri, created_at) VALUES (?, ?, ?, ?)",
+        (actor_id, post_id, uri, now_ms),
+    )
+    return cur.rowcount > 0
+
+
+def delete_announce_by_uri(conn: sqlite3.Connection, actor_id: int, uri: str) -> bool:
+    cur = conn.execute("DELETE FROM announces WHERE uri = ? AND actor_id = ?", (uri, actor_id))
+    return cur.rowcount > 0
+
+
+def select_post_for_remote(
+    conn: sqlite3.Connection, post_id: int, requester_id: int | None
+) -> Post | None:
+    """A local post as a remote requester may fetch it: never Internal (it answers exactly like
+    a missing post), Public to any allowed signer, Followers to accepted followers, Direct to
+    the addressed people. Deleted posts are returned (the caller answers 410)."""
+    row = conn.execute(
+        f"{_select(None)} WHERE p.id = :id AND au.is_local = 1"
+        " AND p.visibility != 'internal' AND (p.visibility = 'public'"
+        " OR (p.visibility = 'followers' AND EXISTS (SELECT 1 FROM follows f"
+        "     WHERE f.follower_id = :viewer AND f.followee_id = p.author_id"
+        "     AND f.state = 'accepted'))"
+        " OR EXISTS (SELECT 1 FROM post_recipients r"
+        "     WHERE r.post_id = p.id AND r.actor_id = :viewer))",
+        {"id": post_id, "viewer": requester_id},
+    ).fetchone()
+    return _post_from_row(row) if row else None
+
+
+def select_public_posts_of(
+    conn: sqlite3.Connection, author_id: int, *, before: int | None, limit: int
+) -> list[int]:
+    """Ids of an author's public, undeleted posts (outbox pages)."""
+    return [
+        int(r[0])
+        for r in conn.execute(
+            "SELECT id FROM posts WHERE author_id = ? AND visibility = 'public'"
+            " AND deleted_at IS NULL AND id < ? ORDER BY id DESC LIMIT ?",
+            (author_id, before or _MAX_CURSOR, limit),
+        )
+    ]

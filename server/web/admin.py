@@ -1,12 +1,14 @@
-"""Administration: accounts (create, deactivate, reactivate)."""
+"""Administration: accounts (create, deactivate, reactivate) and the federation allowlist."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from quart import Blueprint, flash, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
 
 from server.errors import SteelyardError
-from server.services import accounts
+from server.services import accounts, allowlist
 from server.storage import users
 from server.web.support import admin_required, ctx, require_viewer
 
@@ -55,3 +57,75 @@ async def set_active(username: str) -> ResponseReturnValue:
     actor = await accounts.set_active(ctx(), username, active=active, by=require_viewer().id)
     await flash(f"{actor.username} was {'reactivated' if active else 'deactivated'}.", "success")
     return redirect(url_for("admin.user_list"), 303)
+
+
+# --- federation allowlist ------------------------------------------------------------------
+
+
+async def _federation_page(
+    *, error: str | None = None, form: Any = None, status: int = 200
+) -> ResponseReturnValue:
+    listing = await allowlist.listing(ctx())
+    body = await render_template(
+        "admin_federation.html",
+        listing=listing,
+        relations=allowlist.RELATIONS,
+        note_limit=allowlist.NOTE_LIMIT,
+        own_host=ctx().federator.host,
+        error=error,
+        form=form,
+    )
+    return body, status
+
+
+@blueprint.get("/federation")
+@admin_required
+async def federation() -> ResponseReturnValue:
+    return await _federation_page()
+
+
+@blueprint.post("/federation")
+@admin_required
+async def federation_allow() -> ResponseReturnValue:
+    form = await request.form
+    me = require_viewer()
+    relation = form.get("relation", "")
+    try:
+        host = await allowlist.allow(
+            ctx(),
+            form.get("host", ""),
+            relation=relation,
+            note=form.get("note", ""),
+            by=me.username,
+            actor_id=me.id,
+        )
+    except SteelyardError as exc:
+        return await _federation_page(error=exc.message, form=form, status=exc.status)
+    await flash(allowlist.added_message(host, relation), "success")
+    return redirect(url_for("admin.federation"), 303)
+
+
+@blueprint.post("/federation/<host>/remove")
+@admin_required
+async def federation_remove(host: str) -> ResponseReturnValue:
+    me = require_viewer()
+    try:
+        canonical = allowlist.canonical_host(ctx(), host)
+        cancelled = await allowlist.deny(ctx(), canonical, by=me.username, actor_id=me.id)
+    except SteelyardError as exc:
+        return await _federation_page(error=exc.message, status=exc.status)
+    await flash(allowlist.removed_message(canonical, cancelled), "success")
+    return redirect(url_for("admin.federation"), 303)
+
+
+@blueprint.post("/federation/<host>/resend")
+@admin_required
+async def federation_resend(host: str) -> ResponseReturnValue:
+    me = require_viewer()
+    try:
+        canonical = allowlist.canonical_host(ctx(), host)
+        count = await allowlist.resend(ctx(), canonical, by=me.username, actor_id=me.id)
+    except SteelyardError as exc:
+        return await _federation_page(error=exc.message, status=exc.status)
+    await flash(allowlist.resent_message(canonical, count), "success")
+    return redirect(url_for("admin.federation"), 303)

@@ -1,0 +1,168 @@
+"""The inbound worker: hand stored activities to the application's handler, with retries.
+
+:class:`Dispatcher` claims due rows from :class:`~federation.ports.InboxStore` (in claim
+order, i.e. by row id), calls the handler for each one sequentially, and records the result
+with ``finish_inbound``:
+
+- success: ``error=None, retry_at_ms=None`` (done);
+- the handler raised: ``error`` set and ``retry_at_ms = now + 10 s × 2^(attempts-1)``
+  (capped at 1 h), or ``retry_at_ms=None`` (failed, kept for an admin) once ``attempts``
+  reached ``max_attempts``.
+
+What the store must honour (the SQLite implementation follows this, as does the in-memory
+one of the unit tests):
+
+- ``claim_inbound(now_ms, limit)`` returns pending rows whose ``retry_at_ms <= now_ms``,
+  ordered by id, at most *limit*; in the same transaction it increments each row's
+  ``attempts`` (the returned value counts the current attempt, so it is 1 on the first
+  claim) and leases the row by moving ``retry_at_ms`` a few minutes ahead (longer than any
+  handler runs), so a crash mid-handler only delays the row.
+- ``finish_inbound(id, error=None, ...)`` marks the row done; with an error and a
+  ``retry_at_ms`` it stays pending until then; with an error and ``retry_at_ms=None`` it is
+  failed for good. The error is kept on the row.
+
+Because attempts are counted at claim time, a row whose handler kills the process is not
+claimed for ever: once its count is past ``max_attempts`` it is marked failed unhandled.
+
+Invariants: the worker never dies of an exception (each is logged with the activity id and
+host and recorded on the row); time comes only from the injected ``now_ms``; waiting uses the
+event loop (``wake()`` or the poll interval), never the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from federation import ports
+
+__all__ = ["Dispatcher", "idle"]
+
+_log = logging.getLogger(__name__)
+
+_MAX_ERROR = 500
+
+
+class Dispatcher:
+    """Runs the registered handler over stored inbound activities."""
+
+    def __init__(
+        self,
+        store: ports.InboxStore,
+        handler: Callable[[ports.StoredInbound], Awaitable[None]],
+        now_ms: Callable[[], int],
+        *,
+        batch: int = 50,
+        max_attempts: int = 8,
+        base_delay_ms: int = 10_000,
+        max_delay_ms: int = 3_600_000,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._handler = handler
+        self._now_ms = now_ms
+        self._batch = batch
+        self._max_attempts = max_attempts
+        self._base_delay_ms = base_delay_ms
+        self._max_delay_ms = max_delay_ms
+        self._poll_interval = poll_interval
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Ask :meth:`run_forever` to look for work now (after a commit that queued some)."""
+        self._wake.set()
+
+    def retry_delay_ms(self, attempts: int) -> int:
+        """Delay before the next try after the *attempts*-th failed one (1-based)."""
+        exponent = min(max(attempts - 1, 0), 32)
+        return min(self._base_delay_ms << exponent, self._max_delay_ms)
+
+    async def run_once(self) -> int:
+        """Claim one batch of due rows and work them in order; return how many were claimed."""
+        rows = await self._store.claim_inbound(self._now_ms(), self._batch)
+        for row in rows:
+            await self._work(row)
+        return len(rows)
+
+    async def run_until_idle(self, max_rounds: int = 1000) -> int:
+        """Run batches until nothing is due (tests); return the number of rows worked."""
+        total = 0
+        for _ in range(max_rounds):
+            count = await self.run_once()
+            if count == 0:
+                break
+            total += count
+        return total
+
+    async def run_forever(self, stop: asyncio.Event) -> None:
+        """Work until *stop* is set; sleep on :meth:`wake` or the poll interval when idle."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                count = await self.run_once()
+            except Exception:
+                _log.exception("inbound dispatch round failed; continuing")
+                count = 0
+            if count == 0:
+                await idle(self._wake, stop, self._poll_interval)
+
+    async def _work(self, row: ports.StoredInbound) -> None:
+        activity_id = row.activity.get("id")
+        if row.attempts > self._max_attempts:
+            # Claimed more often than allowed without ever finishing: the handler took the
+            # process down (or hung past the lease). Stop before it does so again.
+            await self._finish(
+                row,
+                error=f"abandoned: claimed {row.attempts} times without finishing",
+                retry_at_ms=None,
+            )
+            return
+        try:
+            await self._handler(row)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR]
+            retry_at: int | None = None
+            if row.attempts < self._max_attempts:
+                retry_at = self._now_ms() + self.retry_delay_ms(row.attempts)
+            _log.warning(
+                "inbound %d failed attempt %d/%d (activity %s, host %s): %s%s",
+                row.id,
+                row.attempts,
+                self._max_attempts,
+                activity_id,
+                row.origin_host,
+                type(exc).__name__,
+                "" if retry_at is not None else "; giving up",
+            )
+            await self._finish(row, error=error, retry_at_ms=retry_at)
+            return
+        await self._finish(row, error=None, retry_at_ms=None)
+
+    async def _finish(
+        self, row: ports.StoredInbound, *, error: str | None, retry_at_ms: int | None
+    ) -> None:
+        try:
+            await self._store.finish_inbound(row.id, error=error, retry_at_ms=retry_at_ms)
+        except Exception:
+            # The lease runs out and the row is claimed again: late, not lost.
+            _log.exception(
+                "inbound %d: recording the result failed (activity %s, host %s)",
+                row.id,
+                row.activity.get("id"),
+                row.origin_host,
+            )
+
+
+async def idle(wake: asyncio.Event, stop: asyncio.Event, interval: float) -> None:
+    """Wait until *wake* or *stop* is set, or *interval* seconds passed (loop time)."""
+    waiters = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())}
+    try:
+        await asyncio.wait(waiters, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        for waiter in waiters:
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiter

@@ -1,0 +1,279 @@
+"""Outbound federation: local changes become activities and delivery rows in the SAME
+transaction as the change itself (nothing is lost, nothing is sent that was not committed).
+
+Invariants:
+- Internal content never reaches this module's output: every entry point checks the
+  visibility and returns without writing for ``internal`` (PROTOCOL.md §3, the one choke point
+  is :func:`_enqueue`, which refuses internal content outright).
+- Targets on hosts that are not on the allowlist are dropped here, inside the transaction that
+  reads the allowlist; the activity is still recorded in the outbox (the system of record).
+- Public and followers activities go to shared inboxes where offered, deduplicated; direct
+  posts go to each addressed person's own inbox.
+- Functions named ``*_in_tx`` run inside a write transaction (they take the connection).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import sqlite3
+from collections.abc import Iterable
+from typing import Any
+
+from federation import vocab
+from federation.urls import Urls
+from server.storage import federation as fed
+
+Target = tuple[str, str]  # (inbox url, host)
+
+
+class InternalContentError(RuntimeError):
+    """Raised if anything ever tries to serialize internal content: a bug, never user input."""
+
+
+def iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_activity_id(urls: Urls, kind: str) -> str:
+    return f"{urls.base}/activities/{kind}/{secrets.token_hex(10)}"
+
+
+def _enqueue(
+    conn: sqlite3.Connection,
+    *,
+    activity: dict[str, Any],
+    actor_id: int | None,
+    targets: Iterable[Target],
+    visibility: str,
+    now_ms: int,
+) -> int:
+    if visibility == "internal":
+        raise InternalContentError("internal content must never be federated")
+    allowed = fed.select_active_hosts(conn)
+    kept = {inbox: host for inbox, host in targets if host in allowed}
+    return fed.insert_outbox(
+        conn,
+        activity_id=str(activity["id"]),
+        activity_type=str(activity["type"]),
+        actor_id=actor_id,
+        body=activity,
+        targets=sorted(kept.items()),
+        now_ms=now_ms,
+    )
+
+
+def _party_handle(party: fed.Party, our_host: str) -> str:
+    return f"@{party.username}@{party.host if not party.is_local else our_host}"
+
+
+def note_document(urls: Urls, post: fed.PostForFederation, our_host: str) -> dict[str, Any]:
+    """The Note of a local post, addressed per its visibility (never internal)."""
+    if post.visibility == "internal":
+        raise InternalContentError("internal content must never be federated")
+    followers = urls.followers(post.author_username)
+    mentions = [r.uri for r in post.recipients]
+    to, cc = vocab.addressing_for(post.visibility, actor_followers=followers, mentions=mentions)
+    wall = None
+    if post.wall_owner is not None and post.wall_owner.is_local:
+        wall = (urls.wall(post.wall_owner.username), post.wall_owner.uri)
+    return vocab.note(
+        note_id=post.uri,
+        attributed_to=urls.actor(post.author_username),
+        content_html=post.content_html,
+        published_iso=iso(post.created_at),
+        updated_iso=iso(post.edited_at) if post.edited_at else None,
+        to=to,
+        cc=cc,
+        in_reply_to=post.in_reply_to_uri,
+        mentions=[(r.uri, _party_handle(r, our_host)) for r in post.recipients],
+        hashtags=[(urls.tag(t), t) for t in post.tags],
+        url=post.url,
+        wall=wall,
+    )
+
+
+def _post_targets(conn: sqlite3.Connection, post: fed.PostForFederation) -> list[Target]:
+    remote = [r for r in post.recipients if not r.is_local and r.inbox]
+    if post.visibility == "direct":
+        return [(r.inbox, r.host) for r in remote if r.inbox]
+    targets = fed.select_remote_follower_inboxes(conn, post.author_id)
+    targets += [(r.shared_inbox or r.inbox, r.host) for r in remote if r.inbox]
+    return targets
+
+
+def post_in_tx(
+    conn: sqlite3.Connection, urls: Urls, our_host: str, post_id: int, kind: str, now_ms: int
+) -> bool:
+    """Queue Create, Update or Delete of a local post; False when it does not federate."""
+    post = fed.select_post_for_federation(conn, post_id)
+    if post is None or not post.author_is_local or post.visibility == "internal":
+        return False
+    actor = urls.actor(post.author_username)
+    note = note_document(urls, post, our_host)
+    if kind == "Create":
+        activity = vocab.create(activity_id=f"{post.uri}/activity", actor=actor, obj=note)
+    elif kind == "Update":
+        activity = vocab.update(
+            activity_id=f"{post.uri}#updates/{post.version}", actor=actor, obj=note
+        )
+    elif kind == "Delete":
+        activity = vocab.delete(
+            activity_id=f"{post.uri}#delete",
+            actor=actor,
+            object_id=post.uri,
+            to=note["to"],
+            cc=note["cc"],
+        )
+    else:
+        raise ValueError(kind)
+    _enqueue(
+        conn,
+        activity=vocab.with_context(activity, activity.get("@context")),
+        actor_id=post.author_id,
+        targets=_post_targets(conn, post),
+        visibility=post.visibility,
+        now_ms=now_ms,
+    )
+    return True
+
+
+def follow_in_tx(
+    conn: sqlite3.Connection,
+    urls: Urls,
+    *,
+    follower_id: int,
+    follower_username: str,
+    target: fed.Party,
+    activity_id: str,
+    now_ms: int,
+) -> None:
+    activity = vocab.follow(
+        activity_id=activity_id, actor=urls.actor(follower_username), object_id=target.uri
+    )
+    _enqueue(
+        conn,
+        activity=activity,
+        actor_id=follower_id,
+        targets=[(target.inbox, target.host)] if target.inbox else [],
+        visibility="direct",
+        now_ms=now_ms,
+    )
+
+
+def undo_follow_in_tx(
+    conn: sqlite3.Connection,
+    urls: Urls,
+    *,
+    follower_id: int,
+    follower_username: str,
+    target: fed.Party,
+    follow_id: str | None,
+    now_ms: int,
+) -> None:
+    actor = urls.actor(follower_username)
+    inner = vocab.follow(
+        activity_id=follow_id or new_activity_id(urls, "follow"), actor=actor, object_id=target.uri
+    )
+    activity = vocab.undo(
+        activity_id=new_activity_id(urls, "undo"), actor=actor, obj=inner, to=[target.uri]
+    )
+    _enqueue(
+        conn,
+        activity=activity,
+        actor_id=follower_id,
+        targets=[(target.inbox, target.host)] if target.inbox else [],
+        visibility="direct",
+        now_ms=now_ms,
+    )
+
+
+def answer_follow_in_tx(
+    conn: sqlite3.Connection,
+    urls: Urls,
+    *,
+    followee_id: int,
+    followee_username: str,
+    follower: fed.Party,
+    follow_id: str | None,
+    accept: bool,
+    now_ms: int,
+) -> None:
+    """Accept or Reject a remote Follow, embedding it (PROTOCOL.md §4)."""
+    actor = urls.actor(followee_username)
+    inner = {
+        "id": follow_id or new_activity_id(urls, "follow"),
+        "type": "Follow",
+        "actor": follower.uri,
+        "object": actor,
+    }
+    kind = "accepts" if accept else "rejects"
+    build = vocab.accept if accept else vocab.reject
+    activity = build(
+        activity_id=f"{actor}#{kind}/follows/{secrets.token_hex(8)}",
+        actor=actor,
+        obj=inner,
+        to=[follower.uri],
+    )
+    _enqueue(
+        conn,
+        activity=activity,
+        actor_id=followee_id,
+        targets=[(follower.inbox, follower.host)] if follower.inbox else [],
+        visibility="direct",
+        now_ms=now_ms,
+    )
+
+
+def like_in_tx(
+    conn: sqlite3.Connection,
+    urls: Urls,
+    *,
+    actor_id: int,
+    username: str,
+    post_uri: str,
+    author: fed.Party,
+    like_id: str,
+    undo: bool,
+    now_ms: int,
+) -> None:
+    actor = urls.actor(username)
+    activity = vocab.like(activity_id=like_id, actor=actor, object_id=post_uri, to=[author.uri])
+    if undo:
+        activity = vocab.undo(
+            activity_id=new_activity_id(urls, "undo"), actor=actor, obj=activity, to=[author.uri]
+        )
+    _enqueue(
+        conn,
+        activity=activity,
+        actor_id=actor_id,
+        targets=[(author.shared_inbox or author.inbox, author.host)] if author.inbox else [],
+        visibility="direct",
+        now_ms=now_ms,
+    )
+
+
+def profile_in_tx(
+    conn: sqlite3.Connection,
+    urls: Urls,
+    *,
+    actor_id: int,
+    person: dict[str, Any],
+    now_ms: int,
+) -> None:
+    """Update{Person} to the remote followers' (shared) inboxes."""
+    activity = vocab.update(
+        activity_id=f"{person['id']}#updates/{now_ms}",
+        actor=str(person["id"]),
+        obj=person,
+        to=[vocab.AS_PUBLIC],
+        cc=[str(person["followers"])],
+    )
+    _enqueue(
+        conn,
+        activity=activity,
+        actor_id=actor_id,
+        targets=fed.select_remote_follower_inboxes(conn, actor_id),
+        visibility="public",
+        now_ms=now_ms,
+    )

@@ -1,0 +1,428 @@
+"""Inbound federation: apply verified activities (``on_<activity>`` handlers).
+
+The inbox already verified the signature, the allowlist and that the signer is the actor and
+that the activity id is on the actor's origin. Here, per FEP-fe34 and SECURITY.md §1.1:
+- a created object must be attributed to the activity's actor;
+- modifications (Update, Delete, Undo) must come from the *stored* owner, never merely from
+  the same host; an older ``updated`` never overwrites a newer one;
+- Accept/Reject must match a Follow *we* sent to that actor;
+- every handler is idempotent: a repeat changes nothing;
+- inbound HTML is sanitized once, on arrival; deleted objects leave a tombstone so a late or
+  replayed Create cannot bring them back; remote deletion hides content but keeps the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from federation import vocab
+from federation.ports import StoredInbound
+from federation.types import Activity, RemoteNote
+from server.domain import Actor, FollowState, NotificationKind, Visibility
+from server.errors import SteelyardError
+from server.live import LiveEvent
+from server.services import federating, remote
+from server.services.context import Context
+from server.services.posting import push_unread_counts
+from server.storage import federation as fed
+from server.storage import follows, notifications, posts, users
+
+log = logging.getLogger("steelyard.inbound")
+Handler = Callable[[Context, Activity, Actor], Awaitable[None]]
+
+
+class Ignored(Exception):
+    """The activity is valid but has no effect here (logged, not retried)."""
+
+
+async def handle(ctx: Context, item: StoredInbound) -> None:
+    """Entry point for the dispatcher: parse, find the actor, route by type."""
+    try:
+        activity = vocab.parse_activity(item.activity)
+    except vocab.VocabError as exc:
+        log.warning("inbound %s from %s ignored: %s", item.id, item.origin_host, exc.reason)
+        return
+    if not await ctx.federator.allowlist.is_allowed(item.origin_host):
+        # Removed from the allowlist after we accepted it: keep the archive row, apply nothing.
+        log.info("inbound %s from removed host %s not applied", activity.id, item.origin_host)
+        return
+    handler = HANDLERS.get(activity.type)
+    if handler is None:
+        log.info("inbound %s of type %s has no handler", activity.id, activity.type)
+        return
+    try:
+        actor = await remote.ensure_actor(ctx, activity.actor)
+        await handler(ctx, activity, actor)
+    except (Ignored, vocab.VocabError) as exc:
+        log.info("inbound %s (%s) ignored: %s", activity.id, activity.type, exc)
+    except SteelyardError as exc:
+        log.info("inbound %s (%s) not applied: %s", activity.id, activity.type, exc.message)
+
+
+def _local_username(ctx: Context, uri: str | None) -> str | None:
+    prefix = f"{ctx.urls.base}/users/"
+    if uri and uri.startswith(prefix):
+        rest = uri[len(prefix) :]
+        if rest and "/" not in rest and "#" not in rest and "?" not in rest:
+            return rest
+    return None
+
+
+async def _local_actor(ctx: Context, uri: str | None) -> Actor:
+    name = _local_username(ctx, uri)
+    actor = await ctx.db.read(users.select_local_actor, name) if name else None
+    if actor is None:
+        raise Ignored(f"{uri} is not one of our people")
+    return actor
+
+
+def _inner(activity: Activity) -> Mapping[str, Any]:
+    if activity.object is not None:
+        return activity.object
+    if activity.object_id is not None:
+        return {"id": activity.object_id}
+    raise Ignored("no object")
+
+
+# --- Follow, Accept, Reject -----------------------------------------------------------------
+
+
+async def on_follow(ctx: Context, activity: Activity, actor: Actor) -> None:
+    target = await _local_actor(ctx, activity.object_id)
+    state = FollowState.PENDING if target.manually_approves else FollowState.ACCEPTED
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> None:
+        existing = follows.select_follow_state(conn, actor.id, target.id)
+        if existing is None:
+            follows.insert_follow(
+                conn, actor.id, target.id, state=state, uri=activity.id, now_ms=now
+            )
+            notifications.insert_notification(
+                conn,
+                recipient_id=target.id,
+                kind=NotificationKind.FOLLOW_REQUEST
+                if state is FollowState.PENDING
+                else NotificationKind.FOLLOW,
+                actor_id=actor.id,
+                post_id=None,
+                now_ms=now,
+            )
+        current = existing or state
+        if current is FollowState.ACCEPTED:
+            # A repeated Follow (lost Accept) gets its Accept again.
+            party = fed.select_party(conn, actor.id)
+            assert party is not None
+            federating.answer_follow_in_tx(
+                conn,
+                ctx.urls,
+                followee_id=target.id,
+                followee_username=target.username,
+                follower=party,
+                follow_id=activity.id,
+                accept=True,
+                now_ms=now,
+            )
+
+    await ctx.db.write(tx)
+    ctx.federator.wake()
+    await push_unread_counts(ctx, [target.id])
+
+
+async def _our_follow(ctx: Context, activity: Activity, actor: Actor) -> tuple[int, int]:
+    """The (follower, followee) of the Follow we sent that this Accept/Reject answers."""
+    inner = _inner(activity)
+    follow_id = inner.get("id")
+    if isinstance(follow_id, str):
+        found = await ctx.db.read(follows.select_follow_by_uri, follow_id)
+        if found is not None and found[1] == actor.id:
+            return found[0], found[1]
+    # Fall back to (actor, object) of an embedded Follow, as PROTOCOL.md §4 allows.
+    if inner.get("type") == "Follow" and inner.get("object") == actor.uri:
+        follower = await _local_actor(ctx, inner.get("actor") if isinstance(inner.get("actor"), str) else None)
+        state = await ctx.db.read(follows.select_follow_state, follower.id, actor.id)
+        if state is not None:
+            return follower.id, actor.id
+    raise Ignored("does not answer a Follow we sent to this actor")
+
+
+async def on_accept(ctx: Context, activity: Activity, actor: Actor) -> None:
+    follower_id, followee_id = await _our_follow(ctx, activity, actor)
+    await ctx.db.write(
+        follows.update_follow_state, follower_id, followee_id, FollowState.ACCEPTED
+    )
+
+
+async def on_reject(ctx: Context, activity: Activity, actor: Actor) -> None:
+    follower_id, followee_id = await _our_follow(ctx, activity, actor)
+    await ctx.db.write(follows.delete_follow, follower_id, followee_id)
+
+
+# --- Undo ---------------------------------------------------------------------------------
+
+
+async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
+    inner = _inner(activity)
+    inner_actor = inner.get("actor")
+    if inner_actor is not None and inner_actor != actor.uri:
+        raise Ignored("Undo of someone else's activity")
+    kind = inner.get("type")
+    inner_id = inner.get("id") if isinstance(inner.get("id"), str) else None
+    if kind == "Follow" or (kind is None and inner_id is not None):
+        target_uri = inner.get("object")
+        if kind == "Follow" and isinstance(target_uri, str):
+            target = await _local_actor(ctx, target_uri)
+            await ctx.db.write(follows.delete_follow, actor.id, target.id)
+            return
+        if inner_id is not None:
+            found = await ctx.db.read(follows.select_follow_by_uri, inner_id)
+            if found is not None and found[0] == actor.id:
+                await ctx.db.write(follows.delete_follow, found[0], found[1])
+                return
+    if kind == "Like" and inner_id is not None:
+        await ctx.db.write(posts.delete_like_by_uri, actor.id, inner_id)
+        return
+    if kind == "Announce" and inner_id is not None:
+        await ctx.db.write(posts.delete_announce_by_uri, actor.id, inner_id)
+        return
+    raise Ignored(f"Undo of {kind!r} is not supported")
+
+
+# --- Create, Update, Delete ---------------------------------------------------------------
+
+
+def _visibility(note: RemoteNote, author: Actor, followers_url: str | None) -> Visibility:
+    kind = vocab.audience_kind(note, actor_followers=followers_url)
+    if kind in ("public", "unlisted"):
+        return Visibility.PUBLIC
+    if kind == "followers":
+        return Visibility.FOLLOWERS
+    return Visibility.DIRECT
+
+
+async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
+    obj = activity.object
+    if obj is None:
+        if activity.object_id is None:
+            raise Ignored("Create without object")
+        obj = await ctx.federator.fetcher.fetch_object(activity.object_id)
+    if str(obj.get("type")) not in ("Note", "Article", "Page", "Question"):
+        raise Ignored(f"Create of {obj.get('type')!r} is not supported")
+    note = vocab.parse_note(obj)
+    if note.attributed_to != actor.uri:
+        raise Ignored("object not attributed to the activity's actor")
+    if vocab.strip_fragment(note.id).split("/")[2] != actor.uri.split("/")[2]:
+        raise Ignored("object id not on the actor's origin")
+    endpoints = await ctx.db.read(fed.select_endpoints, actor.id)
+    visibility = _visibility(note, actor, endpoints.followers if endpoints else None)
+    addressed = set(note.to) | set(note.cc) | set(note.mentions)
+    local_people: list[Actor] = []
+    for uri in addressed:
+        name = _local_username(ctx, uri)
+        if name:
+            person = await ctx.db.read(users.select_local_actor, name)
+            if person is not None:
+                local_people.append(person)
+    wall_owner: Actor | None = None
+    if note.wall_target:
+        prefix, _, tail = note.wall_target.rpartition("/")
+        if tail == "wall":
+            candidate = await ctx.db.read(users.select_actor_by_uri, prefix)
+            if candidate is not None and candidate.is_local and candidate in local_people:
+                wall_owner = candidate
+    content = ctx.text.sanitize_remote(note.content_html)
+    now = ctx.clock.now_ms()
+    mentioned = {p.id for p in local_people if p.uri in set(note.mentions)}
+
+    def tx(conn: sqlite3.Connection) -> int | None:
+        if fed.is_tombstoned(conn, note.id) or posts.select_post_core_by_uri(conn, note.id):
+            return None
+        parent = posts.select_post_core_by_uri(conn, note.in_reply_to) if note.in_reply_to else None
+        post_id = posts.next_post_id(conn, now)
+        posts.insert_post(
+            conn,
+            posts.NewPost(
+                id=post_id,
+                uri=note.id,
+                url=note.url,
+                author_id=actor.id,
+                visibility=visibility,
+                source="",
+                content_html=content,
+                wall_owner_id=wall_owner.id if wall_owner else None,
+                in_reply_to_id=parent.id if parent else None,
+                in_reply_to_uri=note.in_reply_to,
+                thread_root_id=parent.thread_root_id if parent else post_id,
+                recipient_ids=[p.id for p in local_people],
+                tags=note.hashtags,
+                created_at=now,
+            ),
+        )
+        if note.updated_ms:
+            posts.set_remote_updated(conn, post_id, note.updated_ms)
+        for person_id in mentioned:
+            notifications.insert_notification(
+                conn,
+                recipient_id=person_id,
+                kind=NotificationKind.MENTION,
+                actor_id=actor.id,
+                post_id=post_id,
+                now_ms=now,
+            )
+        if parent is not None and parent.is_local_author and parent.author_id not in mentioned:
+            notifications.insert_notification(
+                conn,
+                recipient_id=parent.author_id,
+                kind=NotificationKind.REPLY,
+                actor_id=actor.id,
+                post_id=post_id,
+                now_ms=now,
+            )
+        if wall_owner is not None:
+            notifications.insert_notification(
+                conn,
+                recipient_id=wall_owner.id,
+                kind=NotificationKind.WALL,
+                actor_id=actor.id,
+                post_id=post_id,
+                now_ms=now,
+            )
+        return post_id
+
+    post_id = await ctx.db.write(tx)
+    if post_id is None:
+        return
+    audience = {p.id for p in local_people}
+    if visibility is not Visibility.DIRECT:
+        audience.update(await ctx.db.read(follows.select_local_follower_ids, actor.id))
+    ctx.live.publish(audience, LiveEvent("post", str(post_id)))
+    await push_unread_counts(ctx, {p.id for p in local_people})
+
+
+async def on_update(ctx: Context, activity: Activity, actor: Actor) -> None:
+    obj = activity.object
+    if obj is None:
+        raise Ignored("Update without an embedded object")
+    kind = str(obj.get("type"))
+    if kind in ("Person", "Service", "Application", "Group", "Organization"):
+        if obj.get("id") != actor.uri:
+            raise Ignored("Update of another actor")
+        parsed = vocab.parse_actor(obj, fetched_url=actor.uri)
+        if parsed.key_id and actor.uri.split("/")[2] != parsed.key_id.split("/")[2]:
+            raise Ignored("key moved to another origin")
+        await remote.store_actor(ctx, parsed)
+        return
+    note = vocab.parse_note(obj)
+    content = ctx.text.sanitize_remote(note.content_html)
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> None:
+        core = posts.select_post_core_by_uri(conn, note.id)
+        if core is None or core.deleted_at is not None:
+            raise Ignored("Update of an unknown or deleted object")
+        if core.author_id != actor.id:
+            raise Ignored("Update by someone other than the stored author")
+        updated = note.updated_ms or now
+        if core.remote_updated_at is not None and updated <= core.remote_updated_at:
+            return  # an older or replayed version: keep what we have
+        posts.update_post_content(
+            conn,
+            core.id,
+            source="",
+            content_html=content,
+            recipient_ids=[],
+            tags=note.hashtags,
+            now_ms=now,
+        )
+        posts.set_remote_updated(conn, core.id, updated)
+
+    await ctx.db.write(tx)
+
+
+async def on_delete(ctx: Context, activity: Activity, actor: Actor) -> None:
+    object_id = activity.object_id
+    if object_id is None:
+        raise Ignored("Delete without object")
+    now = ctx.clock.now_ms()
+    if object_id == actor.uri:
+        await ctx.db.write(fed.mark_actor_deleted, actor.id, now)
+        return
+    if object_id.split("/")[2:3] != actor.uri.split("/")[2:3]:
+        raise Ignored("Delete of an object on another origin")
+
+    def tx(conn: sqlite3.Connection) -> None:
+        core = posts.select_post_core_by_uri(conn, object_id)
+        if core is not None and core.author_id != actor.id:
+            raise Ignored("Delete by someone other than the stored author")
+        # Tombstone first: a Create arriving after this Delete is never applied.
+        fed.insert_tombstone(conn, object_id, now)
+        if core is not None:
+            posts.mark_post_deleted(conn, core.id, now)
+
+    await ctx.db.write(tx)
+
+
+# --- Like, Announce, Add ------------------------------------------------------------------
+
+
+async def on_like(ctx: Context, activity: Activity, actor: Actor) -> None:
+    if activity.object_id is None:
+        raise Ignored("Like without object")
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> int | None:
+        core = posts.select_post_core_by_uri(conn, activity.object_id or "")
+        if core is None or core.deleted_at is not None or not core.is_local_author:
+            return None
+        if core.visibility == "internal":
+            return None  # cannot happen through federation; never acknowledge internal posts
+        if posts.insert_like(conn, actor.id, core.id, activity.id, now):
+            notifications.insert_notification(
+                conn,
+                recipient_id=core.author_id,
+                kind=NotificationKind.LIKE,
+                actor_id=actor.id,
+                post_id=core.id,
+                now_ms=now,
+            )
+            return core.author_id
+        return None
+
+    author_id = await ctx.db.write(tx)
+    if author_id is not None:
+        await push_unread_counts(ctx, [author_id])
+
+
+async def on_announce(ctx: Context, activity: Activity, actor: Actor) -> None:
+    if activity.object_id is None:
+        raise Ignored("Announce of an embedded activity is not supported yet")
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> None:
+        core = posts.select_post_core_by_uri(conn, activity.object_id or "")
+        if core is None or core.visibility != "public":
+            return  # only public posts may be boosted
+        posts.insert_announce(conn, actor.id, core.id, activity.id, now)
+
+    await ctx.db.write(tx)
+
+
+async def on_add(ctx: Context, activity: Activity, actor: Actor) -> None:
+    raise Ignored("Add is informational here (FEP-400e walls we host ourselves)")
+
+
+HANDLERS: dict[str, Handler] = {
+    "Follow": on_follow,
+    "Accept": on_accept,
+    "Reject": on_reject,
+    "Undo": on_undo,
+    "Create": on_create,
+    "Update": on_update,
+    "Delete": on_delete,
+    "Like": on_like,
+    "Announce": on_announce,
+    "Add": on_add,
+}

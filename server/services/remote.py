@@ -1,0 +1,75 @@
+"""Remote people: find ``@name@host`` on an allowed instance, fetch and store actors.
+
+Nothing is resolved at, fetched from or sent to a host that is not on the allowlist: the
+federation policy refuses before any network I/O, and the user gets a clear message. Inbound
+HTML (an actor's summary) is sanitized once, here, on arrival.
+"""
+
+from __future__ import annotations
+
+from federation.fetch import FetchError
+from federation.policy import PolicyError
+from federation.types import RemoteActor
+from federation.wellknown import parse_acct
+from server.domain import Actor
+from server.errors import InvalidInput, NotFound
+from server.services.context import Context
+from server.storage import federation as fed
+from server.storage import users
+
+
+async def store_actor(ctx: Context, remote: RemoteActor) -> Actor:
+    """Insert or refresh a fetched, validated remote actor (summary sanitized once)."""
+    summary = ctx.text.sanitize_remote(remote.summary_html or "")
+    actor_id = await ctx.db.write(
+        fed.upsert_remote_actor, remote, summary_html=summary, now_ms=ctx.clock.now_ms()
+    )
+    actor = await ctx.db.read(users.select_actor, actor_id)
+    assert actor is not None
+    return actor
+
+
+async def find_person(ctx: Context, handle: str) -> Actor:
+    """``name@host`` (a person on a partner instance) as a stored actor, fetched if new."""
+    try:
+        username, host = parse_acct(handle)
+    except ValueError:
+        raise InvalidInput(f"@{handle} is not a valid address.") from None
+    if host == ctx.federator.host:
+        local = await ctx.db.read(users.select_local_actor, username)
+        if local is None:
+            raise InvalidInput(f"There is no colleague named @{username}.")
+        return local
+    known = await ctx.db.read(users.select_actor_by_handle, username, host)
+    if known is not None:
+        return known
+    if not await ctx.federator.allowlist.is_allowed(host):
+        raise InvalidInput(
+            f"@{username}@{host} is on an instance that is not allowed to federate with us."
+            " Ask an administrator to add it to the allowlist."
+        )
+    try:
+        uri = await ctx.federator.fetcher.webfinger(f"acct:{username}@{host}")
+        return await fetch_actor(ctx, uri)
+    except (FetchError, PolicyError) as exc:
+        raise InvalidInput(f"@{username}@{host} could not be found ({_reason(exc)}).") from None
+
+
+async def fetch_actor(ctx: Context, uri: str) -> Actor:
+    remote = await ctx.federator.fetcher.fetch_actor(uri)
+    return await store_actor(ctx, remote)
+
+
+async def ensure_actor(ctx: Context, uri: str) -> Actor:
+    """The stored actor with this id, fetching it (signed GET) when unknown."""
+    known = await ctx.db.read(users.select_actor_by_uri, uri)
+    if known is not None:
+        return known
+    try:
+        return await fetch_actor(ctx, uri)
+    except (FetchError, PolicyError) as exc:
+        raise NotFound(f"{uri} could not be fetched ({_reason(exc)}).") from None
+
+
+def _reason(exc: Exception) -> str:
+    return str(getattr(exc, "reason", exc))[:200]
