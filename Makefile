@@ -52,6 +52,9 @@ lint: install-test
 	$(BIN)/ruff check server federation tests bench
 	$(BIN)/mypy
 
+demo: install
+	$(BIN)/python -m server.demo
+
 bench: install
 	$(BIN)/python bench/timeline.py
 

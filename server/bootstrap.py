@@ -53,4 +53,5 @@ async def open_context(instance_path: Path, clock: Clock | None = None) -> Async
     try:
         yield context
     finally:
+        await context.federator.stop()
         await context.db.close()

@@ -225,7 +225,11 @@ async def update_profile(
     if bio_source is not None:
         if len(bio_source) > BIO_LIMIT:
             raise InvalidInput(f"The CV / bio is too long (max {BIO_LIMIT} characters).")
-        cleaned["bio_html"] = ctx.text.sanitize_rich(bio_source)
+        # Plain text keeps its paragraphs and line breaks; HTML is sanitized to the rich set.
+        if "<" in bio_source:
+            cleaned["bio_html"] = ctx.text.sanitize_rich(bio_source)
+        else:
+            cleaned["bio_html"] = ctx.text.rich_from_plain(bio_source)
     if manually_approves is not None:
         cleaned["manually_approves"] = int(manually_approves)
     await ctx.db.write(users.update_profile, actor_id, cleaned, ctx.clock.now_ms())

@@ -19,7 +19,7 @@ from quart.typing import ResponseReturnValue
 
 from server.domain import Actor, FollowState, Visibility
 from server.errors import InvalidInput, NotFound, SteelyardError
-from server.services import accounts, following
+from server.services import accounts, following, remote
 from server.storage import follows, posts, users
 from server.web.support import (
     ctx,
@@ -34,6 +34,7 @@ blueprint = Blueprint("people", __name__)
 PAGE_SIZE = 20
 DIRECTORY_PAGE = 30
 _AVATAR_NAME = re.compile(r"^avatar-\d+-[0-9a-f]{16}\.jpg$")
+_REMOTE_HANDLE = re.compile(r"^@?[^@\s]+@[^@\s]+$")
 
 
 async def _person(handle: str) -> Actor:
@@ -53,18 +54,27 @@ async def directory() -> ResponseReturnValue:
     query = request.args.get("q", "")[:200]
     page_no = request.args.get("page", "1")
     page = int(page_no) if page_no.isdigit() and 0 < int(page_no) < 10_000 else 1
-    found = await ctx().db.read(
-        users.search_local_people,
-        query,
-        limit=DIRECTORY_PAGE + 1,
-        offset=(page - 1) * DIRECTORY_PAGE,
-    )
+    remote_error: str | None = None
+    if _REMOTE_HANDLE.match(query.strip()):
+        # @name@partner.example: a person on a partner instance (allowed hosts only).
+        try:
+            found = [await remote.find_person(ctx(), query.strip().lstrip("@"))]
+        except SteelyardError as exc:
+            found, remote_error = [], exc.message
+    else:
+        found = await ctx().db.read(
+            users.search_local_people,
+            query,
+            limit=DIRECTORY_PAGE + 1,
+            offset=(page - 1) * DIRECTORY_PAGE,
+        )
     return await render_template(
         "people.html",
         query=query,
         people=found[:DIRECTORY_PAGE],
         page=page,
         has_more=len(found) > DIRECTORY_PAGE,
+        remote_error=remote_error,
     )
 
 
