@@ -30,7 +30,7 @@ _MAX_INT_DIGITS = 20
 _MAX_FLOAT_CHARS = 100
 
 
-class JSONRejected(ValueError):  # noqa: N818 -- the name is the agreed API
+class JSONRejected(ValueError):
     """The body is not acceptable strict JSON; ``reason`` is short and safe to log."""
 
     def __init__(self, reason: str) -> None:

@@ -21,8 +21,8 @@ from server.bootstrap import build_context, prepare_database
 from server.clock import Clock, SystemClock
 from server.config import load_config
 from server.errors import SteelyardError
-from server.storage import users
 from server.services import inbound
+from server.storage import users
 from server.web import activitypub, admin, auth, feed, live, notifications, people, posts
 from server.web.support import NotSignedInRedirect, check_csrf, template_globals
 

@@ -26,12 +26,21 @@ from server.storage import federation as fed
 from server.storage import users
 
 ROOT = Path("demo")
-PASSWORD = "steelyard-demo-1"
+PASSWORD = "steelyard-demo-1"  # noqa: S105 - the demo's published password
 SITES = {
-    "acme": ("ACME", 8001, [("alice", "Alice Anders", "Head of Procurement"),
-                            ("carol", "Carol Chen", "Supplier Quality")]),
-    "partner": ("Partner", 8002, [("bob", "Bob Berg", "Key Account Manager"),
-                                  ("dave", "Dave Diaz", "Logistics")]),
+    "acme": (
+        "ACME",
+        8001,
+        [
+            ("alice", "Alice Anders", "Head of Procurement"),
+            ("carol", "Carol Chen", "Supplier Quality"),
+        ],
+    ),
+    "partner": (
+        "Partner",
+        8002,
+        [("bob", "Bob Berg", "Key Account Manager"), ("dave", "Dave Diaz", "Logistics")],
+    ),
 }
 
 
@@ -42,7 +51,7 @@ def url_of(site: str) -> str:
 def init_sites() -> bool:
     """Create both instances if missing; True when they were just created."""
     fresh = False
-    for site, (name, port, _) in SITES.items():
+    for site, (name, _port, _) in SITES.items():
         if not (ROOT / site / "config.toml").exists():
             cli.cmd_init(ROOT / site, url_of(site), name)
             fresh = True
@@ -62,8 +71,10 @@ async def prepare(site: str, other: str) -> None:
                 ctx, username, PASSWORD, display_name=display, is_admin=username == "admin"
             )
             await accounts.update_profile(
-                ctx, actor.id, {"display_name": display, "job_title": title,
-                                "department": SITES[site][0]}, bio_source=None,
+                ctx,
+                actor.id,
+                {"display_name": display, "job_title": title, "department": SITES[site][0]},
+                bio_source=None,
             )
 
 
@@ -88,25 +99,37 @@ async def seed() -> None:
         alice = await acme.db.read(users.select_local_actor, "alice")
         assert alice
         await posting.publish_post(
-            acme, alice,
-            posting.Draft("Draft offer for Partner is ready for review. #tender",
-                          Visibility.FOLLOWERS),
+            acme,
+            alice,
+            posting.Draft(
+                "Draft offer for Partner is ready for review. #tender", Visibility.FOLLOWERS
+            ),
         )
     async with open_context(ROOT / "partner") as partner:
         bob_local = await partner.db.read(users.select_local_actor, "bob")
         assert bob_local
         await posting.publish_post(
-            partner, bob_local,
-            posting.Draft("Thanks ACME! Our logistics team confirms the delivery dates.",
-                          Visibility.FOLLOWERS),
+            partner,
+            bob_local,
+            posting.Draft(
+                "Thanks ACME! Our logistics team confirms the delivery dates.", Visibility.FOLLOWERS
+            ),
         )
 
 
 def start(site: str) -> subprocess.Popen[bytes]:
     log = (ROOT / f"{site}.log").open("ab")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "--instance", str(ROOT / site), "serve",
-         "--bind", f"127.0.0.1:{SITES[site][1]}"],
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+        [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "--instance",
+            str(ROOT / site),
+            "serve",
+            "--bind",
+            f"127.0.0.1:{SITES[site][1]}",
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
     )
