@@ -324,9 +324,9 @@ async def cmd_federation(instance: Path, args: argparse.Namespace) -> int:
             cancelled = await allowlist.deny(ctx, host, by=by)
             print(allowlist.removed_message(host, cancelled))
         elif args.federation_command == "resend":
-            host = allowlist.canonical_host(ctx, args.host) if args.host else None
-            count = await allowlist.resend(ctx, host, by=by)
-            print(allowlist.resent_message(host, count))
+            only = allowlist.canonical_host(ctx, args.host) if args.host else None
+            count = await allowlist.resend(ctx, only, by=by)
+            print(allowlist.resent_message(only, count))
         elif args.federation_command == "list":
             entries = await allowlist.listing(ctx)
             if not entries:

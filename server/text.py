@@ -79,6 +79,8 @@ MAX_ENTITIES = 20_000
 # Each distinct @handle costs the caller a lookup (a database read or a WebFinger fetch).
 MAX_MENTION_LOOKUPS = 50
 MAX_URL_CHARS = 4_096
+# Longer "#words" stay text (the tag page route accepts at most 100 word characters).
+MAX_TAG_CHARS = 100
 
 _REL_EXTERNAL = "nofollow noopener noreferrer"
 _SAFE_CLASSES = frozenset({"mention", "hashtag", "h-card", "u-url"})
@@ -247,9 +249,10 @@ class TextRenderer:
         ``bob@partner.example``), and returns None for unknown people, whose text stays plain.
         It is called at most once per distinct handle (case-insensitively) and for at most
         ``MAX_MENTION_LOOKUPS`` handles. The link text is ``@`` + ``MentionTarget.handle``.
-        ``tag_href`` receives the normalised tag (NFKC, lowercased, no ``#``) and must
-        return an absolute URL (percent-encoding is its job). Links that are not absolute
-        http(s) URLs are removed by the sanitizer pass, leaving their text.
+        ``tag_href`` receives the normalised tag (NFKC, lowercased, no ``#``, at most
+        ``MAX_TAG_CHARS``) and must return an absolute URL (percent-encoding is its job).
+        Links that are not absolute http(s) URLs are removed by the sanitizer pass, leaving
+        their text.
         """
         text = _prepare(source)
         try:
@@ -750,7 +753,7 @@ class _PostBuilder:
         if self._tag_href is None:
             return None
         raw = match.group("tag")
-        if raw.isdigit():  # "#1" is a number, not a tag
+        if raw.isdigit() or len(raw) > MAX_TAG_CHARS:  # "#1" is a number, not a tag
             return None
         tag = unicodedata.normalize("NFKC", raw).lower()
         if tag not in self.hashtags:

@@ -11,7 +11,7 @@ import pytest
 from quart import Quart
 
 from federation.signatures import generate_rsa_keypair
-from server import cli
+from server import cli, federator, passwords
 from server.app import create_app
 from server.domain import Actor
 from server.services import accounts
@@ -31,6 +31,9 @@ def keypairs() -> Iterator[tuple[str, str]]:
 def _reuse_keys(monkeypatch: pytest.MonkeyPatch, keypairs: Iterator[tuple[str, str]]) -> None:
     # Only the cost is saved: every account still gets a real RSA key pair.
     monkeypatch.setattr(accounts, "generate_rsa_keypair", lambda: next(keypairs))
+    monkeypatch.setattr(federator, "generate_rsa_keypair", lambda: next(keypairs))
+    # Cheaper scrypt for tests: the cost is stored in each hash, so verification is unchanged.
+    monkeypatch.setattr(passwords, "_N", 2**12)
 
 
 def make_instance(path: Path, url: str = "http://127.0.0.1:8000", name: str = "Test") -> Path:
@@ -66,7 +69,9 @@ class People:
 @pytest.fixture
 async def people(app: Quart) -> People:
     ctx = context_of(app)
-    alice = await accounts.create_user(ctx, "alice", PASSWORD, display_name="Alice Example", is_admin=True)
+    alice = await accounts.create_user(
+        ctx, "alice", PASSWORD, display_name="Alice Example", is_admin=True
+    )
     bob = await accounts.create_user(ctx, "bob", PASSWORD, display_name="Bob Builder")
     carol = await accounts.create_user(ctx, "carol", PASSWORD, display_name="Carol Clerk")
     return People(alice, bob, carol)

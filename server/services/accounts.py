@@ -12,11 +12,14 @@ import secrets
 import sqlite3
 from dataclasses import dataclass
 
+from federation import vocab
 from federation.signatures import generate_rsa_keypair
 from server import passwords
 from server.domain import Account, Actor
 from server.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
+from server.services import federating
 from server.services.context import Context
+from server.storage import federation as fed
 from server.storage import users
 
 USERNAME_RE = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,29}$")
@@ -232,7 +235,7 @@ async def update_profile(
             cleaned["bio_html"] = ctx.text.rich_from_plain(bio_source)
     if manually_approves is not None:
         cleaned["manually_approves"] = int(manually_approves)
-    await ctx.db.write(users.update_profile, actor_id, cleaned, ctx.clock.now_ms())
+    await _save_profile(ctx, actor_id, cleaned)
 
 
 async def set_avatar(ctx: Context, actor_id: int, data: bytes) -> str:
@@ -252,5 +255,31 @@ async def set_avatar(ctx: Context, actor_id: int, data: bytes) -> str:
     tmp = folder / f".{name}.tmp"
     tmp.write_bytes(encoded)
     tmp.replace(folder / name)
-    await ctx.db.write(users.update_profile, actor_id, {"avatar_file": name}, ctx.clock.now_ms())
+    await _save_profile(ctx, actor_id, {"avatar_file": name})
     return name
+
+
+async def _save_profile(ctx: Context, actor_id: int, fields: dict[str, str | int]) -> None:
+    """Store profile fields and, in the same transaction, queue ``Update{Person}`` for the
+    person's followers on partner instances (none when there are none)."""
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> None:
+        users.update_profile(conn, actor_id, fields, now)
+        actor = users.select_actor(conn, actor_id)
+        if actor is None or not actor.is_local:
+            return
+        person = vocab.person(
+            ctx.urls,
+            username=actor.username,
+            display_name=actor.display_name,
+            summary_html=actor.bio_html,
+            public_key_pem=fed.select_public_key_pem(conn, actor_id) or "",
+            manually_approves=actor.manually_approves,
+            published_iso=federating.iso(actor.created_at),
+        )
+        if fed.select_remote_follower_inboxes(conn, actor_id):
+            federating.profile_in_tx(conn, ctx.urls, actor_id=actor_id, person=person, now_ms=now)
+
+    await ctx.db.write(tx)
+    ctx.federator.wake()

@@ -264,7 +264,6 @@ async def resend(ctx: Context, host: str | None, *, by: str, actor_id: int | Non
     return count
 
 
-
 # --- messages shared by the CLI and the admin page ----------------------------------------
 
 

@@ -37,9 +37,7 @@ def test_changed_migration_is_refused(tmp_path: Path) -> None:
 
 def test_database_ahead_of_code_is_refused(tmp_path: Path) -> None:
     conn = _fresh(tmp_path)
-    conn.execute(
-        "INSERT INTO schema_migrations VALUES (999, 'future', 'abc', 1)"
-    )
+    conn.execute("INSERT INTO schema_migrations VALUES (999, 'future', 'abc', 1)")
     with pytest.raises(InstanceError, match="ahead"):
         migrate.pending_migrations(conn)
 
@@ -99,9 +97,7 @@ async def test_failed_write_transaction_leaves_nothing(tmp_path: Path) -> None:
     try:
 
         def half(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO audit_log (at, action) VALUES (1, 'first')"
-            )
+            conn.execute("INSERT INTO audit_log (at, action) VALUES (1, 'first')")
             raise RuntimeError("boom")
 
         with pytest.raises(RuntimeError):

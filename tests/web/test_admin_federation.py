@@ -1,0 +1,318 @@
+"""The admin federation page: who may see and change it, allow / remove / resend, CSRF, and the
+per-host delivery health it shows."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from quart import Quart
+
+from server.app import create_app
+from server.services import allowlist
+from server.services.context import Context
+from server.storage import federation as fed
+from tests.conftest import PASSWORD, People, context_of
+from tests.support.web import login, post_form
+
+PAGE = "/admin/federation"
+
+
+@pytest.fixture
+async def app(instance_dir: Path) -> AsyncIterator[Quart]:
+    # No delivery worker: queued rows stay exactly as the tests put them (and nothing here
+    # ever tries the network).
+    application = create_app(instance_dir, overrides={"run_workers": False})
+    async with application.test_app():
+        yield application
+
+
+async def queue_deliveries(ctx: Context, actor_id: int, targets: list[tuple[str, str]]) -> int:
+    def tx(conn: sqlite3.Connection) -> int:
+        return fed.insert_outbox(
+            conn,
+            activity_id=f"{ctx.config.url}/activities/{len(targets)}-{ctx.clock.now_ms()}",
+            activity_type="Create",
+            actor_id=actor_id,
+            body={"type": "Create"},
+            targets=targets,
+            now_ms=ctx.clock.now_ms(),
+        )
+
+    return await ctx.db.write(tx)
+
+
+async def delivery_states(ctx: Context, host: str) -> list[str]:
+    def read(conn: sqlite3.Connection) -> list[str]:
+        rows = conn.execute(
+            "SELECT state FROM deliveries WHERE host = ? ORDER BY id", (host,)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    return await ctx.db.read(read)
+
+
+def host_row(body: str, host: str) -> str:
+    match = re.search(rf'<tr data-host="{re.escape(host)}"[^>]*>(.*?)</tr>', body, re.S)
+    assert match, f"no row for {host}"
+    return match.group(0)
+
+
+def health(row: str, name: str) -> str:
+    match = re.search(rf'data-health="{name}">(.*?)</td>', row, re.S)
+    assert match, name
+    return match.group(1).strip()
+
+
+async def test_anonymous_is_sent_to_sign_in(app: Quart, people: People) -> None:
+    response = await app.test_client().get(PAGE)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login")
+
+
+async def test_non_admin_gets_403_on_get_and_post(app: Quart, people: People) -> None:
+    await allowlist.allow(context_of(app), "partner.example", relation="partner", by="test")
+    client = app.test_client()
+    await login(client, "bob", PASSWORD)
+    assert (await client.get(PAGE)).status_code == 403
+    added = await post_form(client, PAGE, {"host": "evil.example", "relation": "partner"})
+    assert added.status_code == 403
+    removed = await post_form(client, f"{PAGE}/partner.example/remove", {})
+    assert removed.status_code == 403
+    resent = await post_form(client, f"{PAGE}/partner.example/resend", {})
+    assert resent.status_code == 403
+    rows = {row.host: row for row in await allowlist.listing(context_of(app))}
+    assert set(rows) == {"partner.example"}
+    assert rows["partner.example"].allowed
+
+
+async def test_admin_adds_a_host_and_sees_it(app: Quart, people: People) -> None:
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    page = await client.get(PAGE)
+    assert page.status_code == 200
+    body = await page.get_data(as_text=True)
+    assert "No hosts yet" in body
+    assert 'aria-label="Administration"' in body
+    assert re.search(r'href="/admin/federation" aria-current="page">Federation', body)
+
+    response = await post_form(
+        client,
+        PAGE,
+        {"host": " Partner.Example ", "relation": "supplier", "note": "Bolts, contract 42"},
+        token_from=PAGE,
+    )
+    assert response.status_code == 303
+    shown = await (await client.get(PAGE)).get_data(as_text=True)
+    assert "partner.example added as supplier." in shown
+    row = host_row(shown, "partner.example")
+    assert "Supplier" in row and "Allowed" in row and "by alice" in row
+    assert "Bolts, contract 42" in row
+    assert "inactive" not in row
+
+    def audit(conn: sqlite3.Connection) -> list[tuple[int, str, str]]:
+        rows = conn.execute(
+            "SELECT actor_id, action, detail FROM audit_log WHERE action LIKE 'federation.%'"
+        ).fetchall()
+        return [tuple(r) for r in rows]
+
+    entries = await context_of(app).db.read(audit)
+    assert entries == [
+        (people.alice.id, "federation.allow", "partner.example as supplier by alice")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "relation", "message"),
+    [
+        ("evil.example@partner.example", "partner", "is not a valid host name"),
+        ("partner.example/x", "partner", "is not a valid host name"),
+        ("http://partner.example", "partner", "is not a valid host name"),
+        ("partner..example", "partner", "is not a valid host name"),
+        ("", "partner", "Enter a host name"),
+        ("127.0.0.1:8000", "partner", "own host"),
+        ("partner.example", "friend", "The relation must be one of"),
+    ],
+)
+async def test_bad_input_rerenders_with_400(
+    app: Quart, people: People, host: str, relation: str, message: str
+) -> None:
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    response = await post_form(client, PAGE, {"host": host, "relation": relation}, token_from=PAGE)
+    assert response.status_code == 400
+    body = await response.get_data(as_text=True)
+    assert message in body
+    assert 'role="alert"' in body
+    assert 'name="host"' in body  # the form is shown again
+    assert await allowlist.listing(context_of(app)) == []
+
+
+async def test_removal_cancels_queued_deliveries_and_keeps_them(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    await allowlist.allow(ctx, "partner.example", relation="partner", by="cli:root")
+    await allowlist.allow(ctx, "other.example", relation="customer", by="cli:root")
+    await queue_deliveries(
+        ctx,
+        people.alice.id,
+        [
+            ("https://partner.example/users/a/inbox", "partner.example"),
+            ("https://partner.example/users/b/inbox", "partner.example"),
+            ("https://partner.example/inbox", "partner.example"),
+            ("https://other.example/inbox", "other.example"),
+        ],
+    )
+    assert await delivery_states(ctx, "partner.example") == ["queued"] * 3
+
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    page = await (await client.get(PAGE)).get_data(as_text=True)
+    row = host_row(page, "partner.example")
+    assert 'data-confirm="Remove partner.example from the allowlist? Its 3 queued' in row
+
+    response = await post_form(client, f"{PAGE}/partner.example/remove", {}, token_from=PAGE)
+    assert response.status_code == 303
+    shown = await (await client.get(PAGE)).get_data(as_text=True)
+    assert (
+        "partner.example removed: 3 queued deliveries cancelled and kept for the record." in shown
+    )
+    # Kept, never deleted; the other host's delivery is untouched.
+    assert await delivery_states(ctx, "partner.example") == ["cancelled"] * 3
+    assert await delivery_states(ctx, "other.example") == ["queued"]
+
+    removed = host_row(shown, "partner.example")
+    assert 'class="inactive"' in removed
+    assert "Removed" in removed and "by alice" in removed
+    assert health(removed, "cancelled") == "3"
+    assert health(removed, "queued") == "0"
+    assert "/partner.example/remove" not in removed  # no second Remove button
+
+    again = await post_form(client, f"{PAGE}/partner.example/remove", {}, token_from=PAGE)
+    assert again.status_code == 404
+    assert "already removed" in await again.get_data(as_text=True)
+
+
+async def test_removing_an_unknown_host_is_404(app: Quart, people: People) -> None:
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    response = await post_form(client, f"{PAGE}/stranger.example/remove", {}, token_from=PAGE)
+    assert response.status_code == 404
+    body = await response.get_data(as_text=True)
+    assert "stranger.example is not on the allowlist." in body
+    assert "Allow a host" in body
+
+
+async def test_missing_csrf_is_400_and_changes_nothing(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    await allowlist.allow(ctx, "partner.example", relation="partner", by="cli:root")
+    await queue_deliveries(
+        ctx, people.alice.id, [("https://partner.example/inbox", "partner.example")]
+    )
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    removed = await client.post(f"{PAGE}/partner.example/remove", form={})
+    assert removed.status_code == 400
+    added = await client.post(PAGE, form={"host": "new.example", "relation": "partner"})
+    assert added.status_code == 400
+    forged = await client.post(
+        PAGE, form={"host": "new.example", "relation": "partner", "csrf_token": "forged"}
+    )
+    assert forged.status_code == 400
+    rows = {row.host: row for row in await allowlist.listing(ctx)}
+    assert set(rows) == {"partner.example"}
+    assert rows["partner.example"].allowed
+    assert await delivery_states(ctx, "partner.example") == ["queued"]
+
+
+async def test_page_shows_health_numbers_and_resend_works(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    await allowlist.allow(ctx, "partner.example", relation="partner", by="cli:root")
+    await queue_deliveries(
+        ctx,
+        people.alice.id,
+        [(f"https://partner.example/users/u{i}/inbox", "partner.example") for i in range(5)],
+    )
+
+    def ids(conn: sqlite3.Connection) -> list[int]:
+        return [r[0] for r in conn.execute("SELECT id FROM deliveries ORDER BY id")]
+
+    first, second, third, *_ = await ctx.db.read(ids)
+    now = ctx.clock.now_ms()
+
+    def outcome(
+        conn: sqlite3.Connection,
+        delivery_id: int,
+        state: str,
+        status: int,
+        error: str | None,
+        *,
+        retry_at: int | None = None,
+    ) -> None:
+        fed.record_delivery(
+            conn,
+            delivery_id,
+            "partner.example",
+            state=state,
+            counted=True,
+            status=status,
+            error=error,
+            next_attempt_ms=retry_at,
+            host_failed=error is not None,
+            now_ms=now,
+            circuit_ms=lambda failures: 60_000,
+        )
+
+    def outcomes(conn: sqlite3.Connection) -> None:
+        outcome(conn, first, "delivered", 202, None)
+        outcome(conn, second, "queued", 503, "HTTP 503 from the inbox", retry_at=now + 30_000)
+        outcome(conn, third, "held", 500, "gave up after 14 days")
+
+    await ctx.db.write(outcomes)
+
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    body = await (await client.get(PAGE)).get_data(as_text=True)
+    row = host_row(body, "partner.example")
+    assert health(row, "queued") == "3"  # the failing one is still queued
+    assert health(row, "failing") == "1"
+    assert health(row, "held") == "1"
+    assert health(row, "cancelled") == "0"
+    assert "<time" in health(row, "last-success")
+    assert "gave up after 14 days" in health(row, "last-error")
+    assert "Resend held" in row
+
+    response = await post_form(client, f"{PAGE}/partner.example/resend", {}, token_from=PAGE)
+    assert response.status_code == 303
+    shown = await (await client.get(PAGE)).get_data(as_text=True)
+    assert "1 held delivery for partner.example queued again." in shown
+    states = await delivery_states(ctx, "partner.example")
+    assert states.count("held") == 0 and states.count("queued") == 4
+    assert "Resend held" not in host_row(shown, "partner.example")
+
+
+async def test_resend_to_a_removed_host_is_refused(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    await allowlist.allow(ctx, "partner.example", relation="partner", by="cli:root")
+    await allowlist.deny(ctx, "partner.example", by="cli:root")
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    response = await post_form(client, f"{PAGE}/partner.example/resend", {}, token_from=PAGE)
+    assert response.status_code == 404
+    assert "add it again before resending" in await response.get_data(as_text=True)
+
+
+async def test_allowing_again_restores_a_removed_host(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    await allowlist.allow(ctx, "partner.example", relation="partner", by="cli:root")
+    await allowlist.deny(ctx, "partner.example", by="cli:root")
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    response = await post_form(
+        client, PAGE, {"host": "partner.example", "relation": "customer"}, token_from=PAGE
+    )
+    assert response.status_code == 303
+    (row,) = await allowlist.listing(ctx)
+    assert row.allowed and row.relation == "customer" and row.added_by == "alice"
