@@ -14,8 +14,8 @@ verification contract in order and fails closed at the first check that does not
 6. origins (FEP-fe34): actor on the keyId's host, activity id on the actor's host, a Create's
    object id on the actor's host → 403;
 7. key resolution and verification, refreshing the key at most once per request when the
-   first verification fails (key rotation) → 401; a Delete of an actor whose key cannot be
-   obtained is a 202 no-op that stores nothing (§2.2 step 11);
+   first verification fails (key rotation) → 401; a Delete of an actor whose key we never
+   stored (or cannot obtain) is a 202 no-op that stores and fetches nothing (§2.2 step 11);
 8. binding: the verified key's ``owner_uri`` must be the activity's actor → 401;
 9. ``host_spoke`` (resets our delivery circuit for that host), then ``store_inbound``, which
    commits the raw headers and body; 202 only after it returned (a duplicate is also 202).
@@ -71,6 +71,10 @@ class KeySource(Protocol):
     """
 
     async def resolve(self, key_id: str, *, refresh: bool = False) -> ports.KnownKey: ...
+
+    async def known_key(self, key_id: str) -> ports.KnownKey | None:
+        """The stored key for exactly *key_id*, or None; never any network I/O."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +241,10 @@ class InboxReceiver:
         self, pending: PendingVerification, *, noop_if_unknown: bool
     ) -> ports.KnownKey | None:
         """The key that verifies *pending*, refreshed at most once; None means "no-op"."""
+        if noop_if_unknown and await self._keys.known_key(pending.key_id) is None:
+            # Delete of an actor we never stored a key for: nothing to delete, and no fetch
+            # (floods of such Deletes must not make us call their servers, §2.2 step 11).
+            return None
         key = await self._resolve(pending.key_id, refresh=False, noop_if_unknown=noop_if_unknown)
         if key is None:
             return None

@@ -74,6 +74,11 @@ class KeyResolver:
         self._last_fetch: OrderedDict[str, int] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Resolved]] = {}
 
+    async def known_key(self, key_id: str) -> KnownKey | None:
+        """The stored key for exactly *key_id*, or None; never fetches."""
+        _check_key_id(key_id)
+        return await self._store.known_key(key_id)
+
     async def resolve(self, key_id: str, *, refresh: bool = False) -> KnownKey:
         """The key for exactly *key_id*: stored unless *refresh*, else fetched and stored."""
         return (await self.resolve_with_actor(key_id, refresh=refresh))[0]

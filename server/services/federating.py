@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from federation import vocab
+from federation.types import AS_PUBLIC
 from federation.urls import Urls
 from server.storage import federation as fed
 
@@ -33,6 +34,12 @@ class InternalContentError(RuntimeError):
 
 def iso(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_precise(ms: int) -> str:
+    """ISO-8601 with milliseconds: ``updated`` must order two edits made in one second."""
+    moment = dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def new_activity_id(urls: Urls, kind: str) -> str:
@@ -82,7 +89,7 @@ def note_document(urls: Urls, post: fed.PostForFederation, our_host: str) -> dic
         attributed_to=urls.actor(post.author_username),
         content_html=post.content_html,
         published_iso=iso(post.created_at),
-        updated_iso=iso(post.edited_at) if post.edited_at else None,
+        updated_iso=iso_precise(post.edited_at) if post.edited_at else None,
         to=to,
         cc=cc,
         in_reply_to=post.in_reply_to_uri,
@@ -94,7 +101,7 @@ def note_document(urls: Urls, post: fed.PostForFederation, our_host: str) -> dic
 
 
 def _post_targets(conn: sqlite3.Connection, post: fed.PostForFederation) -> list[Target]:
-    remote = [r for r in post.recipients if not r.is_local and r.inbox]
+    remote = [r for r in post.recipients if not r.is_local and r.inbox and not r.deleted]
     if post.visibility == "direct":
         return [(r.inbox, r.host) for r in remote if r.inbox]
     targets = fed.select_remote_follower_inboxes(conn, post.author_id)
@@ -263,10 +270,10 @@ def profile_in_tx(
 ) -> None:
     """Update{Person} to the remote followers' (shared) inboxes."""
     activity = vocab.update(
-        activity_id=f"{person['id']}#updates/{now_ms}",
+        activity_id=f"{person['id']}#updates/{now_ms}-{secrets.token_hex(4)}",
         actor=str(person["id"]),
         obj=person,
-        to=[vocab.AS_PUBLIC],
+        to=[AS_PUBLIC],
         cc=[str(person["followers"])],
     )
     _enqueue(
@@ -275,5 +282,43 @@ def profile_in_tx(
         actor_id=actor_id,
         targets=fed.select_remote_follower_inboxes(conn, actor_id),
         visibility="public",
+        now_ms=now_ms,
+    )
+
+
+def wall_add_in_tx(
+    conn: sqlite3.Connection,
+    urls: Urls,
+    *,
+    owner_id: int,
+    owner_username: str,
+    object_id: str,
+    author: fed.Party,
+    to_followers: bool,
+    now_ms: int,
+) -> None:
+    """FEP-400e: the wall owner's server accepted a post onto the wall; ``Add`` it to the
+    wall collection, telling the author and (when they were addressed) the owner's followers
+    on other instances."""
+    actor = urls.actor(owner_username)
+    to = [urls.followers(owner_username), author.uri] if to_followers else [author.uri]
+    activity = vocab.add(
+        activity_id=new_activity_id(urls, "add"),
+        actor=actor,
+        object_id=object_id,
+        target=urls.wall(owner_username),
+        to=to,
+    )
+    targets: list[Target] = []
+    if author.inbox:
+        targets.append((author.shared_inbox or author.inbox, author.host))
+    if to_followers:
+        targets += fed.select_remote_follower_inboxes(conn, owner_id)
+    _enqueue(
+        conn,
+        activity=activity,
+        actor_id=owner_id,
+        targets=targets,
+        visibility="direct" if not to_followers else "followers",
         now_ms=now_ms,
     )

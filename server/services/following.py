@@ -106,6 +106,17 @@ async def answer_request(ctx: Context, followee: Actor, follower_id: int, *, acc
     state = await ctx.db.read(follows.select_follow_state, follower_id, followee.id)
     if state is not FollowState.PENDING:
         raise NotFound("No such follow request.")
+    requester = await ctx.db.read(users.select_actor, follower_id)
+    if (
+        accept
+        and requester is not None
+        and not requester.is_local
+        and not await ctx.federator.allowlist.is_allowed(requester.host)
+    ):
+        raise Forbidden(
+            f"{requester.handle} is on an instance that is not allowed to federate with us;"
+            " the request cannot be accepted now."
+        )
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> None:

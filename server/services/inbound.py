@@ -55,6 +55,9 @@ async def handle(ctx: Context, item: StoredInbound) -> None:
         return
     try:
         actor = await remote.ensure_actor(ctx, activity.actor)
+        if actor.deleted_at is not None:
+            # Akkoma before 2026.08 kept accepting deleted actors' signatures: not here.
+            raise Ignored("the actor was deleted")
         await handler(ctx, activity, actor)
     except (Ignored, vocab.VocabError) as exc:
         log.info("inbound %s (%s) ignored: %s", activity.id, activity.type, exc)
@@ -142,7 +145,8 @@ async def _our_follow(ctx: Context, activity: Activity, actor: Actor) -> tuple[i
             return found[0], found[1]
     # Fall back to (actor, object) of an embedded Follow, as PROTOCOL.md §4 allows.
     if inner.get("type") == "Follow" and inner.get("object") == actor.uri:
-        follower = await _local_actor(ctx, inner.get("actor") if isinstance(inner.get("actor"), str) else None)
+        inner_actor = inner.get("actor")
+        follower = await _local_actor(ctx, inner_actor if isinstance(inner_actor, str) else None)
         state = await ctx.db.read(follows.select_follow_state, follower.id, actor.id)
         if state is not None:
             return follower.id, actor.id
@@ -151,9 +155,7 @@ async def _our_follow(ctx: Context, activity: Activity, actor: Actor) -> tuple[i
 
 async def on_accept(ctx: Context, activity: Activity, actor: Actor) -> None:
     follower_id, followee_id = await _our_follow(ctx, activity, actor)
-    await ctx.db.write(
-        follows.update_follow_state, follower_id, followee_id, FollowState.ACCEPTED
-    )
+    await ctx.db.write(follows.update_follow_state, follower_id, followee_id, FollowState.ACCEPTED)
 
 
 async def on_reject(ctx: Context, activity: Activity, actor: Actor) -> None:
@@ -171,24 +173,38 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
         raise Ignored("Undo of someone else's activity")
     kind = inner.get("type")
     inner_id = inner.get("id") if isinstance(inner.get("id"), str) else None
-    if kind == "Follow" or (kind is None and inner_id is not None):
+    if kind == "Follow":
         target_uri = inner.get("object")
-        if kind == "Follow" and isinstance(target_uri, str):
+        if isinstance(target_uri, str):
             target = await _local_actor(ctx, target_uri)
             await ctx.db.write(follows.delete_follow, actor.id, target.id)
             return
-        if inner_id is not None:
-            found = await ctx.db.read(follows.select_follow_by_uri, inner_id)
+    if kind not in (None, "Follow", "Like", "Announce"):
+        raise Ignored(f"Undo of {kind!r} is not supported")
+    if inner_id is None:
+        raise Ignored("Undo without the id of what it undoes")
+
+    liked = inner.get("object")
+
+    def tx(conn: sqlite3.Connection) -> bool:
+        # Every lookup is scoped to this actor: an Undo only ever removes its own activity.
+        if kind in (None, "Follow"):
+            found = follows.select_follow_by_uri(conn, inner_id)
             if found is not None and found[0] == actor.id:
-                await ctx.db.write(follows.delete_follow, found[0], found[1])
-                return
-    if kind == "Like" and inner_id is not None:
-        await ctx.db.write(posts.delete_like_by_uri, actor.id, inner_id)
-        return
-    if kind == "Announce" and inner_id is not None:
-        await ctx.db.write(posts.delete_announce_by_uri, actor.id, inner_id)
-        return
-    raise Ignored(f"Undo of {kind!r} is not supported")
+                return follows.delete_follow(conn, found[0], found[1])
+        if kind in (None, "Like") and posts.delete_like_by_uri(conn, actor.id, inner_id):
+            return True
+        if kind == "Like" and isinstance(liked, str):
+            # Mastodon matches Undo{Like} on (actor, object): after a re-like, the id it
+            # undoes may not be the one we stored.
+            core = posts.select_post_core_by_uri(conn, liked)
+            return core is not None and posts.delete_like(conn, actor.id, core.id)
+        if kind in (None, "Announce"):
+            return posts.delete_announce_by_uri(conn, actor.id, inner_id)
+        return False
+
+    if not await ctx.db.write(tx):
+        raise Ignored("Undo of nothing this actor did")
 
 
 # --- Create, Update, Delete ---------------------------------------------------------------
@@ -201,6 +217,22 @@ def _visibility(note: RemoteNote, author: Actor, followers_url: str | None) -> V
     if kind == "followers":
         return Visibility.FOLLOWERS
     return Visibility.DIRECT
+
+
+def _parent_for(
+    conn: sqlite3.Connection, in_reply_to: str | None, actor: Actor
+) -> posts.PostCore | None:
+    """The post replied to, if the replier may see it. A reply to one of our posts that the
+    actor cannot read (Internal, or Followers/Direct not meant for them) is not attached to
+    it: no thread, no notification, no sign that the post exists."""
+    if in_reply_to is None:
+        return None
+    parent = posts.select_post_core_by_uri(conn, in_reply_to)
+    if parent is None or not parent.is_local_author:
+        return parent
+    if posts.select_post_for_remote(conn, parent.id, actor.id) is None:
+        return None
+    return parent
 
 
 async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
@@ -233,14 +265,19 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
             candidate = await ctx.db.read(users.select_actor_by_uri, prefix)
             if candidate is not None and candidate.is_local and candidate in local_people:
                 wall_owner = candidate
+    # FEP-400e: the owner's followers, when addressed, read the post on the wall too.
+    wall_followers = wall_owner is not None and ctx.urls.followers(wall_owner.username) in addressed
     content = ctx.text.sanitize_remote(note.content_html)
     now = ctx.clock.now_ms()
     mentioned = {p.id for p in local_people if p.uri in set(note.mentions)}
 
-    def tx(conn: sqlite3.Connection) -> int | None:
+    def tx(conn: sqlite3.Connection) -> tuple[int, set[int]] | None:
         if fed.is_tombstoned(conn, note.id) or posts.select_post_core_by_uri(conn, note.id):
             return None
-        parent = posts.select_post_core_by_uri(conn, note.in_reply_to) if note.in_reply_to else None
+        parent = _parent_for(conn, note.in_reply_to, actor)
+        recipients = {p.id for p in local_people}
+        if wall_owner is not None and wall_followers:
+            recipients.update(follows.select_local_follower_ids(conn, wall_owner.id))
         post_id = posts.next_post_id(conn, now)
         posts.insert_post(
             conn,
@@ -256,14 +293,16 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
                 in_reply_to_id=parent.id if parent else None,
                 in_reply_to_uri=note.in_reply_to,
                 thread_root_id=parent.thread_root_id if parent else post_id,
-                recipient_ids=[p.id for p in local_people],
+                recipient_ids=sorted(recipients),
                 tags=note.hashtags,
                 created_at=now,
             ),
         )
         if note.updated_ms:
             posts.set_remote_updated(conn, post_id, note.updated_ms)
-        for person_id in mentioned:
+        replied_to = parent.author_id if parent is not None and parent.is_local_author else None
+        # A reply tags the person replied to (implicit mention): tell them it is a reply.
+        for person_id in mentioned - {replied_to}:
             notifications.insert_notification(
                 conn,
                 recipient_id=person_id,
@@ -272,10 +311,10 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
                 post_id=post_id,
                 now_ms=now,
             )
-        if parent is not None and parent.is_local_author and parent.author_id not in mentioned:
+        if replied_to is not None:
             notifications.insert_notification(
                 conn,
-                recipient_id=parent.author_id,
+                recipient_id=replied_to,
                 kind=NotificationKind.REPLY,
                 actor_id=actor.id,
                 post_id=post_id,
@@ -290,12 +329,26 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
                 post_id=post_id,
                 now_ms=now,
             )
-        return post_id
+            author = fed.select_party(conn, actor.id)
+            assert author is not None
+            federating.wall_add_in_tx(
+                conn,
+                ctx.urls,
+                owner_id=wall_owner.id,
+                owner_username=wall_owner.username,
+                object_id=note.id,
+                author=author,
+                to_followers=wall_followers,
+                now_ms=now,
+            )
+        return post_id, recipients
 
-    post_id = await ctx.db.write(tx)
-    if post_id is None:
+    created = await ctx.db.write(tx)
+    if created is None:
         return
-    audience = {p.id for p in local_people}
+    post_id, audience = created
+    if wall_owner is not None:
+        ctx.federator.wake()
     if visibility is not Visibility.DIRECT:
         audience.update(await ctx.db.read(follows.select_local_follower_ids, actor.id))
     ctx.live.publish(audience, LiveEvent("post", str(post_id)))
@@ -377,8 +430,8 @@ async def on_like(ctx: Context, activity: Activity, actor: Actor) -> None:
         core = posts.select_post_core_by_uri(conn, activity.object_id or "")
         if core is None or core.deleted_at is not None or not core.is_local_author:
             return None
-        if core.visibility == "internal":
-            return None  # cannot happen through federation; never acknowledge internal posts
+        if posts.select_post_for_remote(conn, core.id, actor.id) is None:
+            return None  # Internal, or not meant for this actor: never acknowledge it
         if posts.insert_like(conn, actor.id, core.id, activity.id, now):
             notifications.insert_notification(
                 conn,

@@ -128,6 +128,14 @@ async def publish_post(ctx: Context, author: Actor, draft: Draft) -> Post:
     recipients.discard(author.id)
     if visibility is Visibility.DIRECT and not recipients:
         raise InvalidInput("A direct post must @mention at least one colleague.")
+    if visibility is not Visibility.INTERNAL:
+        # The person replied to (and a DM's other recipients) may be on a host that was
+        # removed from the allowlist since: say so instead of silently sending nothing.
+        known = {a.id: a for a in mentioned}
+        if parent is not None:
+            known[parent.author.id] = parent.author
+        others = [await ctx.db.read(users.select_actor, i) for i in recipients - set(known)]
+        await remote.check_reachable(ctx, [*known.values(), *(p for p in others if p)])
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> int:
@@ -279,6 +287,8 @@ async def delete_post(ctx: Context, actor: Actor, post_id: int) -> Post:
 
 async def like_post(ctx: Context, actor: Actor, post_id: int, *, like: bool) -> Post:
     post = await _own_post(ctx, actor, post_id)
+    if like:
+        await remote.check_reachable(ctx, [post.author])
     now = ctx.clock.now_ms()
 
     like_uri = f"{author_uri(ctx, actor)}#likes/{post.id}-{now}"

@@ -7,6 +7,8 @@ HTML (an actor's summary) is sanitized once, here, on arrival.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from federation.fetch import FetchError
 from federation.policy import PolicyError
 from federation.types import RemoteActor
@@ -40,19 +42,33 @@ async def find_person(ctx: Context, handle: str) -> Actor:
         if local is None:
             raise InvalidInput(f"There is no colleague named @{username}.")
         return local
+    # Checked before the cache too: a host removed from the allowlist keeps its people in
+    # our records (the archive), but nobody may address or follow them any more.
+    if not await ctx.federator.allowlist.is_allowed(host):
+        raise InvalidInput(not_allowed_message(f"@{username}@{host}"))
     known = await ctx.db.read(users.select_actor_by_handle, username, host)
     if known is not None:
         return known
-    if not await ctx.federator.allowlist.is_allowed(host):
-        raise InvalidInput(
-            f"@{username}@{host} is on an instance that is not allowed to federate with us."
-            " Ask an administrator to add it to the allowlist."
-        )
     try:
         uri = await ctx.federator.fetcher.webfinger(f"acct:{username}@{host}")
         return await fetch_actor(ctx, uri)
     except (FetchError, PolicyError) as exc:
         raise InvalidInput(f"@{username}@{host} could not be found ({_reason(exc)}).") from None
+
+
+def not_allowed_message(who: str) -> str:
+    return (
+        f"{who} is on an instance that is not allowed to federate with us; nothing was sent."
+        " Ask an administrator to add it to the allowlist."
+    )
+
+
+async def check_reachable(ctx: Context, people: Iterable[Actor]) -> None:
+    """Refuse (before anything is stored or sent) if any remote person among *people* is on
+    a host that is not allowed now."""
+    for person in people:
+        if not person.is_local and not await ctx.federator.allowlist.is_allowed(person.host):
+            raise InvalidInput(not_allowed_message(f"@{person.handle}"))
 
 
 async def fetch_actor(ctx: Context, uri: str) -> Actor:

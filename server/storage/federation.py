@@ -5,7 +5,8 @@ Invariants:
 - ``inbox_activities.activity_id`` is UNIQUE: storing a repeat is a no-op.
 - Delivery rows are never deleted: delivered, dead, held and cancelled rows stay visible.
 - A claimed delivery carries a lease (``locked_until``); a crash mid-send only delays it.
-- Removing a host from the allowlist cancels its queued deliveries in the same transaction.
+- Removing a host from the allowlist cancels its queued deliveries in the same transaction,
+  and claiming never hands out a delivery to a host that is not allowed (it is cancelled).
 """
 
 from __future__ import annotations
@@ -71,8 +72,11 @@ def remove_allowed_host(conn: sqlite3.Connection, host: str, by: str, now_ms: in
         " last_error = 'host removed from the allowlist' WHERE host = ? AND state = 'queued'",
         (now_ms, host),
     ).rowcount
+    # Only accepted follows freeze: re-allowing the host turns 'frozen' back into 'accepted',
+    # so a pending request frozen here would come back accepted without anyone's approval.
+    # Pending requests stay pending (they grant nothing; answering one is refused meanwhile).
     conn.execute(
-        "UPDATE follows SET state = 'frozen' WHERE state IN ('accepted', 'pending') AND"
+        "UPDATE follows SET state = 'frozen' WHERE state = 'accepted' AND"
         " (follower_id IN (SELECT id FROM actors WHERE host = ? AND is_local = 0) OR"
         " followee_id IN (SELECT id FROM actors WHERE host = ? AND is_local = 0))",
         (host, host),
@@ -254,7 +258,7 @@ def select_remote_follower_inboxes(
     rows = conn.execute(
         "SELECT DISTINCT coalesce(a.shared_inbox_url, a.inbox_url), a.host FROM follows f"
         " JOIN actors a ON a.id = f.follower_id WHERE f.followee_id = ? AND f.state = 'accepted'"
-        " AND a.is_local = 0 AND a.inbox_url IS NOT NULL",
+        " AND a.is_local = 0 AND a.inbox_url IS NOT NULL AND a.deleted_at IS NULL",
         (actor_id,),
     ).fetchall()
     return [(r[0], r[1]) for r in rows]
@@ -311,8 +315,7 @@ def claim_inbound(
     for row in rows:
         # Claims are counted: a row whose handler crashes the process is eventually failed.
         conn.execute(
-            "UPDATE inbox_activities SET next_attempt_at = ?, attempts = attempts + 1"
-            " WHERE id = ?",
+            "UPDATE inbox_activities SET next_attempt_at = ?, attempts = attempts + 1 WHERE id = ?",
             (now_ms + lease_ms, row[0]),
         )
         try:
@@ -395,6 +398,15 @@ def select_outbox_body(conn: sqlite3.Connection, activity_id: str) -> str | None
 def claim_deliveries(
     conn: sqlite3.Connection, now_ms: int, limit: int, lease_ms: int, instance_key: SigningKey
 ) -> list[DeliveryJob]:
+    # Defence in depth: whatever queued it, nothing is sent to a host that is not allowed now
+    # (removal cancels in its own transaction; this also covers rows requeued since).
+    conn.execute(
+        "UPDATE deliveries SET state = 'cancelled', finished_at = ?,"
+        " last_error = 'host is not on the allowlist' WHERE state = 'queued'"
+        " AND next_attempt_at <= ? AND host NOT IN"
+        " (SELECT host FROM allowed_hosts WHERE removed_at IS NULL)",
+        (now_ms, now_ms),
+    )
     rows = conn.execute(
         "SELECT d.id, d.inbox_url, d.host, o.body, d.attempts, o.activity_id, o.actor_id,"
         " a.username, ac.private_key_pem FROM deliveries d"
@@ -560,6 +572,7 @@ class Party:
     is_local: bool
     inbox: str | None
     shared_inbox: str | None
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,10 +604,13 @@ def _party(row: sqlite3.Row) -> Party:
         is_local=bool(row["is_local"]),
         inbox=row["inbox_url"],
         shared_inbox=row["shared_inbox_url"],
+        deleted=row["deleted_at"] is not None,
     )
 
 
-_PARTY = "a.id, a.uri, a.username, a.host, a.is_local, a.inbox_url, a.shared_inbox_url"
+_PARTY = (
+    "a.id, a.uri, a.username, a.host, a.is_local, a.inbox_url, a.shared_inbox_url, a.deleted_at"
+)
 
 
 def select_party(conn: sqlite3.Connection, actor_id: int) -> Party | None:
@@ -602,9 +618,7 @@ def select_party(conn: sqlite3.Connection, actor_id: int) -> Party | None:
     return _party(row) if row else None
 
 
-def select_post_for_federation(
-    conn: sqlite3.Connection, post_id: int
-) -> PostForFederation | None:
+def select_post_for_federation(conn: sqlite3.Connection, post_id: int) -> PostForFederation | None:
     row = conn.execute(
         "SELECT p.id, p.uri, p.url, p.author_id, au.username, au.is_local, p.visibility,"
         " p.content_html, p.created_at, p.edited_at, p.deleted_at, p.version,"

@@ -161,12 +161,18 @@ def update_post_content(
     tags: Sequence[str],
     now_ms: int,
 ) -> int:
-    """Store a new version (the previous ones stay) and return its number."""
-    row = conn.execute("SELECT version, visibility FROM posts WHERE id = ?", (post_id,)).fetchone()
+    """Store a new version (the previous ones stay) and return its number.
+
+    ``edited_at`` strictly increases, even for two edits within one millisecond: it is the
+    ``updated`` that partners use to keep the newest version whatever the arrival order."""
+    row = conn.execute(
+        "SELECT version, visibility, edited_at FROM posts WHERE id = ?", (post_id,)
+    ).fetchone()
     version = int(row["version"]) + 1
+    edited_at = max(now_ms, int(row["edited_at"] or 0) + 1)
     conn.execute(
         "UPDATE posts SET source = ?, content_html = ?, version = ?, edited_at = ? WHERE id = ?",
-        (source, content_html, version, now_ms, post_id),
+        (source, content_html, version, edited_at, post_id),
     )
     conn.execute(
         "INSERT INTO post_versions (post_id, version, visibility, source, content_html,"

@@ -21,7 +21,7 @@ from quart.typing import ResponseReturnValue
 
 from federation import vocab, wellknown
 from federation.inbox import InboxResult, VerifiedRequester
-from federation.types import AS_MEDIA_TYPES
+from federation.types import AS_CONTEXT, AS_MEDIA_TYPES
 from server.domain import Actor
 from server.services.context import Context
 from server.services.federating import iso, note_document
@@ -31,7 +31,7 @@ from server.web.support import ctx, parse_id
 
 blueprint = Blueprint("activitypub", __name__)
 MAX_INBOX_BYTES = 262_144
-AP_CONTENT_TYPE = 'application/activity+json; charset=utf-8'
+AP_CONTENT_TYPE = "application/activity+json; charset=utf-8"
 PAGE = 50
 VARY = "Accept, Signature"
 
@@ -302,15 +302,13 @@ async def _note(username: str, post_id: str, *, activity: bool) -> ResponseRetur
     if post is None or post.author.username.lower() != username.lower():
         return _refusal(404, "not found")
     if post.deleted_at is not None:
-        return _json({"@context": vocab.AS_CONTEXT, "id": post.uri, "type": "Tombstone"}, 410)
+        return _json({"@context": AS_CONTEXT, "id": post.uri, "type": "Tombstone"}, 410)
     data = await c.db.read(fed.select_post_for_federation, pid)
     assert data is not None
     note = note_document(c.urls, data, c.federator.host)
     if activity:
         return _json(
-            vocab.create(
-                activity_id=f"{post.uri}/activity", actor=c.urls.actor(username), obj=note
-            )
+            vocab.create(activity_id=f"{post.uri}/activity", actor=c.urls.actor(username), obj=note)
         )
     return _json(vocab.with_context(note))
 

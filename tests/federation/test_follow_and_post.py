@@ -17,7 +17,10 @@ async def test_follow_remote_person_and_receive_their_posts(trio: Trio) -> None:
     state = await following.follow(ctx_a, alice, remote_bob.id)
     assert state is FollowState.PENDING
     await trio.net.settle()
-    assert await ctx_a.db.read(follows.select_follow_state, alice.id, remote_bob.id) is FollowState.ACCEPTED
+    assert (
+        await ctx_a.db.read(follows.select_follow_state, alice.id, remote_bob.id)
+        is FollowState.ACCEPTED
+    )
     # Bob posts for his followers; alice (remote follower) receives it.
     await posting.publish_post(ctx_b, bob, posting.Draft("Partner update", Visibility.FOLLOWERS))
     await posting.publish_post(ctx_b, bob, posting.Draft("Internal only", Visibility.INTERNAL))

@@ -74,12 +74,6 @@ CONTENT_WARNING_REASON = (
     "content-warning text) and .sensitive are dropped and posts has no column for them, so a "
     "CW'd post is shown openly and its warning is lost"
 )
-UNDO_LIKE_REASON = (
-    "inbound.on_undo removes a Like only by the inner Like's id (posts.delete_like_by_uri); "
-    "Mastodon matches Undo{Like} on (actor, liked object), so an Undo whose Like id differs "
-    "from the one we stored (a re-like after a lost Undo, as in this recorded pair) leaves "
-    "the like counted forever"
-)
 
 
 def load(name: str) -> Doc:
@@ -831,7 +825,6 @@ async def test_mastodon_undo_like_removes_it(trio: Trio) -> None:
     assert await _likes(trio.alpha, post_id) == (0, [])
 
 
-@pytest.mark.xfail(strict=True, reason=UNDO_LIKE_REASON)
 async def test_mastodon_undo_like_with_another_like_id_removes_it(trio: Trio) -> None:
     s, _alice, post_id = await _liked_post(trio)
     await deliver(trio.alpha, s(load("mastodon_like.json")))  # #likes/212340

@@ -10,6 +10,7 @@ advances it. A host can be taken down or made to answer a fixed status, to test 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,10 @@ class Instance:
         )
         if locked:
             await accounts.update_profile(
-                self.ctx, actor.id, {"display_name": actor.display_name}, bio_source=None,
+                self.ctx,
+                actor.id,
+                {"display_name": actor.display_name},
+                bio_source=None,
                 manually_approves=True,
             )
         self.people[username] = actor
@@ -56,6 +60,24 @@ class Instance:
     async def allow(self, host: str, relation: str = "partner") -> None:
         now = self.ctx.clock.now_ms()
         await self.ctx.db.write(fed.upsert_allowed_host, host, relation, "", "test", now)
+
+    async def remove(self, host: str) -> int:
+        """Take *host* off the allowlist (storage level); returns deliveries cancelled."""
+        now = self.ctx.clock.now_ms()
+        return await self.ctx.db.write(fed.remove_allowed_host, host, "test", now)
+
+    async def rows(self, sql: str, *params: object) -> list[sqlite3.Row]:
+        """Run a read-only query against this instance's database (assertions)."""
+
+        def query(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+            return conn.execute(sql, params).fetchall()
+
+        return await self.ctx.db.read(query)
+
+    async def value(self, sql: str, *params: object) -> object:
+        """The first column of the first row of a query (None when there is no row)."""
+        found = await self.rows(sql, *params)
+        return found[0][0] if found else None
 
 
 @dataclass
@@ -95,10 +117,10 @@ class RoutingTransport:
             raise TransportError("dns", f"no such host {host}")
         client = instance.app.test_client()
         path = parts.path + (f"?{parts.query}" if parts.query else "")
-        response = await client.open(
+        response = await client.open(  # type: ignore[call-arg]  # json has a default
             path, method=method, headers=dict(headers), data=body or b""
         )
-        data = await response.get_data()
+        data = await response.get_data(as_text=False)
         if len(data) > max_bytes:
             raise TransportError("too-large", "body over cap")
         return HttpResponse(
@@ -110,8 +132,9 @@ class RoutingTransport:
 
 
 class Network:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, synchronous: str = "NORMAL") -> None:
         self.root = root
+        self.synchronous = synchronous
         self.clock = FakeClock()
         self.by_host: dict[str, Instance] = {}
         self.faults: dict[str, Fault] = {}
@@ -123,10 +146,15 @@ class Network:
         host = f"{name}.example"
         path = self.root / name
         assert cli.cmd_init(path, f"https://{host}", name.capitalize()) == 0
+        # NORMAL: WAL commits without an fsync each; durability is tested elsewhere, and
+        # these tests commit thousands of small transactions.
         app = create_app(
-            path, transport=self.transport, clock=self.clock, overrides={"run_workers": False}
+            path,
+            transport=self.transport,
+            clock=self.clock,
+            overrides={"run_workers": False, "synchronous": self.synchronous},
         )
-        await self._stack.enter_async_context(app.test_app())
+        await self._stack.enter_async_context(app.test_app())  # type: ignore[arg-type]
         ctx = app.config["STEELYARD_CONTEXT"]
         instance = Instance(name, host, app, ctx)
         self.by_host[host] = instance
@@ -134,6 +162,14 @@ class Network:
 
     async def close(self) -> None:
         await self._stack.aclose()
+
+    def requests_to(self, host: str, method: str | None = None) -> list[tuple[str, str]]:
+        """Logged requests whose URL is on *host* (optionally only one method)."""
+        return [
+            (m, url)
+            for m, url in self.log
+            if urlsplit(url).netloc == host and (method is None or m == method)
+        ]
 
     async def settle(self, max_rounds: int = 50) -> int:
         """Pump every instance's workers until nothing is left to do right now."""

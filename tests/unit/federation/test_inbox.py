@@ -64,6 +64,11 @@ class FakeKeys:
             self.cached[key_id] = source[key_id]
         return source[key_id]
 
+    async def known_key(self, key_id: str) -> KnownKey | None:
+        if self.broken:
+            raise RuntimeError("unexpected failure inside the key source")
+        return self.cached.get(key_id)
+
 
 def known(actor: str, pair: tuple[str, str]) -> KnownKey:
     return KnownKey(f"{actor}#main-key", actor, pair[1], 0)

@@ -1,0 +1,181 @@
+"""Outbound delivery under failure, on a fake clock: 503 with Retry-After, timeouts with
+backoff, final refusals, the per-host circuit, the 14-day horizon (held, never deleted) and
+the admin's resend. Every attempt is signed afresh."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.domain import Actor, Visibility
+from server.services import posting
+from server.storage import federation as fed
+from tests.federation.conftest import Trio
+from tests.federation.support import (
+    cast,
+    copy_of,
+    deliveries,
+    follow_across,
+    home_texts,
+)
+from tests.support.network import Fault
+
+DAY = 86_400.0
+
+
+async def _alice_follows_bob(trio: Trio) -> tuple[Actor, Actor]:
+    people = await cast(trio)
+    await follow_across(trio.net, trio.alpha, people.alice, "bob@beta.example")
+    return people.alice, people.bob
+
+
+async def _bobs_delivery(trio: Trio) -> dict[str, Any]:
+    rows = await deliveries(trio.beta, "Create")
+    assert len(rows) == 1
+    return rows[0]
+
+
+def _posts_to_alpha(trio: Trio) -> int:
+    return len(trio.net.requests_to("alpha.example", "POST"))
+
+
+async def test_503_with_retry_after_is_retried_no_earlier_than_asked(trio: Trio) -> None:
+    alice, bob = await _alice_follows_bob(trio)
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    net.faults["alpha.example"] = Fault(status=503, headers={"Retry-After": "600"}, remaining=1)
+
+    # When bob posts while alpha answers 503 "come back in 10 minutes"
+    post = await posting.publish_post(
+        beta.ctx, bob, posting.Draft("Retry me", Visibility.FOLLOWERS)
+    )
+    await net.settle()
+
+    # Then the delivery waits, attempt counted, status kept, due in 600 s (not the 30 s backoff)
+    row = await _bobs_delivery(trio)
+    assert (row["state"], row["attempts"], row["last_status"]) == ("queued", 1, 503)
+    assert row["next_attempt_at"] == net.clock.now_ms() + 600_000
+    sent = _posts_to_alpha(trio)
+    net.clock.advance(599)
+    await net.settle()
+    assert _posts_to_alpha(trio) == sent  # not a second early
+    assert (await _bobs_delivery(trio))["state"] == "queued"
+
+    net.clock.advance(2)
+    await net.settle()
+    row = await _bobs_delivery(trio)
+    assert (row["state"], row["attempts"], row["last_status"]) == ("delivered", 2, 202)
+    assert await copy_of(alpha, post.uri) is not None
+    assert "Retry me" in await home_texts(alpha, alice)
+
+
+async def test_timeouts_back_off_exponentially_then_deliver(trio: Trio) -> None:
+    alice, bob = await _alice_follows_bob(trio)
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    net.faults["alpha.example"] = Fault(error="timeout", remaining=2)
+
+    await posting.publish_post(beta.ctx, bob, posting.Draft("Slow network", Visibility.FOLLOWERS))
+    await net.settle()
+    row = await _bobs_delivery(trio)
+    assert (row["state"], row["attempts"], row["last_status"]) == ("queued", 1, None)
+    assert "timeout" in str(row["last_error"])
+    wait = int(row["next_attempt_at"]) - net.clock.now_ms()
+    assert 24_000 <= wait <= 36_000  # 30 s ± 20 %
+
+    net.clock.advance(37)
+    await net.settle()
+    row = await _bobs_delivery(trio)
+    assert (row["state"], row["attempts"]) == ("queued", 2)
+    wait = int(row["next_attempt_at"]) - net.clock.now_ms()
+    assert 48_000 <= wait <= 72_000  # doubled
+
+    net.clock.advance(73)
+    await net.settle()
+    row = await _bobs_delivery(trio)
+    assert (row["state"], row["attempts"], row["last_status"]) == ("delivered", 3, 202)
+    assert "Slow network" in await home_texts(alpha, alice)
+
+
+async def test_final_refusal_is_dead_and_kept(trio: Trio) -> None:
+    _, bob = await _alice_follows_bob(trio)
+    beta, net = trio.beta, trio.net
+    net.faults["alpha.example"] = Fault(status=410)
+
+    await posting.publish_post(beta.ctx, bob, posting.Draft("Gone?", Visibility.FOLLOWERS))
+    await net.settle()
+    sent = _posts_to_alpha(trio)
+    net.clock.advance(DAY)
+    await net.settle()
+
+    row = await _bobs_delivery(trio)
+    assert (row["state"], row["attempts"], row["last_status"]) == ("dead", 1, 410)
+    assert _posts_to_alpha(trio) == sent
+
+
+async def test_after_the_14_day_horizon_the_delivery_is_held_then_resent(trio: Trio) -> None:
+    alice, bob = await _alice_follows_bob(trio)
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    net.faults["alpha.example"] = Fault(status=503)
+    created = net.clock.now_ms()
+
+    await posting.publish_post(beta.ctx, bob, posting.Draft("Two weeks late", Visibility.FOLLOWERS))
+    await net.settle()
+    # When alpha keeps failing for more than two weeks (checked every few hours)
+    for _ in range(200):
+        row = await _bobs_delivery(trio)
+        if row["state"] != "queued":
+            break
+        net.clock.advance(3 * 3600)
+        await net.settle()
+
+    # Then the delivery is held (never deleted), about 14 days after it was queued
+    row = await _bobs_delivery(trio)
+    assert row["state"] == "held"
+    assert 13 * DAY * 1000 <= net.clock.now_ms() - created <= 15 * DAY * 1000
+    assert int(row["attempts"]) >= 50
+    health = await beta.ctx.db.read(fed.select_host_health)
+    assert health["alpha.example"].held == 1
+    sent = _posts_to_alpha(trio)
+    net.clock.advance(DAY)
+    await net.settle()
+    assert _posts_to_alpha(trio) == sent  # held means nobody retries it on their own
+
+    # When alpha is back and the admin resends
+    del net.faults["alpha.example"]
+    assert await beta.ctx.db.write(fed.resend_held, "alpha.example", net.clock.now_ms()) == 1
+    await net.settle()
+
+    # Then it is delivered, signed now (a 15-day-old signature would be refused)
+    row = await _bobs_delivery(trio)
+    assert (row["state"], row["last_status"]) == ("delivered", 202)
+    assert "Two weeks late" in await home_texts(alpha, alice)
+
+
+async def test_circuit_opens_after_repeated_failures_and_a_signed_request_closes_it(
+    trio: Trio,
+) -> None:
+    alice, bob = await _alice_follows_bob(trio)
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    await follow_across(net, beta, bob, "alice@alpha.example")
+    net.faults["alpha.example"] = Fault(error="connect")
+    for n in range(10):
+        await posting.publish_post(beta.ctx, bob, posting.Draft(f"Post {n}", Visibility.FOLLOWERS))
+    await net.settle()
+
+    # Ten consecutive failures open the circuit for alpha
+    health = (await beta.ctx.db.read(fed.select_host_health))["alpha.example"]
+    assert health.circuit_open_until > net.clock.now_ms()
+    assert health.failing == 10
+    # a new post to alpha is not even attempted while it is open
+    net.log.clear()
+    await posting.publish_post(beta.ctx, bob, posting.Draft("Post 10", Visibility.FOLLOWERS))
+    await net.settle()
+    assert net.requests_to("alpha.example") == []
+
+    # When alpha speaks to beta (a signed, verified POST), beta knows alpha is up again
+    del net.faults["alpha.example"]
+    await posting.publish_post(alpha.ctx, alice, posting.Draft("Hello bob", Visibility.FOLLOWERS))
+    await net.settle()
+
+    # Then the circuit is closed and the whole queue for alpha went out at once
+    rows = await deliveries(beta, "Create")
+    assert {r["state"] for r in rows} == {"delivered"}
+    assert "Post 10" in await home_texts(alpha, alice)
