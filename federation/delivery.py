@@ -55,10 +55,9 @@ import logging
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from email.utils import parsedate_to_datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from federation import ports
-from federation.dispatch import idle
 from federation.ports import DeliveryOutcome
 from federation.signatures import KeyCache, sign_request
 from federation.transport import Transport, TransportError
@@ -267,16 +266,64 @@ class DeliveryWorker:
         return total
 
     async def run_forever(self, stop: asyncio.Event) -> None:
-        """Work until *stop* is set; sleep on :meth:`wake` or the poll interval when idle."""
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                count = await self.run_once()
-            except Exception:
-                _log.exception("delivery round failed; continuing")
-                count = 0
-            if count == 0:
-                await idle(self._wake, stop, self._poll_interval)
+        """Work until *stop* is set, as a pipeline: new jobs are claimed while others are
+        still in flight, so one slow or hanging partner never holds up the others.
+
+        A host may hold at most ``2 × per_host`` claimed jobs at once; further jobs for it
+        are handed back for a second (no attempt counted) instead of waiting in memory.
+        """
+        inflight: dict[asyncio.Task[None], str] = {}
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                room = self._batch - len(inflight)
+                claimed = 0
+                if room > 0:
+                    try:
+                        claimed = await self._claim_into(inflight, room)
+                    except Exception:
+                        _log.exception("delivery claim failed; continuing")
+                if room > 0 and claimed == room:
+                    continue  # more may be due right now
+                waiters: set[asyncio.Future[Any]] = {
+                    asyncio.ensure_future(self._wake.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                }
+                try:
+                    await asyncio.wait(
+                        waiters | set(inflight),
+                        timeout=self._poll_interval,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+                    for waiter in waiters:
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await waiter
+        finally:
+            # Jobs still in flight keep their lease; a restart releases and resends them.
+            for task in inflight:
+                task.cancel()
+            for task in list(inflight):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _claim_into(self, inflight: dict[asyncio.Task[None], str], room: int) -> int:
+        claimed_ms = self._now_ms()
+        jobs = await self._store.claim_due(claimed_ms, room, self._lease_ms)
+        per_host: dict[str, int] = {}
+        for host in inflight.values():
+            per_host[host] = per_host.get(host, 0) + 1
+        for job in jobs:
+            if per_host.get(job.host, 0) >= 2 * self._per_host:
+                await self._record(job, skipped(claimed_ms + 1000))
+                continue
+            per_host[job.host] = per_host.get(job.host, 0) + 1
+            task = asyncio.create_task(self._process(job, claimed_ms))
+            inflight[task] = job.host
+            task.add_done_callback(lambda done: inflight.pop(done, None))
+        return len(jobs)
 
     def _now_ms(self) -> int:
         return int(self._now() * 1000)

@@ -71,6 +71,14 @@ class Actor:
         return self.display_name or self.username
 
     @property
+    def initials(self) -> str:
+        """One or two letters for the avatar placeholder: first and last word of the name."""
+        letters = [w[0] for w in self.name.split() if w[:1].isalnum()]
+        if not letters:
+            return (self.username[:1] or "?").upper()
+        return (letters[0] + (letters[-1] if len(letters) > 1 else "")).upper()
+
+    @property
     def handle(self) -> str:
         """``alice`` for a colleague, ``bob@partner.example`` for a remote person."""
         return self.username if self.is_local else f"{self.username}@{self.host}"

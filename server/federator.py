@@ -122,6 +122,8 @@ class Federator:
 
     async def start(self, *, run_workers: bool) -> None:
         await self._load_instance_key()
+        # One server process per instance: whatever a crashed process had claimed is ours.
+        await self.db.write(fed.release_leases)
         if self._own_transport and isinstance(self.transport, AiohttpTransport):
             await self.transport.start()
         if run_workers:

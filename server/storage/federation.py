@@ -308,14 +308,15 @@ def claim_inbound(
 ) -> list[StoredInbound]:
     rows = conn.execute(
         "SELECT id, body, actor_uri, origin_host, attempts FROM inbox_activities"
-        " WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY id LIMIT ?",
-        (now_ms, limit),
+        " WHERE state = 'pending' AND next_attempt_at <= ? AND locked_until <= ?"
+        " ORDER BY id LIMIT ?",
+        (now_ms, now_ms, limit),
     ).fetchall()
     claimed: list[StoredInbound] = []
     for row in rows:
         # Claims are counted: a row whose handler crashes the process is eventually failed.
         conn.execute(
-            "UPDATE inbox_activities SET next_attempt_at = ?, attempts = attempts + 1 WHERE id = ?",
+            "UPDATE inbox_activities SET locked_until = ?, attempts = attempts + 1 WHERE id = ?",
             (now_ms + lease_ms, row[0]),
         )
         try:
@@ -336,19 +337,20 @@ def finish_inbound(
 ) -> None:
     if error is None:
         conn.execute(
-            "UPDATE inbox_activities SET state = 'done', processed_at = ?, last_error = NULL"
-            " WHERE id = ?",
+            "UPDATE inbox_activities SET state = 'done', processed_at = ?, last_error = NULL,"
+            " locked_until = 0 WHERE id = ?",
             (now_ms, inbound_id),
         )
     elif retry_at_ms is not None:
         conn.execute(
-            "UPDATE inbox_activities SET last_error = ?, next_attempt_at = ? WHERE id = ?",
+            "UPDATE inbox_activities SET last_error = ?, next_attempt_at = ?, locked_until = 0"
+            " WHERE id = ?",
             (error[:1000], retry_at_ms, inbound_id),
         )
     else:
         conn.execute(
-            "UPDATE inbox_activities SET state = 'failed', last_error = ?, processed_at = ?"
-            " WHERE id = ?",
+            "UPDATE inbox_activities SET state = 'failed', last_error = ?, processed_at = ?,"
+            " locked_until = 0 WHERE id = ?",
             (error[:1000], now_ms, inbound_id),
         )
 
@@ -458,12 +460,14 @@ def record_delivery(
     conn.execute(
         "UPDATE deliveries SET state = CASE WHEN state = 'cancelled' THEN state ELSE ? END,"
         " attempts = attempts + ?, last_status = coalesce(?, last_status),"
-        " last_error = ?, next_attempt_at = coalesce(?, next_attempt_at), locked_until = 0,"
+        " last_error = CASE WHEN ? THEN ? ELSE last_error END,"
+        " next_attempt_at = coalesce(?, next_attempt_at), locked_until = 0,"
         " finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
         (
             state,
             int(counted),
             status,
+            int(counted),  # a skip keeps the last real error visible to admins
             error[:500] if error else None,
             next_attempt_ms,
             int(finished),
@@ -662,3 +666,16 @@ def select_post_for_federation(conn: sqlite3.Connection, post_id: int) -> PostFo
 def select_public_key_pem(conn: sqlite3.Connection, actor_id: int) -> str | None:
     row = conn.execute("SELECT public_key_pem FROM actors WHERE id = ?", (actor_id,)).fetchone()
     return str(row[0]) if row and row[0] else None
+
+
+def release_leases(conn: sqlite3.Connection) -> tuple[int, int]:
+    """At start-up (one server process per instance): work claimed by a process that died
+    is due again at once instead of when its lease would have run out."""
+    deliveries = conn.execute(
+        "UPDATE deliveries SET locked_until = 0 WHERE state = 'queued' AND locked_until > 0"
+    ).rowcount
+    inbound = conn.execute(
+        "UPDATE inbox_activities SET locked_until = 0 WHERE state = 'pending'"
+        " AND locked_until > 0"
+    ).rowcount
+    return deliveries, inbound

@@ -113,7 +113,7 @@ CREATE TABLE inbox_activities (
     next_attempt_at INTEGER NOT NULL,
     last_error TEXT,
     processed_at INTEGER
-);
+, locked_until INTEGER NOT NULL DEFAULT 0);
 
 CREATE TABLE instance_keys (
     id INTEGER PRIMARY KEY CHECK (id = 1),

@@ -291,3 +291,12 @@ def insert_audit(
         "INSERT INTO audit_log (at, actor_id, action, detail) VALUES (?, ?, ?, ?)",
         (now_ms, actor_id, action, detail),
     )
+
+
+def select_viewer(conn: sqlite3.Connection, actor_id: int) -> tuple[Account, Actor] | None:
+    """The signed-in person's account and actor in one read (runs on every request)."""
+    account = select_account(conn, actor_id)
+    if account is None:
+        return None
+    actor = select_actor(conn, actor_id)
+    return (account, actor) if actor is not None else None

@@ -43,7 +43,7 @@ async def thread(post_id: str) -> ResponseReturnValue:
 async def card(post_id: str) -> ResponseReturnValue:
     """The post as a feed item, for live insertion (visibility checked like the page)."""
     post = await _visible_post(post_id)
-    return await render_template("partials/post_card.html", post=post)
+    return await render_template("partials/post_card_page.html", post=post)
 
 
 @blueprint.get("/posts/<post_id>/edit")

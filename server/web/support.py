@@ -128,5 +128,24 @@ def wants_fragment() -> bool:
     return request.headers.get("X-Requested-With") == "steelyard"
 
 
+def card_context() -> dict[str, Any]:
+    """What every post card on a page shares, computed once per page (see post_card.html)."""
+    home = "/"
+    endpoint = request.endpoint
+    here = home if endpoint == "posts.card" else request.full_path.rstrip("?")
+    return {
+        "me": viewer(),
+        "csrf": csrf_token() if viewer() is not None else "",
+        "here": here,
+        "home": home,
+        "on_thread": endpoint == "posts.thread",
+    }
+
+
 def template_globals() -> dict[str, Any]:
-    return {"csrf_token": csrf_token, "viewer": viewer, "account": account}
+    return {
+        "csrf_token": csrf_token,
+        "viewer": viewer,
+        "account": account,
+        "card_context": card_context,
+    }
