@@ -76,7 +76,9 @@ Doc = dict[str, Any]
 AudienceKind = Literal["public", "unlisted", "followers", "limited", "direct"]
 
 ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organization"})
-NOTE_TYPES = frozenset({"Note", "Article", "Page", "Question"})
+# ChatMessage: Pleroma/Akkoma chats and Lemmy 0.19 private messages; addressed to people only,
+# so it reads as a direct message.
+NOTE_TYPES = frozenset({"Note", "Article", "Page", "Question", "ChatMessage"})
 MAX_LIST = 1000
 _MAX_URL = 2048
 _MAX_TYPE = 64

@@ -13,6 +13,7 @@ that the activity id is on the actor's origin. Here, per FEP-fe34 and SECURITY.m
 
 from __future__ import annotations
 
+import html
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
@@ -219,6 +220,30 @@ def _visibility(note: RemoteNote, author: Actor, followers_url: str | None) -> V
     return Visibility.DIRECT
 
 
+async def _guess_followers_collection(ctx: Context, note: RemoteNote, actor: Actor) -> str | None:
+    """The author's followers collection when its actor document does not name one (bovine
+    serves actors without ``followers``): an addressed collection on the author's own origin
+    that is not a known actor. Without this, a followers-only post would read as addressed to
+    nobody and stay invisible to the local followers it was sent to."""
+    origin = actor.uri.split("/")[2]
+    for uri in (*note.to, *note.cc):
+        if uri == actor.uri or vocab.strip_fragment(uri).split("/")[2:3] != [origin]:
+            continue
+        if await ctx.db.read(users.select_actor_by_uri, uri) is None:
+            return uri
+    return None
+
+
+def _with_content_warning(ctx: Context, note: RemoteNote) -> str:
+    """Sanitized content; a content warning (``summary``) is kept as a first paragraph so it
+    is neither lost nor hidden from the reader."""
+    content = ctx.text.sanitize_remote(note.content_html)
+    if note.summary:
+        warning = html.escape(ctx.text.plain_text(note.summary, max_len=500))
+        content = f"<p><strong>Content warning: {warning}</strong></p>{content}"
+    return content
+
+
 def _parent_for(
     conn: sqlite3.Connection, in_reply_to: str | None, actor: Actor
 ) -> posts.PostCore | None:
@@ -241,7 +266,7 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
         if activity.object_id is None:
             raise Ignored("Create without object")
         obj = await ctx.federator.fetcher.fetch_object(activity.object_id)
-    if str(obj.get("type")) not in ("Note", "Article", "Page", "Question"):
+    if str(obj.get("type")) not in vocab.NOTE_TYPES:
         raise Ignored(f"Create of {obj.get('type')!r} is not supported")
     note = vocab.parse_note(obj)
     if note.attributed_to != actor.uri:
@@ -249,7 +274,10 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
     if vocab.strip_fragment(note.id).split("/")[2] != actor.uri.split("/")[2]:
         raise Ignored("object id not on the actor's origin")
     endpoints = await ctx.db.read(fed.select_endpoints, actor.id)
-    visibility = _visibility(note, actor, endpoints.followers if endpoints else None)
+    followers_url = endpoints.followers if endpoints else None
+    if followers_url is None:
+        followers_url = await _guess_followers_collection(ctx, note, actor)
+    visibility = _visibility(note, actor, followers_url)
     addressed = set(note.to) | set(note.cc) | set(note.mentions)
     local_people: list[Actor] = []
     for uri in addressed:
@@ -267,7 +295,7 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
                 wall_owner = candidate
     # FEP-400e: the owner's followers, when addressed, read the post on the wall too.
     wall_followers = wall_owner is not None and ctx.urls.followers(wall_owner.username) in addressed
-    content = ctx.text.sanitize_remote(note.content_html)
+    content = _with_content_warning(ctx, note)
     now = ctx.clock.now_ms()
     mentioned = {p.id for p in local_people if p.uri in set(note.mentions)}
 
@@ -369,7 +397,7 @@ async def on_update(ctx: Context, activity: Activity, actor: Actor) -> None:
         await remote.store_actor(ctx, parsed)
         return
     note = vocab.parse_note(obj)
-    content = ctx.text.sanitize_remote(note.content_html)
+    content = _with_content_warning(ctx, note)
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> None:

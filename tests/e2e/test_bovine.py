@@ -14,9 +14,10 @@ What bovine 0.5.19 does that matters to us (seen in these tests' archives and fe
 - It delivers to our personal inboxes (``/users/<name>/inbox``), not our shared inbox, and its
   own actors offer no ``sharedInbox``.
 - Its Accept names our Follow by id only (not embedded); its ``to`` is a string, not a list.
-- To anyone but the owner it serves its actor *without* ``followers`` and ``following``, so a
-  post addressed only to its followers collection cannot be recognised as followers-only
-  here (the xfail below).
+- To anyone but the owner it serves its actor *without* ``followers`` and ``following``; a
+  post addressed only to its followers collection is recognised as followers-only because
+  that collection is on the author's origin and is no actor we know
+  (``inbound._guess_followers_collection``).
 """
 
 from __future__ import annotations
@@ -242,12 +243,6 @@ async def test_we_follow_bovine_and_its_post_reaches_our_home_feed(setup: Setup)
         assert headers["digest"].startswith("sha-256="), headers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server/services/inbound.py _visibility/on_create: bovine serves its actor to"
-    " others without `followers`, so a post addressed only to its followers collection is"
-    " classified 'limited' -> stored as direct with no recipient, visible to nobody here",
-)
 async def test_followers_only_post_from_bovine_reaches_a_follower(setup: Setup) -> None:
     ours, alice = setup.ours, setup.alice
     async with Browser(ours, "dave") as dave:

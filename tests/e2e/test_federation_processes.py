@@ -269,14 +269,6 @@ def _frozen(instance: Instance) -> Iterator[None]:
         os.kill(proc.pid, signal.SIGCONT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SlowRedelivery,
-    reason="deliveries claimed by a process that was killed keep their 120 s lease"
-    " (federation/delivery.py lease_ms, server/storage/federation.py claim_deliveries):"
-    " after a restart nothing retries them for up to 2 minutes. Federator.start should"
-    " release leases left by a previous process before starting the workers.",
-)
 async def test_sender_killed_mid_send_redelivers_exactly_once_after_restart(
     pair: Pair,
 ) -> None:

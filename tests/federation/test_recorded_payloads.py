@@ -64,18 +64,6 @@ NOTE_FIXTURES = [
 ]
 ACTOR_FIXTURES = ["gotosocial_person.json", "smithereen_person.json"]
 
-CHAT_MESSAGE_REASON = (
-    "Lemmy 0.19 sends private messages as Create{ChatMessage} (so does Pleroma for chats): "
-    "vocab.parse_note accepts only Note/Article/Page/Question and inbound.on_create ignores "
-    "the Create, so the message is silently dropped"
-)
-CONTENT_WARNING_REASON = (
-    "inbound.on_create stores only note.content_html: the parsed RemoteNote.summary (Mastodon's "
-    "content-warning text) and .sensitive are dropped and posts has no column for them, so a "
-    "CW'd post is shown openly and its warning is lost"
-)
-
-
 def load(name: str) -> Doc:
     doc = json.loads((PAYLOADS / name).read_text(encoding="utf-8"))
     assert isinstance(doc, dict)
@@ -114,14 +102,7 @@ def _notes() -> Iterator[Any]:
     for name in ACTIVITY_FIXTURES:
         obj = load(name)["object"]
         if isinstance(obj, dict) and load(name)["type"] in ("Create", "Update"):
-            if obj["type"] == "ChatMessage":
-                yield pytest.param(
-                    name,
-                    marks=pytest.mark.xfail(
-                        raises=vocab.VocabError, strict=True, reason=CHAT_MESSAGE_REASON
-                    ),
-                )
-            elif obj["type"] not in vocab.ACTOR_TYPES:
+            if obj["type"] not in vocab.ACTOR_TYPES:
                 yield name
     yield from NOTE_FIXTURES
 
@@ -592,14 +573,15 @@ async def test_mastodon_note_with_hashtags_and_a_mention(trio: Trio) -> None:
     assert await recipients(alpha, row["id"]) == {takahe.id}
     assert await notification_kinds(alpha, takahe) == ["mention"]
     # Sanitized once, on arrival: Mastodon's translate="no" goes, the microformats stay.
-    assert row["content_html"] == sanitized(alpha, note["content"])
+    # The content warning comes first, then the content, sanitized once on arrival.
+    assert row["content_html"].endswith(sanitized(alpha, note["content"]))
+    assert row["content_html"].startswith("<p><strong>Content warning: ")
     assert "translate=" not in row["content_html"]
     assert 'class="mention hashtag"' in row["content_html"]
     assert "I have included pictures of cats for your enjoyment." in row["content_html"]
     assert await in_home_feed(alpha, row["id"], takahe)
 
 
-@pytest.mark.xfail(strict=True, reason=CONTENT_WARNING_REASON)
 async def test_mastodon_content_warning_is_kept(trio: Trio) -> None:
     _note, _takahe, row = await _tagged_note(trio.alpha)
     assert "Testing post, pictures of cats" in row["content_html"]
@@ -694,7 +676,6 @@ async def test_lemmy_private_message_without_a_mention_tag(trio: Trio) -> None:
     assert await notification_kinds(alpha, recipient) == []
 
 
-@pytest.mark.xfail(strict=True, reason=CHAT_MESSAGE_REASON)
 async def test_lemmy_019_chat_message_is_stored_as_a_direct_message(trio: Trio) -> None:
     alpha = trio.alpha
     s = await scene(
