@@ -112,6 +112,7 @@ class Post:
     edited_at: int | None
     deleted_at: int | None
     liked_by_viewer: bool = False
+    boosted_by_viewer: bool = False
 
     @property
     def is_deleted(self) -> bool:

@@ -260,6 +260,52 @@ def like_in_tx(
     )
 
 
+def announce_in_tx(
+    conn: sqlite3.Connection,
+    urls: Urls,
+    *,
+    actor_id: int,
+    username: str,
+    post_uri: str,
+    author: fed.Party | None,
+    announce_id: str,
+    published_ms: int,
+    undo: bool,
+    now_ms: int,
+) -> None:
+    """A boost of a public post (``Announce`` of its id), or its ``Undo``: to the booster's
+    remote followers and to the post's author when remote (PROTOCOL.md §6)."""
+    actor = urls.actor(username)
+    cc = [urls.followers(username)] + ([author.uri] if author is not None else [])
+    activity = vocab.announce(
+        activity_id=announce_id,
+        actor=actor,
+        obj=post_uri,
+        to=[vocab.AS_PUBLIC],
+        cc=cc,
+        published_iso=iso(published_ms),
+    )
+    if undo:
+        activity = vocab.undo(
+            activity_id=new_activity_id(urls, "undo"),
+            actor=actor,
+            obj=activity,
+            to=[vocab.AS_PUBLIC],
+            cc=cc,
+        )
+    targets = fed.select_remote_follower_inboxes(conn, actor_id)
+    if author is not None and not author.is_local and author.inbox:
+        targets.append((author.shared_inbox or author.inbox, author.host))
+    _enqueue(
+        conn,
+        activity=activity,
+        actor_id=actor_id,
+        targets=targets,
+        visibility="public",
+        now_ms=now_ms,
+    )
+
+
 def profile_in_tx(
     conn: sqlite3.Connection,
     urls: Urls,

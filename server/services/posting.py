@@ -334,5 +334,49 @@ async def like_post(ctx: Context, actor: Actor, post_id: int, *, like: bool) -> 
     return updated
 
 
+async def boost_post(ctx: Context, actor: Actor, post_id: int, *, boost: bool) -> Post:
+    """Boost (share with one's followers) a public post, or take the boost back.
+
+    Only Public posts can be boosted, as on Mastodon and GoToSocial: a boost must never widen
+    the audience of an Internal, Followers or Direct post.
+    """
+    post = await _own_post(ctx, actor, post_id)
+    if post.visibility is not Visibility.PUBLIC:
+        raise Forbidden("Only public posts can be boosted.")
+    if boost:
+        await remote.check_reachable(ctx, [post.author])
+    now = ctx.clock.now_ms()
+    announce_uri = f"{author_uri(ctx, actor)}#announces/{post.id}-{now}"
+
+    def tx(conn: sqlite3.Connection) -> bool:
+        if boost:
+            changed = posts.insert_announce(conn, actor.id, post.id, announce_uri, now)
+            previous = announce_uri
+        else:
+            previous = posts.select_announce_uri(conn, actor.id, post.id) or announce_uri
+            changed = posts.delete_announce(conn, actor.id, post.id)
+        if changed:
+            author = None if post.author.is_local else fed.select_party(conn, post.author.id)
+            federating.announce_in_tx(
+                conn,
+                ctx.urls,
+                actor_id=actor.id,
+                username=actor.username,
+                post_uri=post.uri,
+                author=author,
+                announce_id=previous,
+                published_ms=now,
+                undo=not boost,
+                now_ms=now,
+            )
+        return changed
+
+    await ctx.db.write(tx)
+    ctx.federator.wake()
+    updated = await ctx.db.read(posts.select_post, post.id, actor.id)
+    assert updated is not None
+    return updated
+
+
 def author_uri(ctx: Context, actor: Actor) -> str:
     return actor.uri if not actor.is_local else ctx.urls.actor(actor.username)

@@ -59,6 +59,22 @@ def _search_text(*parts: str) -> str:
     return " ".join(p.casefold() for p in parts if p)
 
 
+def use_for_bulk_load(conn: sqlite3.Connection, *, cache_mb: int = 1000) -> None:
+    """Trade durability for speed on a connection that only bulk-loads and is then closed.
+
+    ``synchronous=OFF``: a crash while loading may corrupt the file, so this is for seeding
+    benchmark or test data, never for a live instance. Both settings end with the connection.
+    """
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute(f"PRAGMA cache_size = -{int(cache_mb) * 1000}")
+
+
+def finish_bulk_load(conn: sqlite3.Connection) -> None:
+    """Refresh the planner's statistics and fold the WAL back into the database file."""
+    conn.execute("ANALYZE")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def insert_bulk_users(conn: sqlite3.Connection, rows: Sequence[BulkUser]) -> dict[str, int]:
     """Create local actors with their accounts; return actor ids by username."""
     conn.executemany(

@@ -28,7 +28,7 @@ _POST_SELECT = (
     + actor_columns("au", "au_")
     + ", "
     + actor_columns("wo", "wo_")
-    + ", {liked} AS liked"
+    + ", {liked} AS liked, {boosted} AS boosted"
     " FROM posts p JOIN actors au ON au.id = p.author_id"
     " LEFT JOIN actors wo ON wo.id = p.wall_owner_id"
 )
@@ -37,12 +37,13 @@ _MAX_CURSOR = 2**62
 
 
 def _select(viewer_id: int | None) -> str:
-    liked = (
-        "EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.id AND l.actor_id = :viewer)"
-        if viewer_id is not None
-        else "0"
+    if viewer_id is None:
+        return _POST_SELECT.format(liked="0", boosted="0")
+    return _POST_SELECT.format(
+        liked="EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.id AND l.actor_id = :viewer)",
+        boosted="EXISTS (SELECT 1 FROM announces b WHERE b.post_id = p.id"
+        " AND b.actor_id = :viewer)",
     )
-    return _POST_SELECT.format(liked=liked)
 
 
 def _visible(viewer_id: int | None) -> str:
@@ -77,6 +78,7 @@ def _post_from_row(row: sqlite3.Row) -> Post:
         edited_at=row["edited_at"],
         deleted_at=row["deleted_at"],
         liked_by_viewer=bool(row["liked"]),
+        boosted_by_viewer=bool(row["boosted"]),
     )
 
 
@@ -457,3 +459,17 @@ def select_public_posts_of(
             (author_id, before or _MAX_CURSOR, limit),
         )
     ]
+
+
+def select_announce_uri(conn: sqlite3.Connection, actor_id: int, post_id: int) -> str | None:
+    row = conn.execute(
+        "SELECT uri FROM announces WHERE actor_id = ? AND post_id = ?", (actor_id, post_id)
+    ).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
+def delete_announce(conn: sqlite3.Connection, actor_id: int, post_id: int) -> bool:
+    cur = conn.execute(
+        "DELETE FROM announces WHERE actor_id = ? AND post_id = ?", (actor_id, post_id)
+    )
+    return cur.rowcount > 0

@@ -105,3 +105,15 @@ async def like(post_id: str) -> ResponseReturnValue:
     if wants_fragment():
         return {"liked": post.liked_by_viewer, "count": post.like_count}
     return redirect(safe_next(form.get("next"), url_for("posts.thread", post_id=post.id)), 303)
+
+
+@blueprint.post("/posts/<post_id>/boost")
+@login_required
+async def boost(post_id: str) -> ResponseReturnValue:
+    form = await request.form
+    want = form.get("action", "boost") != "unboost"
+    post = await posting.boost_post(ctx(), require_viewer(), parse_id(post_id), boost=want)
+    if wants_fragment():
+        return {"boosted": post.boosted_by_viewer}
+    await flash("Boosted to your followers." if want else "Boost taken back.", "success")
+    return redirect(safe_next(form.get("next"), url_for("posts.thread", post_id=post.id)), 303)

@@ -1,0 +1,72 @@
+"""Boosts (Announce) and their Undo, both directions; only public posts can be boosted."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.domain import Visibility
+from server.errors import Forbidden
+from server.services import following, posting, remote
+from tests.federation.conftest import Trio
+
+
+async def _announces(instance, post_uri: str) -> int:  # type: ignore[no-untyped-def]
+    def count(conn):  # type: ignore[no-untyped-def]
+        return conn.execute(
+            "SELECT count(*) FROM announces a JOIN posts p ON p.id = a.post_id WHERE p.uri = ?",
+            (post_uri,),
+        ).fetchone()[0]
+
+    return int(await instance.ctx.db.read(count))
+
+
+async def test_boost_and_undo_reach_the_author_and_followers(trio: Trio) -> None:
+    alice = await trio.alpha.user("alice")
+    bob = await trio.beta.user("bob")
+    carol = await trio.beta.user("carol")
+    # Given carol (beta) follows alice (alpha), alice follows bob (beta), bob posts publicly
+    alice_on_beta = await remote.find_person(trio.beta.ctx, "alice@alpha.example")
+    await following.follow(trio.beta.ctx, carol, alice_on_beta.id)
+    bob_on_alpha = await remote.find_person(trio.alpha.ctx, "bob@beta.example")
+    await following.follow(trio.alpha.ctx, alice, bob_on_alpha.id)
+    await trio.net.settle()
+    post = await posting.publish_post(
+        trio.beta.ctx, bob, posting.Draft("Public launch notes", Visibility.PUBLIC)
+    )
+    await trio.net.settle()
+    local_copy = await trio.alpha.ctx.db.read(
+        lambda c: c.execute("SELECT id FROM posts WHERE uri = ?", (post.uri,)).fetchone()[0]
+    )
+    # When alice boosts bob's post on alpha
+    boosted = await posting.boost_post(trio.alpha.ctx, alice, local_copy, boost=True)
+    assert boosted.boosted_by_viewer
+    await trio.net.settle()
+    # Then beta (the author's instance) records the Announce once
+    assert await _announces(trio.beta, post.uri) == 1
+    # And boosting twice changes nothing
+    await posting.boost_post(trio.alpha.ctx, alice, local_copy, boost=True)
+    await trio.net.settle()
+    assert await _announces(trio.beta, post.uri) == 1
+    # When alice takes it back, the Undo removes it there too
+    await posting.boost_post(trio.alpha.ctx, alice, local_copy, boost=False)
+    await trio.net.settle()
+    assert await _announces(trio.beta, post.uri) == 0
+
+
+@pytest.mark.parametrize(
+    "visibility", [Visibility.INTERNAL, Visibility.FOLLOWERS, Visibility.DIRECT]
+)
+async def test_only_public_posts_can_be_boosted(trio: Trio, visibility: Visibility) -> None:
+    alice = await trio.alpha.user("alice")
+    await trio.alpha.user("dora")
+    post = await posting.publish_post(
+        trio.alpha.ctx, alice, posting.Draft("not for sharing @dora", visibility)
+    )
+    with pytest.raises(Forbidden):
+        await posting.boost_post(trio.alpha.ctx, alice, post.id, boost=True)
+    outbox = await trio.alpha.ctx.db.read(
+        lambda c: c.execute(
+            "SELECT count(*) FROM outbox_activities WHERE activity_type = 'Announce'"
+        ).fetchone()[0]
+    )
+    assert outbox == 0
