@@ -8,6 +8,8 @@ serving; tests use ``async with app.test_app()`` which runs the same lifespan.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,10 +19,11 @@ from quart.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from federation.ports import StoredInbound
-from server.bootstrap import build_context, prepare_database
+from server.bootstrap import build_context, prepare_database, wait_for_migrations
 from server.clock import Clock, SystemClock
 from server.config import load_config
 from server.errors import SteelyardError
+from server.live import LiveRelay
 from server.services import inbound
 from server.storage import users
 from server.web import activitypub, admin, auth, feed, live, notifications, people, posts
@@ -45,6 +48,7 @@ def create_app(
     )
     overrides = dict(overrides or {})
     run_workers = bool(overrides.pop("run_workers", True))
+    live_relay = bool(overrides.pop("live_relay", False))
     config = load_config(Path(instance_path), overrides)
     context = build_context(config, clock, transport)
 
@@ -86,14 +90,28 @@ def create_app(
 
     @app.before_serving
     async def open_database() -> None:
-        prepare_database(config, clock)
+        background = _BackgroundLock(config.instance_path)
+        app.config["STEELYARD_BACKGROUND"] = background
+        if background.acquire():
+            # The first process prepares the database and runs the federation workers.
+            prepare_database(config, clock)
+        else:
+            await wait_for_migrations(config)
         await context.db.open()
-        await context.federator.start(run_workers=run_workers)
+        await context.federator.start(run_workers=run_workers and background.held)
+        if live_relay:
+            relay = LiveRelay(context.live, context.db, clock.now_ms)
+            app.config["STEELYARD_RELAY"] = relay
+            await relay.start()
 
     @app.after_serving
     async def close_database() -> None:
+        relay = app.config.get("STEELYARD_RELAY")
+        if relay is not None:
+            await relay.stop()
         await context.federator.stop()
         await context.db.close()
+        app.config["STEELYARD_BACKGROUND"].release()
 
     @app.before_request
     async def load_viewer() -> ResponseReturnValue | None:
@@ -169,6 +187,34 @@ def create_app(
         return await _error_page(500, "Something went wrong on our side. It has been logged.")
 
     return app
+
+
+class _BackgroundLock:
+    """Exactly one process per instance migrates the database, releases crashed leases and
+    runs the federation workers: the one holding an exclusive lock on a file in the instance
+    folder. With one process (the default) that is always this one. Others wait for the
+    lock holder to have migrated (it holds the lock from before migrating)."""
+
+    def __init__(self, instance_path: Path) -> None:
+        self._path = instance_path / ".background.lock"
+        self._fd: int | None = None
+        self.held = False
+
+    def acquire(self) -> bool:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd, self.held = fd, True
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd, self.held = None, False
 
 
 def _is_inbox(path: str) -> bool:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from server.federator import Federator
 from server.live import LiveBroker
 from server.services.context import Context
 from server.storage.db import Database, open_sync
-from server.storage.migrate import migrate
+from server.storage.migrate import migrate, pending_migrations
 from server.text import TextRenderer
 
 
@@ -55,3 +56,18 @@ async def open_context(instance_path: Path, clock: Clock | None = None) -> Async
     finally:
         await context.federator.stop()
         await context.db.close()
+
+
+async def wait_for_migrations(config: Config) -> None:
+    """For secondary worker processes: wait (up to a minute) until the lock holder migrated."""
+    deadline = asyncio.get_running_loop().time() + 60.0
+    while True:
+        conn = open_sync(config.db_path, config.synchronous)
+        try:
+            if not pending_migrations(conn):
+                return
+        finally:
+            conn.close()
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError("the database was not migrated in time by the first worker")
+        await asyncio.sleep(0.2)

@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="address to listen on (default: from config, 127.0.0.1:8000)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes (default: [server] workers in config.toml, else 1); one per"
+        " core uses every core; live updates and background work are coordinated",
+    )
 
     user = commands.add_parser("user", help="manage accounts")
     user_cmds = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
@@ -141,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "init":
             return cmd_init(instance, args.url, args.name)
         if args.command == "serve":
-            return cmd_serve(instance, args.bind)
+            return cmd_serve(instance, args.bind, args.workers)
         if args.command == "user":
             return asyncio.run(cmd_user(instance, args))
         if args.command == "federation":
@@ -208,14 +216,14 @@ def _write_private(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
-def cmd_serve(instance: Path, bind: str | None) -> int:
+def cmd_serve(instance: Path, bind: str | None, workers: int | None = None) -> int:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config as HyperConfig
 
-    from server.app import create_app
-
     config = load_config(instance)
-    app = create_app(instance)
+    count = workers if workers is not None else int(config.extra.get("workers", 1))
+    if not 1 <= count <= 16:
+        raise SteelyardError("--workers must be between 1 and 16.")
     hyper = HyperConfig()
     hyper.bind = [bind or config.bind]
     hyper.accesslog = None
@@ -223,9 +231,23 @@ def cmd_serve(instance: Path, bind: str | None) -> int:
     hyper.graceful_timeout = 5
     hyper.keep_alive_timeout = 30
     hyper.read_timeout = 60
-    print(f"Steelyard {config.name} serving {config.url} on http://{hyper.bind[0]}", flush=True)
-    asyncio.run(serve(app, hyper))
-    return 0
+    print(
+        f"Steelyard {config.name} serving {config.url} on http://{hyper.bind[0]}"
+        f" ({count} process{'es' if count > 1 else ''})",
+        flush=True,
+    )
+    if count == 1:
+        from server.app import create_app
+
+        asyncio.run(serve(create_app(instance), hyper))
+        return 0
+    from hypercorn.run import run
+
+    # Several processes share the socket; each builds the app from the environment.
+    os.environ["STEELYARD_INSTANCE"] = str(instance.resolve())
+    hyper.application_path = "server.asgi:create_from_env()"
+    hyper.workers = count
+    return run(hyper)
 
 
 def _read_password(from_stdin: bool) -> tuple[str, bool]:

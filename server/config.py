@@ -133,6 +133,7 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
         "name": section.get("name", "Steelyard"),
         "bind": os.environ.get("STEELYARD_BIND", server.get("bind", "127.0.0.1:8000")),
         "synchronous": server.get("synchronous", "FULL"),
+        "workers": server.get("workers", 1),
     }
     values.update(overrides or {})
     try:

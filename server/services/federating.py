@@ -281,7 +281,7 @@ def announce_in_tx(
         activity_id=announce_id,
         actor=actor,
         obj=post_uri,
-        to=[vocab.AS_PUBLIC],
+        to=[AS_PUBLIC],
         cc=cc,
         published_iso=iso(published_ms),
     )
@@ -290,7 +290,7 @@ def announce_in_tx(
             activity_id=new_activity_id(urls, "undo"),
             actor=actor,
             obj=activity,
-            to=[vocab.AS_PUBLIC],
+            to=[AS_PUBLIC],
             cc=cc,
         )
     targets = fed.select_remote_follower_inboxes(conn, actor_id)

@@ -145,3 +145,65 @@ async def test_serve_and_sign_in_over_http(tmp_path: Path) -> None:
                 assert "What are you working on?" in await home.text()
     finally:
         server.stop()
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+async def test_serve_with_two_workers_and_kill_9_leaves_no_orphans(tmp_path: Path) -> None:
+    import asyncio
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    inst = tmp_path / "multi"
+    port = free_port()
+    assert run_cli("--instance", str(inst), "init", "--url",
+                   f"http://127.0.0.1:{port}").returncode == 0
+    assert run_cli("--instance", str(inst), "user", "create", "erin", "--password-stdin",
+                   stdin=PASSWORD + "\n").returncode == 0
+    with (tmp_path / "multi.log").open("wb") as log:
+        proc = subprocess.Popen(  # noqa: ASYNC220 - started once, waited on by polling
+            [sys.executable, "-m", "server.cli", "--instance", str(inst), "serve", "--bind",
+             f"127.0.0.1:{port}", "--workers", "2"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        for _ in range(100):
+            if _port_open(port):
+                break
+            await asyncio.sleep(0.1)
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=10), cookie_jar=jar
+        ) as http:
+            for _ in range(50):  # both processes may answer; all must work
+                async with http.get(f"http://127.0.0.1:{port}/login") as page:
+                    assert page.status == 200
+                    html = await page.text()
+            token = re.search(r'name="csrf_token" value="([^"]+)"', html)
+            assert token
+            async with http.post(
+                f"http://127.0.0.1:{port}/login",
+                data={"username": "erin", "password": PASSWORD, "csrf_token": token[1]},
+                allow_redirects=False,
+            ) as signed_in:
+                assert signed_in.status == 302
+            for _ in range(10):
+                async with http.get(f"http://127.0.0.1:{port}/") as home:
+                    assert home.status == 200
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    # The workers die with their parent: nothing is left holding the port.
+    for _ in range(50):
+        if not _port_open(port):
+            break
+        await asyncio.sleep(0.1)
+    assert not _port_open(port)

@@ -101,9 +101,11 @@ def test_activity_envelope_parses(name: str) -> None:
 def _notes() -> Iterator[Any]:
     for name in ACTIVITY_FIXTURES:
         obj = load(name)["object"]
-        if isinstance(obj, dict) and load(name)["type"] in ("Create", "Update"):
-            if obj["type"] not in vocab.ACTOR_TYPES:
-                yield name
+        kind = load(name)["type"]
+        if isinstance(obj, dict) and kind in ("Create", "Update") and (
+            obj["type"] not in vocab.ACTOR_TYPES
+        ):
+            yield name
     yield from NOTE_FIXTURES
 
 
