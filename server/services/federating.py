@@ -70,6 +70,11 @@ def _enqueue(
     )
 
 
+def _own_inbox(party: fed.Party) -> list[Target]:
+    """A person's own inbox (never the shared one): for activities meant for them alone."""
+    return [(party.inbox, party.host)] if party.inbox else []
+
+
 def _party_handle(party: fed.Party, our_host: str) -> str:
     return f"@{party.username}@{party.host if not party.is_local else our_host}"
 
@@ -162,7 +167,7 @@ def follow_in_tx(
         conn,
         activity=activity,
         actor_id=follower_id,
-        targets=[(target.inbox, target.host)] if target.inbox else [],
+        targets=_own_inbox(target),
         visibility="direct",
         now_ms=now_ms,
     )
@@ -189,7 +194,7 @@ def undo_follow_in_tx(
         conn,
         activity=activity,
         actor_id=follower_id,
-        targets=[(target.inbox, target.host)] if target.inbox else [],
+        targets=_own_inbox(target),
         visibility="direct",
         now_ms=now_ms,
     )
@@ -226,7 +231,7 @@ def answer_follow_in_tx(
         conn,
         activity=activity,
         actor_id=followee_id,
-        targets=[(follower.inbox, follower.host)] if follower.inbox else [],
+        targets=_own_inbox(follower),
         visibility="direct",
         now_ms=now_ms,
     )

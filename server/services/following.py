@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from server.domain import Actor, FollowState, NotificationKind
+from server.domain import Actor, FollowState
 from server.errors import Forbidden, InvalidInput, NotFound
 from server.services import federating
 from server.services.context import Context
@@ -46,14 +46,11 @@ async def follow(ctx: Context, follower: Actor, followee_id: int) -> FollowState
             now_ms=now,
         )
         if target.is_local:
-            notifications.insert_notification(
+            notifications.notify_follow(
                 conn,
-                recipient_id=target.id,
-                kind=NotificationKind.FOLLOW_REQUEST
-                if state is FollowState.PENDING
-                else NotificationKind.FOLLOW,
-                actor_id=follower.id,
-                post_id=None,
+                followee_id=target.id,
+                follower_id=follower.id,
+                pending=state is FollowState.PENDING,
                 now_ms=now,
             )
         else:

@@ -105,14 +105,11 @@ async def on_follow(ctx: Context, activity: Activity, actor: Actor) -> None:
             follows.insert_follow(
                 conn, actor.id, target.id, state=state, uri=activity.id, now_ms=now
             )
-            notifications.insert_notification(
+            notifications.notify_follow(
                 conn,
-                recipient_id=target.id,
-                kind=NotificationKind.FOLLOW_REQUEST
-                if state is FollowState.PENDING
-                else NotificationKind.FOLLOW,
-                actor_id=actor.id,
-                post_id=None,
+                followee_id=target.id,
+                follower_id=actor.id,
+                pending=state is FollowState.PENDING,
                 now_ms=now,
             )
         current = existing or state
@@ -329,34 +326,16 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
         if note.updated_ms:
             posts.set_remote_updated(conn, post_id, note.updated_ms)
         replied_to = parent.author_id if parent is not None and parent.is_local_author else None
-        # A reply tags the person replied to (implicit mention): tell them it is a reply.
-        for person_id in mentioned - {replied_to}:
-            notifications.insert_notification(
-                conn,
-                recipient_id=person_id,
-                kind=NotificationKind.MENTION,
-                actor_id=actor.id,
-                post_id=post_id,
-                now_ms=now,
-            )
-        if replied_to is not None:
-            notifications.insert_notification(
-                conn,
-                recipient_id=replied_to,
-                kind=NotificationKind.REPLY,
-                actor_id=actor.id,
-                post_id=post_id,
-                now_ms=now,
-            )
+        notifications.notify_new_post(
+            conn,
+            post_id=post_id,
+            author_id=actor.id,
+            mentioned=mentioned,
+            replied_to=replied_to,
+            wall_owner=wall_owner.id if wall_owner is not None else None,
+            now_ms=now,
+        )
         if wall_owner is not None:
-            notifications.insert_notification(
-                conn,
-                recipient_id=wall_owner.id,
-                kind=NotificationKind.WALL,
-                actor_id=actor.id,
-                post_id=post_id,
-                now_ms=now,
-            )
             author = fed.select_party(conn, actor.id)
             assert author is not None
             federating.wall_add_in_tx(

@@ -159,33 +159,15 @@ async def publish_post(ctx: Context, author: Actor, draft: Draft) -> Post:
                 created_at=now,
             ),
         )
-        for person in mentioned:
-            notifications.insert_notification(
-                conn,
-                recipient_id=person.id,
-                kind=NotificationKind.MENTION,
-                actor_id=author.id,
-                post_id=post_id,
-                now_ms=now,
-            )
-        if parent is not None and parent.author.id not in {m.id for m in mentioned}:
-            notifications.insert_notification(
-                conn,
-                recipient_id=parent.author.id,
-                kind=NotificationKind.REPLY,
-                actor_id=author.id,
-                post_id=post_id,
-                now_ms=now,
-            )
-        if wall_owner is not None:
-            notifications.insert_notification(
-                conn,
-                recipient_id=wall_owner.id,
-                kind=NotificationKind.WALL,
-                actor_id=author.id,
-                post_id=post_id,
-                now_ms=now,
-            )
+        notifications.notify_new_post(
+            conn,
+            post_id=post_id,
+            author_id=author.id,
+            mentioned=[a.id for a in mentioned],
+            replied_to=parent.author.id if parent is not None else None,
+            wall_owner=wall_owner.id if wall_owner is not None else None,
+            now_ms=now,
+        )
         federating.post_in_tx(conn, ctx.urls, ctx.federator.host, post_id, "Create", now)
         return post_id
 

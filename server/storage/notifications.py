@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 
 from server.domain import Notification, NotificationKind, Page
 from server.storage.rows import actor_columns, actor_from_row
@@ -74,3 +75,52 @@ def mark_all_read(conn: sqlite3.Connection, recipient_id: int, now_ms: int) -> i
         (now_ms, recipient_id),
     )
     return cur.rowcount
+
+
+def notify_new_post(
+    conn: sqlite3.Connection,
+    *,
+    post_id: int,
+    author_id: int,
+    mentioned: Iterable[int],
+    replied_to: int | None,
+    wall_owner: int | None,
+    now_ms: int,
+) -> None:
+    """The notifications a new post causes, local or remote alike: mentions, a reply (the
+    person replied to hears "replied", not also "mentioned") and a wall post."""
+    for person_id in set(mentioned) - {replied_to}:
+        insert_notification(
+            conn,
+            recipient_id=person_id,
+            kind=NotificationKind.MENTION,
+            actor_id=author_id,
+            post_id=post_id,
+            now_ms=now_ms,
+        )
+    for recipient, kind in (
+        (replied_to, NotificationKind.REPLY),
+        (wall_owner, NotificationKind.WALL),
+    ):
+        if recipient is not None:
+            insert_notification(
+                conn,
+                recipient_id=recipient,
+                kind=kind,
+                actor_id=author_id,
+                post_id=post_id,
+                now_ms=now_ms,
+            )
+
+
+def notify_follow(
+    conn: sqlite3.Connection, *, followee_id: int, follower_id: int, pending: bool, now_ms: int
+) -> None:
+    insert_notification(
+        conn,
+        recipient_id=followee_id,
+        kind=NotificationKind.FOLLOW_REQUEST if pending else NotificationKind.FOLLOW,
+        actor_id=follower_id,
+        post_id=None,
+        now_ms=now_ms,
+    )
