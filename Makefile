@@ -46,6 +46,8 @@ run: install
 	$(BIN)/steelyard --instance $(INSTANCE) serve --bind $(BIND)
 
 test: install-test
+	$(BIN)/ruff check server federation tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install-test
