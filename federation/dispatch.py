@@ -80,10 +80,22 @@ class Dispatcher:
         return min(self._base_delay_ms << exponent, self._max_delay_ms)
 
     async def run_once(self) -> int:
-        """Claim one batch of due rows and work them in order; return how many were claimed."""
+        """Claim one batch of due rows and work them; return how many were claimed.
+
+        Each actor's activities are applied in the order they arrived; different actors'
+        run concurrently (their database writes then share commits, see ``Database.write``),
+        so one busy sender or a slow fetch does not hold up the others.
+        """
         rows = await self._store.claim_inbound(self._now_ms(), self._batch)
+        by_actor: dict[str, list[ports.StoredInbound]] = {}
         for row in rows:
-            await self._work(row)
+            by_actor.setdefault(row.actor_uri, []).append(row)
+
+        async def in_order(queue: list[ports.StoredInbound]) -> None:
+            for row in queue:
+                await self._work(row)
+
+        await asyncio.gather(*(in_order(queue) for queue in by_actor.values()))
         return len(rows)
 
     async def run_until_idle(self, max_rounds: int = 1000) -> int:

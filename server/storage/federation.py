@@ -505,6 +505,15 @@ def record_delivery(
         )
 
 
+def host_needs_reset(conn: sqlite3.Connection, host: str) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM host_health WHERE host = ? AND (consecutive_failures > 0"
+        " OR circuit_open_until > 0)",
+        (host,),
+    ).fetchone()
+    return row is not None
+
+
 def reset_host(conn: sqlite3.Connection, host: str) -> None:
     """The host spoke to us (verified signed request): it is up; retry its queue now."""
     changed = conn.execute(

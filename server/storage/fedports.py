@@ -86,7 +86,10 @@ class SqliteInboxStore:
         )
 
     async def host_spoke(self, host: str, now_ms: int) -> None:
-        await self._db.write(fed.reset_host, host)
+        # A cheap read first: only a host with recorded failures needs the write (which would
+        # otherwise cost every accepted activity a second commit).
+        if await self._db.read(fed.host_needs_reset, host):
+            await self._db.write(fed.reset_host, host)
 
 
 class SqliteDeliveryStore:

@@ -109,3 +109,35 @@ async def test_failed_write_transaction_leaves_nothing(tmp_path: Path) -> None:
         assert await db.read(count) == 0
     finally:
         await db.close()
+
+
+async def test_group_commit_isolates_each_write(tmp_path: Path) -> None:
+    """Writes committed together: one failing write rolls back only itself."""
+    import asyncio
+
+    _fresh(tmp_path).close()
+    db = Database(tmp_path / "db.sqlite3")
+    await db.open()
+    try:
+
+        def add(conn: sqlite3.Connection, action: str) -> str:
+            conn.execute("INSERT INTO audit_log (at, action) VALUES (1, ?)", (action,))
+            if action.startswith("bad"):
+                raise ValueError(action)
+            return action
+
+        results = await asyncio.gather(
+            *(db.write(add, f"{'bad' if i % 3 == 0 else 'ok'}-{i}") for i in range(30)),
+            return_exceptions=True,
+        )
+        failed = [r for r in results if isinstance(r, ValueError)]
+        assert len(failed) == 10
+        assert all(isinstance(r, str) and r.startswith("ok") for r in results if r not in failed)
+
+        def actions(conn: sqlite3.Connection) -> list[str]:
+            return [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY id")]
+
+        stored = await db.read(actions)
+        assert stored == [f"ok-{i}" for i in range(30) if i % 3 != 0]  # in order, none lost
+    finally:
+        await db.close()
