@@ -64,6 +64,7 @@ async def prepare(site: str, other: str) -> None:
         await ctx.db.write(
             fed.upsert_allowed_host, other_host, "partner", "demo", "demo", ctx.clock.now_ms()
         )
+        ctx.federator.allowlist.changed()
         for username, display, title in [("admin", "Administrator", "IT"), *SITES[site][2]]:
             if await ctx.db.read(users.local_username_taken, username):
                 continue

@@ -53,7 +53,7 @@ class Federator:
             allow_loopback=config.is_development, user_agent=USER_AGENT
         )
         self.key_cache = KeyCache()
-        self.allowlist = SqliteAllowlist(db)
+        self.allowlist = SqliteAllowlist(db, config.instance_path / ".allowlist-changed")
         self.policy = FederationPolicy(
             self.allowlist, self_host=self.host, development=config.is_development
         )

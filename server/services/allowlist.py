@@ -155,6 +155,7 @@ async def allow(
         )
 
     await ctx.db.write(tx)
+    ctx.federator.allowlist.changed()
     return canonical
 
 
@@ -182,7 +183,10 @@ async def deny(ctx: Context, host: str, *, by: str, actor_id: int | None = None)
         )
         return cancelled
 
-    return await ctx.db.write(tx)
+    cancelled = await ctx.db.write(tx)
+    # From this moment its requests get 403, in every process of the instance.
+    ctx.federator.allowlist.changed()
+    return cancelled
 
 
 async def listing(ctx: Context) -> list[HostRow]:

@@ -51,7 +51,7 @@ class Database:
 
     MAX_GROUP = 64  # writes committed together at most
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL", readers: int = 2) -> None:
+    def __init__(self, path: Path, *, synchronous: str = "FULL", readers: int = 4) -> None:
         self.path = path
         self.synchronous = synchronous
         self._reader_count = readers

@@ -6,8 +6,11 @@ it calls these methods between requests.
 
 from __future__ import annotations
 
-import sqlite3
+import os
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from federation.delivery import attempted, circuit_open_ms
 from federation.hosts import normalize_host
@@ -26,38 +29,74 @@ INBOUND_LEASE_MS = 60_000
 
 
 class SqliteAllowlist:
-    """Reads the allowlist on every call: a removal made by the CLI in another process takes
-    effect at once (one indexed read, ~0.2 ms)."""
+    """The allowlist, held in memory and reloaded whenever it changed.
 
-    def __init__(self, db: Database) -> None:
+    Every change (CLI, admin page, any process of the instance) commits, then touches the
+    marker file ``<instance>/.allowlist-changed`` (:meth:`changed`). Each check compares the
+    marker's modification time with the one the cache was loaded at, a system call of a few
+    microseconds instead of a database round trip: a removal applies to the very next request,
+    even one already signed with a cached key.
+    """
+
+    def __init__(self, db: Database, marker: Path) -> None:
         self._db = db
+        self._marker = marker
+        self._hosts: frozenset[str] | None = None
+        self._stamp: int = -1
+
+    def changed(self) -> None:
+        """Call after committing a change to ``allowed_hosts``."""
+        self._marker.touch(mode=0o600, exist_ok=True)
+        os.utime(self._marker, ns=(time.time_ns(), time.time_ns()))
+        self._hosts = None
+
+    def _marker_stamp(self) -> int:
+        try:
+            return os.stat(self._marker).st_mtime_ns
+        except FileNotFoundError:
+            return 0
 
     async def is_allowed(self, host: str) -> bool:
         try:
             canonical = normalize_host(host)
         except ValueError:
             return False
-        return bool(await self._db.read(_host_allowed, canonical))
-
-
-def _host_allowed(conn: sqlite3.Connection, host: str) -> bool:
-    return (
-        conn.execute(
-            "SELECT 1 FROM allowed_hosts WHERE host = ? AND removed_at IS NULL", (host,)
-        ).fetchone()
-        is not None
-    )
+        stamp = self._marker_stamp()  # read before the table: a change racing us reloads
+        if self._hosts is None or stamp != self._stamp:
+            self._hosts = frozenset(await self._db.read(fed.select_active_hosts))
+            self._stamp = stamp
+        return canonical in self._hosts
 
 
 class SqliteKeyStore:
+    """Remote keys, with the latest one per key id also held in memory (bounded). A key that
+    changed elsewhere fails verification once, and the resolver's refetch replaces it."""
+
+    MAX_CACHED = 10_000
+
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._cache: OrderedDict[str, KnownKey] = OrderedDict()
 
     async def known_key(self, key_id: str) -> KnownKey | None:
-        return await self._db.read(fed.select_known_key, key_id)
+        cached = self._cache.get(key_id)
+        if cached is not None:
+            self._cache.move_to_end(key_id)
+            return cached
+        key = await self._db.read(fed.select_known_key, key_id)
+        if key is not None:
+            self._remember(key)
+        return key
 
     async def remember_key(self, key: KnownKey) -> None:
         await self._db.write(fed.upsert_known_key, key)
+        self._remember(key)
+
+    def _remember(self, key: KnownKey) -> None:
+        self._cache[key.key_id] = key
+        self._cache.move_to_end(key.key_id)
+        while len(self._cache) > self.MAX_CACHED:
+            self._cache.popitem(last=False)
 
 
 class SqliteInboxStore:

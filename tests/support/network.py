@@ -60,11 +60,14 @@ class Instance:
     async def allow(self, host: str, relation: str = "partner") -> None:
         now = self.ctx.clock.now_ms()
         await self.ctx.db.write(fed.upsert_allowed_host, host, relation, "", "test", now)
+        self.ctx.federator.allowlist.changed()
 
     async def remove(self, host: str) -> int:
         """Take *host* off the allowlist (storage level); returns deliveries cancelled."""
         now = self.ctx.clock.now_ms()
-        return await self.ctx.db.write(fed.remove_allowed_host, host, "test", now)
+        cancelled = await self.ctx.db.write(fed.remove_allowed_host, host, "test", now)
+        self.ctx.federator.allowlist.changed()
+        return cancelled
 
     async def rows(self, sql: str, *params: object) -> list[sqlite3.Row]:
         """Run a read-only query against this instance's database (assertions)."""
