@@ -22,6 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import socket
@@ -43,6 +44,7 @@ _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _PORT = re.compile(r"[0-9]{1,5}")
 _BRACKETED = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::(.*))?")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_BAD_URL_CHARACTER = re.compile(r"[\x00-\x20\x7f\\]")
 
 
 def normalize_host(value: str) -> str:
@@ -69,7 +71,7 @@ def origin_of_url(url: str) -> tuple[str, str]:
         raise ValueError("URL is not a string of sane length")
     # urlsplit silently deletes tabs and newlines and strips leading control characters
     # (bpo-43882), which would let "evil\t.example" pass as "evil.example": refuse them.
-    if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url) or "\\" in url:
+    if _BAD_URL_CHARACTER.search(url):
         raise ValueError("URL contains whitespace, control characters or backslashes")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -100,6 +102,13 @@ def same_origin(a_url: str, b_url: str) -> bool:
 def _normalize(value: str) -> tuple[str, int | None]:
     if not isinstance(value, str):
         raise ValueError("host must be a string")
+    return _normalize_str(value)
+
+
+# A pure function of its argument: remembering recent answers saves the per-character checks
+# and IDNA work for the few hosts an instance talks to (errors are not remembered).
+@functools.lru_cache(maxsize=4096)
+def _normalize_str(value: str) -> tuple[str, int | None]:
     if not value or len(value) > _MAX_INPUT:
         raise ValueError("host is empty or too long")
     for ch in value:
