@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from quart import Quart, Response, g, redirect, render_template, request, session, url_for
+from quart import Quart, Response, g, redirect, request, session, url_for
 from quart.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
@@ -27,7 +27,12 @@ from server.live import LiveRelay
 from server.services import inbound
 from server.storage import users
 from server.web import activitypub, admin, auth, feed, live, notifications, people, posts
-from server.web.support import NotSignedInRedirect, check_csrf, template_globals
+from server.web.support import (
+    NotSignedInRedirect,
+    check_csrf,
+    render_template,
+    template_globals,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,6 +77,7 @@ def create_app(
         STEELYARD_TRANSPORT=transport,
     )
     app.jinja_env.globals.update(template_globals())
+    app.config["STEELYARD_SYNC_JINJA"] = app.jinja_env.overlay(enable_async=False)
     app.jinja_env.globals["instance_name"] = config.name
     app.jinja_env.filters["datetime"] = _format_ms
     app.jinja_env.filters["iso"] = _iso_ms

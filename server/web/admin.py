@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import Blueprint, flash, redirect, render_template, request, url_for
+from quart import Blueprint, flash, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 
 from server.errors import SteelyardError
 from server.services import accounts, allowlist
 from server.storage import users
-from server.web.support import admin_required, ctx, require_viewer
+from server.web.support import admin_required, ctx, render_template, require_viewer
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, flash, redirect, render_template, request, session, url_for
+from quart import Blueprint, flash, redirect, request, session, url_for
 from quart.typing import ResponseReturnValue
 
 from server.errors import SteelyardError
 from server.services import accounts
 from server.storage import users
-from server.web.support import ctx, login_required, require_viewer, safe_next, viewer
+from server.web.support import (
+    ctx,
+    login_required,
+    render_template,
+    require_viewer,
+    safe_next,
+    viewer,
+)
 
 blueprint = Blueprint("auth", __name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from quart import Blueprint, flash, redirect, render_template, request, session, url_for
+from quart import Blueprint, flash, redirect, request, session, url_for
 from quart.typing import ResponseReturnValue
 
 from server.domain import Visibility
@@ -15,6 +15,7 @@ from server.web.support import (
     ctx,
     login_required,
     parse_cursor,
+    render_template,
     require_viewer,
     safe_next,
     viewer_id,

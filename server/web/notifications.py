@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, redirect, render_template, request, url_for
+from quart import Blueprint, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 
 from server.services import following
 from server.storage import follows, notifications
-from server.web.support import ctx, login_required, parse_cursor, require_viewer
+from server.web.support import ctx, login_required, parse_cursor, render_template, require_viewer
 
 blueprint = Blueprint("notifications", __name__)
 

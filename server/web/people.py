@@ -9,7 +9,6 @@ from quart import (
     Blueprint,
     flash,
     redirect,
-    render_template,
     request,
     send_file,
     session,
@@ -26,6 +25,7 @@ from server.web.support import (
     login_required,
     parse_cursor,
     parse_id,
+    render_template,
     require_viewer,
     safe_next,
 )

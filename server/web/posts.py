@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, flash, redirect, render_template, request, url_for
+from quart import Blueprint, flash, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 
 from server.domain import Post, Visibility
@@ -13,6 +13,7 @@ from server.web.support import (
     ctx,
     login_required,
     parse_id,
+    render_template,
     require_viewer,
     safe_next,
     viewer_id,
