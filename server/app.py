@@ -26,7 +26,17 @@ from server.errors import SteelyardError
 from server.live import LiveRelay
 from server.services import inbound
 from server.storage import users
-from server.web import activitypub, admin, auth, feed, live, notifications, people, posts
+from server.web import (
+    activitypub,
+    admin,
+    auth,
+    cards,
+    feed,
+    live,
+    notifications,
+    people,
+    posts,
+)
 from server.web.support import (
     NotSignedInRedirect,
     check_csrf,
@@ -81,6 +91,9 @@ def create_app(
     app.jinja_env.globals["instance_name"] = config.name
     app.jinja_env.filters["datetime"] = _format_ms
     app.jinja_env.filters["iso"] = _iso_ms
+    app.jinja_env.globals["render_card"] = lambda post, pc, focus_id=None: cards.post_card(
+        post, pc, focus_id, _iso_ms, _format_ms
+    )
 
     for blueprint in (
         activitypub.blueprint,
