@@ -58,6 +58,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from federation import ports
+from federation.dispatch import until_idle
 from federation.ports import DeliveryOutcome
 from federation.signatures import KeyCache, sign_request
 from federation.transport import Transport, TransportError
@@ -257,13 +258,7 @@ class DeliveryWorker:
 
     async def run_until_idle(self, max_rounds: int = 1000) -> int:
         """Run batches until nothing is due (tests); return the number of jobs worked."""
-        total = 0
-        for _ in range(max_rounds):
-            count = await self.run_once()
-            if count == 0:
-                break
-            total += count
-        return total
+        return await until_idle(self.run_once, max_rounds)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Work until *stop* is set, as a pipeline: new jobs are claimed while others are

@@ -100,13 +100,7 @@ class Dispatcher:
 
     async def run_until_idle(self, max_rounds: int = 1000) -> int:
         """Run batches until nothing is due (tests); return the number of rows worked."""
-        total = 0
-        for _ in range(max_rounds):
-            count = await self.run_once()
-            if count == 0:
-                break
-            total += count
-        return total
+        return await until_idle(self.run_once, max_rounds)
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         """Work until *stop* is set; sleep on :meth:`wake` or the poll interval when idle."""
@@ -165,6 +159,17 @@ class Dispatcher:
                 row.activity.get("id"),
                 row.origin_host,
             )
+
+
+async def until_idle(run_once: Callable[[], Awaitable[int]], max_rounds: int) -> int:
+    """Call *run_once* until a round finds nothing to do; return the total worked."""
+    total = 0
+    for _ in range(max_rounds):
+        count = await run_once()
+        if count == 0:
+            break
+        total += count
+    return total
 
 
 async def idle(wake: asyncio.Event, stop: asyncio.Event, interval: float) -> None:
