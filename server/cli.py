@@ -279,7 +279,7 @@ async def cmd_user(instance: Path, args: argparse.Namespace) -> int:
                 print(f"One-time password for {actor.username}: {password}")
                 print("Sign in and change it under Settings > Password.")
         elif args.user_command == "list":
-            for entry in await ctx.db.read(users.select_accounts):
+            for entry in await ctx.db.read_in_thread(users.select_accounts):
                 flags = ",".join(
                     f
                     for f, on in (

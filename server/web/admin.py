@@ -18,7 +18,7 @@ blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 @blueprint.get("/users")
 @admin_required
 async def user_list() -> ResponseReturnValue:
-    listing = await ctx().db.read(users.select_accounts)
+    listing = await ctx().db.read_in_thread(users.select_accounts)
     return await render_template("admin_users.html", listing=listing)
 
 
@@ -37,7 +37,7 @@ async def create_user() -> ResponseReturnValue:
             created_by=require_viewer().id,
         )
     except SteelyardError as exc:
-        listing = await ctx().db.read(users.select_accounts)
+        listing = await ctx().db.read_in_thread(users.select_accounts)
         return (
             await render_template(
                 "admin_users.html", listing=listing, error=exc.message, form=form

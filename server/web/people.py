@@ -62,7 +62,7 @@ async def directory() -> ResponseReturnValue:
         except SteelyardError as exc:
             found, remote_error = [], exc.message
     else:
-        found = await ctx().db.read(
+        found = await ctx().db.read_in_thread(
             users.search_local_people,
             query,
             limit=DIRECTORY_PAGE + 1,

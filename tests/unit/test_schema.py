@@ -141,3 +141,54 @@ async def test_group_commit_isolates_each_write(tmp_path: Path) -> None:
         assert stored == [f"ok-{i}" for i in range(30) if i % 3 != 0]  # in order, none lost
     finally:
         await db.close()
+
+
+async def test_short_reads_run_on_the_loop_thread_and_long_ones_do_not(tmp_path: Path) -> None:
+    """``read`` costs no thread hop (the point of it); ``read_in_thread`` keeps the loop free."""
+    import threading
+
+    _fresh(tmp_path).close()
+    db = Database(tmp_path / "db.sqlite3")
+    await db.open()
+    try:
+
+        def where(conn: sqlite3.Connection) -> int:
+            conn.execute("SELECT count(*) FROM audit_log").fetchone()
+            return threading.get_ident()
+
+        loop_thread = threading.get_ident()
+        assert await db.read(where) == loop_thread
+        assert await db.read_in_thread(where) != loop_thread
+    finally:
+        await db.close()
+
+
+async def test_a_busy_file_moves_the_read_to_a_thread_instead_of_failing(tmp_path: Path) -> None:
+    """When the loop's connection finds the file busy, it gives up after a few ms and the work
+    is done in a reader thread once the lock is gone (the loop stays free meanwhile).
+
+    WAL readers are hardly ever busy, so the function here takes the write lock to get a real
+    SQLITE_BUSY while another connection holds that lock.
+    """
+    import asyncio
+
+    _fresh(tmp_path).close()
+    db = Database(tmp_path / "db.sqlite3")
+    await db.open()
+    holder = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        holder.execute("INSERT INTO audit_log (at, action) VALUES (1, 'holder')")
+
+        def touch(conn: sqlite3.Connection) -> int:
+            conn.execute("INSERT INTO audit_log (at, action) VALUES (2, 'reader')")
+            return int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+
+        reading = asyncio.ensure_future(db.read(touch))
+        await asyncio.sleep(0.2)  # the loop is not blocked: this sleep ends on time
+        assert not reading.done()
+        holder.execute("COMMIT")
+        assert await asyncio.wait_for(reading, 10) == 2
+    finally:
+        holder.close()
+        await db.close()
