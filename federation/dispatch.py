@@ -17,12 +17,20 @@ one of the unit tests):
   ``attempts`` (the returned value counts the current attempt, so it is 1 on the first
   claim) and leases the row by moving ``retry_at_ms`` a few minutes ahead (longer than any
   handler runs), so a crash mid-handler only delays the row.
+- ``finish_inbound_done(ids)`` marks rows done; the worker calls it once per round for every
+  row whose handler succeeded (one write instead of one each). A crash before it leaves those
+  rows leased, so they are applied again later: handlers are idempotent, a repeat is a no-op.
 - ``finish_inbound(id, error=None, ...)`` marks the row done; with an error and a
   ``retry_at_ms`` it stays pending until then; with an error and ``retry_at_ms=None`` it is
   failed for good. The error is kept on the row.
 
 Because attempts are counted at claim time, a row whose handler kills the process is not
 claimed for ever: once its count is past ``max_attempts`` it is marked failed unhandled.
+
+Several processes may run a dispatcher over one store (a server and the process it starts to
+apply a backlog): a *gate* (``acquire() -> bool`` / ``release()``, e.g. a file lock) makes them
+take turns by whole rounds, so each actor's activities are still applied in arrival order.
+``on_backlog`` is called after a round that found a full batch (more is probably waiting).
 
 Invariants: the worker never dies of an exception (each is logged with the activity id and
 host and recorded on the row); time comes only from the injected ``now_ms``; waiting uses the
@@ -35,6 +43,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from federation import ports
 
@@ -43,6 +52,16 @@ __all__ = ["Dispatcher", "idle"]
 _log = logging.getLogger(__name__)
 
 _MAX_ERROR = 500
+
+
+class Gate(Protocol):
+    """Who may dispatch now, across processes (see the module docstring)."""
+
+    def acquire(self) -> bool:
+        """Take the turn without waiting; False if another holds it."""
+        ...
+
+    def release(self) -> None: ...
 
 
 class Dispatcher:
@@ -59,6 +78,8 @@ class Dispatcher:
         base_delay_ms: int = 10_000,
         max_delay_ms: int = 3_600_000,
         poll_interval: float = 1.0,
+        gate: Gate | None = None,
+        on_backlog: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._handler = handler
@@ -69,6 +90,8 @@ class Dispatcher:
         self._max_delay_ms = max_delay_ms
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
+        self._gate = gate
+        self._on_backlog = on_backlog
 
     def wake(self) -> None:
         """Ask :meth:`run_forever` to look for work now (after a commit that queued some)."""
@@ -86,16 +109,44 @@ class Dispatcher:
         run concurrently (their database writes then share commits, see ``Database.write``),
         so one busy sender or a slow fetch does not hold up the others.
         """
+        if self._gate is None:
+            return await self._round()
+        if not self._gate.acquire():
+            return 0  # another process is dispatching
+        try:
+            return await self._round()
+        finally:
+            self._gate.release()
+
+    async def _round(self) -> int:
         rows = await self._store.claim_inbound(self._now_ms(), self._batch)
         by_actor: dict[str, list[ports.StoredInbound]] = {}
         for row in rows:
             by_actor.setdefault(row.actor_uri, []).append(row)
 
+        succeeded: list[ports.StoredInbound] = []
+
         async def in_order(queue: list[ports.StoredInbound]) -> None:
             for row in queue:
-                await self._work(row)
+                if await self._work(row):
+                    succeeded.append(row)
 
         await asyncio.gather(*(in_order(queue) for queue in by_actor.values()))
+        if succeeded:
+            try:
+                await self._store.finish_inbound_done([row.id for row in succeeded])
+            except Exception:
+                # The leases run out and the rows are applied again: a no-op, not a loss.
+                _log.exception(
+                    "inbound: marking %d applied rows done failed; they will be applied again"
+                    " (a no-op) when their lease runs out: %s",
+                    len(succeeded),
+                    ", ".join(
+                        f"{row.activity.get('id')} ({row.origin_host})" for row in succeeded[:5]
+                    ),
+                )
+        if len(rows) >= self._batch and self._on_backlog is not None:
+            self._on_backlog()
         return len(rows)
 
     async def run_until_idle(self, max_rounds: int = 1000) -> int:
@@ -114,7 +165,8 @@ class Dispatcher:
             if count == 0:
                 await idle(self._wake, stop, self._poll_interval)
 
-    async def _work(self, row: ports.StoredInbound) -> None:
+    async def _work(self, row: ports.StoredInbound) -> bool:
+        """Run the handler for one row; True if it succeeded (the caller marks it done)."""
         activity_id = row.activity.get("id")
         if row.attempts > self._max_attempts:
             # Claimed more often than allowed without ever finishing: the handler took the
@@ -124,7 +176,7 @@ class Dispatcher:
                 error=f"abandoned: claimed {row.attempts} times without finishing",
                 retry_at_ms=None,
             )
-            return
+            return False
         try:
             await self._handler(row)
         except Exception as exc:
@@ -143,8 +195,8 @@ class Dispatcher:
                 "" if retry_at is not None else "; giving up",
             )
             await self._finish(row, error=error, retry_at_ms=retry_at)
-            return
-        await self._finish(row, error=None, retry_at_ms=None)
+            return False
+        return True
 
     async def _finish(
         self, row: ports.StoredInbound, *, error: str | None, retry_at_ms: int | None

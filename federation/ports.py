@@ -108,6 +108,10 @@ class InboxStore(Protocol):
         self, inbound_id: int, *, error: str | None, retry_at_ms: int | None
     ) -> None: ...
 
+    async def finish_inbound_done(self, inbound_ids: Sequence[int]) -> None:
+        """Mark several rows done at once (``finish_inbound`` with no error, in one write)."""
+        ...
+
     async def host_spoke(self, host: str, now_ms: int) -> None:
         """A signed request from ``host`` verified: reset its delivery circuit."""
         ...

@@ -117,9 +117,11 @@ def create_app(
         else:
             await wait_for_migrations(config)
         await context.db.open()
-        await context.federator.start(run_workers=run_workers and background.held)
-        if live_relay:
-            relay = LiveRelay(context.live, context.db, clock.now_ms)
+        workers_here = run_workers and background.held
+        await context.federator.start(run_workers=workers_here)
+        if live_relay or (workers_here and context.federator.launcher is not None):
+            # Several servers tell each other; a lone server only listens (for an applier).
+            relay = LiveRelay(context.live, context.db, clock.now_ms, send=live_relay)
             app.config["STEELYARD_RELAY"] = relay
             await relay.start()
 

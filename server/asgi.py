@@ -10,28 +10,16 @@ instance's background lock) runs the federation workers; live updates cross proc
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
-import signal
 from pathlib import Path
 
 from quart import Quart
 
 from server.app import create_app
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    libc = ctypes.CDLL(name, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+from server.processes import die_with_parent
 
 
 def create_from_env() -> Quart:
-    _die_with_parent()
+    die_with_parent()
     instance = os.environ["STEELYARD_INSTANCE"]
     return create_app(Path(instance), overrides={"live_relay": True})

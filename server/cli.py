@@ -90,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     _add_federation_parser(commands)
+    apply = commands.add_parser(
+        "apply-inbound",
+        help="apply received federation activities in a process of its own",
+        description="Apply the activities partner servers sent to this instance's inboxes, in"
+        " a process of its own, taking turns with the server through a lock in the instance"
+        " folder. `serve` starts one by itself when its inbox backs up; run this by hand to"
+        " keep one running. Stops on SIGTERM or Ctrl-C.",
+    )
+    apply.add_argument(
+        "--idle-exit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit after this many seconds with nothing to apply (default: run until stopped)",
+    )
+    apply.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -154,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_user(instance, args))
         if args.command == "federation":
             return asyncio.run(cmd_federation(instance, args))
+        if args.command == "apply-inbound":
+            return cmd_apply_inbound(instance, args.idle_exit, args.parent_pid)
     except SteelyardError as exc:
         print(f"steelyard: {exc.message}", file=sys.stderr)
         return 1
@@ -248,6 +266,20 @@ def cmd_serve(instance: Path, bind: str | None, workers: int | None = None) -> i
     hyper.application_path = "server.asgi:create_from_env()"
     hyper.workers = count
     return run(hyper)
+
+
+def cmd_apply_inbound(instance: Path, idle_exit: float | None, parent_pid: int | None) -> int:
+    import logging
+
+    from server.applier import run_applier
+    from server.processes import die_with_parent
+
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+    load_config(instance)  # a missing or broken instance is reported before anything starts
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(run_applier(instance, idle_exit=idle_exit))
+    return 0
 
 
 def _read_password(from_stdin: bool) -> tuple[str, bool]:

@@ -3,6 +3,10 @@
 Builds the policy, fetcher, key resolver, inbox receiver, dispatcher and delivery worker over
 the instance's SQLite ports, and runs the two workers as asyncio tasks while the app serves.
 Tests pass ``run_workers=False`` and pump with :meth:`Federator.settle` instead.
+
+While serving, the dispatcher takes turns with an applier process through the instance's
+dispatch gate, and a round that finds a full batch starts one (see :mod:`server.applier`;
+``[federation] applier = false`` in config.toml keeps all applying in the server process).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from federation.transport import AiohttpTransport, Transport
 from federation.urls import Urls
 from server.clock import Clock
 from server.config import Config
+from server.processes import GATE_FILE, ApplierLauncher, FileGate, YieldingGate
 from server.storage import federation as fed
 from server.storage.db import Database
 from server.storage.fedports import (
@@ -61,9 +66,7 @@ class Federator:
         self.fetcher = Fetcher(
             self.transport, self.policy, self.instance_key, self.key_cache, clock.now
         )
-        self.keys = KeyResolver(
-            self.fetcher, SqliteKeyStore(db), clock.now_ms, keys=self.key_cache
-        )
+        self.keys = KeyResolver(self.fetcher, SqliteKeyStore(db), clock.now_ms, keys=self.key_cache)
         self.inbox_store = SqliteInboxStore(db, clock.now_ms)
         self.receiver = InboxReceiver(
             canonical_host=self.host,
@@ -74,7 +77,16 @@ class Federator:
             key_cache=self.key_cache,
         )
         self._handler: InboundHandler | None = None
-        self.dispatcher = Dispatcher(self.inbox_store, self._dispatch, clock.now_ms)
+        self.launcher: ApplierLauncher | None = None
+        if bool(config.extra.get("applier", True)):
+            self.launcher = ApplierLauncher(config.instance_path)
+        self.dispatcher = Dispatcher(
+            self.inbox_store,
+            self._dispatch,
+            clock.now_ms,
+            gate=YieldingGate(FileGate(config.instance_path / GATE_FILE), self.launcher),
+            on_backlog=self._backlog,
+        )
         self.delivery_store = SqliteDeliveryStore(db, self._instance_key_sync)
         self.delivery = DeliveryWorker(
             self.delivery_store,
@@ -94,6 +106,11 @@ class Federator:
         if self._handler is None:
             raise RuntimeError("no inbound handler attached")
         await self._handler(item)
+
+    def _backlog(self) -> None:
+        # Only a serving process (workers running) hands its backlog to an applier.
+        if self.launcher is not None and self._tasks:
+            self.launcher.request()
 
     async def instance_key(self) -> SigningKey:
         if self._instance_key is None:
@@ -133,7 +150,15 @@ class Federator:
                 asyncio.create_task(self.delivery.run_forever(self._stop)),
             ]
 
+    async def start_for_applying(self) -> None:
+        """For an applier process: keys and transport, no workers, leases left alone."""
+        await self._load_instance_key()
+        if self._own_transport and isinstance(self.transport, AiohttpTransport):
+            await self.transport.start()
+
     async def stop(self) -> None:
+        if self.launcher is not None:
+            await self.launcher.stop()
         self._stop.set()
         for task in self._tasks:
             task.cancel()

@@ -73,16 +73,28 @@ class LiveBroker:
 
 
 class LiveRelay:
-    """Carries live events between the processes of one instance (``serve --workers N``).
+    """Carries live events between the processes of one instance (``serve --workers N``, and
+    the applier process a server starts for an inbound backlog).
 
     Publishing appends a row (fire-and-forget: live updates are a convenience, the pages are
     the truth); a tail task in each process reads the rows of the others every 250 ms and
-    publishes them to its own subscribers.
+    publishes them to its own subscribers. ``send=False``: only tail (a single server process
+    has no other server to tell); ``tail=False``: only send (an applier has no browsers).
     """
 
     INTERVAL = 0.25
 
-    def __init__(self, broker: LiveBroker, db: Database, now_ms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        broker: LiveBroker,
+        db: Database,
+        now_ms: Callable[[], int],
+        *,
+        send: bool = True,
+        tail: bool = True,
+    ) -> None:
+        self._send = send
+        self._tail_enabled = tail
         self._broker = broker
         self._db = db
         self._now_ms = now_ms
@@ -92,9 +104,11 @@ class LiveRelay:
 
     async def start(self) -> None:
         await self._db.write(live_store.ensure_table)
-        last = await self._db.read(live_store.select_last_id)
-        self._task = asyncio.create_task(self._tail(last))
-        self._broker.relay = self.send
+        if self._tail_enabled:
+            last = await self._db.read(live_store.select_last_id)
+            self._task = asyncio.create_task(self._tail(last))
+        if self._send:
+            self._broker.relay = self.send
 
     async def stop(self) -> None:
         self._broker.relay = None
@@ -102,8 +116,12 @@ class LiveRelay:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._pending:  # events already published go out before the database closes
+            await asyncio.gather(*self._pending, return_exceptions=True)
 
     def send(self, actor_ids: Iterable[int], event: LiveEvent) -> None:
+        if not actor_ids:
+            return
         task = asyncio.create_task(
             self._db.write(
                 live_store.insert_event,

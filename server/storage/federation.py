@@ -327,6 +327,14 @@ def claim_inbound(
     return claimed
 
 
+def finish_inbound_done(conn: sqlite3.Connection, inbound_ids: list[int], *, now_ms: int) -> None:
+    conn.executemany(
+        "UPDATE inbox_activities SET state = 'done', processed_at = ?, last_error = NULL,"
+        " locked_until = 0 WHERE id = ?",
+        [(now_ms, inbound_id) for inbound_id in inbound_ids],
+    )
+
+
 def finish_inbound(
     conn: sqlite3.Connection,
     inbound_id: int,
@@ -684,7 +692,6 @@ def release_leases(conn: sqlite3.Connection) -> tuple[int, int]:
         "UPDATE deliveries SET locked_until = 0 WHERE state = 'queued' AND locked_until > 0"
     ).rowcount
     inbound = conn.execute(
-        "UPDATE inbox_activities SET locked_until = 0 WHERE state = 'pending'"
-        " AND locked_until > 0"
+        "UPDATE inbox_activities SET locked_until = 0 WHERE state = 'pending' AND locked_until > 0"
     ).rowcount
     return deliveries, inbound

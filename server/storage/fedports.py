@@ -124,6 +124,9 @@ class SqliteInboxStore:
             now_ms=self._now_ms(),
         )
 
+    async def finish_inbound_done(self, inbound_ids: Sequence[int]) -> None:
+        await self._db.write(fed.finish_inbound_done, list(inbound_ids), now_ms=self._now_ms())
+
     async def host_spoke(self, host: str, now_ms: int) -> None:
         # A cheap read first: only a host with recorded failures needs the write (which would
         # otherwise cost every accepted activity a second commit).
@@ -141,9 +144,7 @@ class SqliteDeliveryStore:
             fed.claim_deliveries, now_ms, limit, lease_ms, self._instance_key()
         )
 
-    async def record_outcome(
-        self, job: DeliveryJob, outcome: DeliveryOutcome, now_ms: int
-    ) -> None:
+    async def record_outcome(self, job: DeliveryJob, outcome: DeliveryOutcome, now_ms: int) -> None:
         await self._db.write(
             fed.record_delivery,
             job.id,

@@ -98,7 +98,7 @@ def post_card(
             f' value="{"unlike" if liked else "like"}">\n'
             f'      <input type="hidden" name="next" value="{here}">\n'
             f'      <button type="submit" class="action{" is-liked" if liked else ""}">'
-            f'<span data-like-label>{"Unlike" if liked else "Like"}</span> '
+            f"<span data-like-label>{'Unlike' if liked else 'Like'}</span> "
             f'<span class="count" data-like-count>{post.like_count}</span>'
             '<span class="sr-only"> likes</span></button>\n    </form>\n    '
         )
@@ -111,7 +111,7 @@ def post_card(
                 f' value="{"unboost" if boosted else "boost"}">\n'
                 f'      <input type="hidden" name="next" value="{here}">\n'
                 f'      <button type="submit" class="action{" is-liked" if boosted else ""}">'
-                f'{"Unboost" if boosted else "Boost"}</button>\n    </form>\n    '
+                f"{'Unboost' if boosted else 'Boost'}</button>\n    </form>\n    "
             )
     else:
         likes = "like" if post.like_count == 1 else "likes"

@@ -164,15 +164,38 @@ async def test_serve_with_two_workers_and_kill_9_leaves_no_orphans(tmp_path: Pat
 
     inst = tmp_path / "multi"
     port = free_port()
-    assert run_cli("--instance", str(inst), "init", "--url",
-                   f"http://127.0.0.1:{port}").returncode == 0
-    assert run_cli("--instance", str(inst), "user", "create", "erin", "--password-stdin",
-                   stdin=PASSWORD + "\n").returncode == 0
+    assert (
+        run_cli("--instance", str(inst), "init", "--url", f"http://127.0.0.1:{port}").returncode
+        == 0
+    )
+    assert (
+        run_cli(
+            "--instance",
+            str(inst),
+            "user",
+            "create",
+            "erin",
+            "--password-stdin",
+            stdin=PASSWORD + "\n",
+        ).returncode
+        == 0
+    )
     with (tmp_path / "multi.log").open("wb") as log:
         proc = subprocess.Popen(  # noqa: ASYNC220 - started once, waited on by polling
-            [sys.executable, "-m", "server.cli", "--instance", str(inst), "serve", "--bind",
-             f"127.0.0.1:{port}", "--workers", "2"],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "--instance",
+                str(inst),
+                "serve",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         for _ in range(100):

@@ -64,6 +64,7 @@ NOTE_FIXTURES = [
 ]
 ACTOR_FIXTURES = ["gotosocial_person.json", "smithereen_person.json"]
 
+
 def load(name: str) -> Doc:
     doc = json.loads((PAYLOADS / name).read_text(encoding="utf-8"))
     assert isinstance(doc, dict)
@@ -102,8 +103,10 @@ def _notes() -> Iterator[Any]:
     for name in ACTIVITY_FIXTURES:
         obj = load(name)["object"]
         kind = load(name)["type"]
-        if isinstance(obj, dict) and kind in ("Create", "Update") and (
-            obj["type"] not in vocab.ACTOR_TYPES
+        if (
+            isinstance(obj, dict)
+            and kind in ("Create", "Update")
+            and (obj["type"] not in vocab.ACTOR_TYPES)
         ):
             yield name
     yield from NOTE_FIXTURES

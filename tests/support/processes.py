@@ -51,8 +51,14 @@ class ServerProcess:
     def start(self, timeout: float = 20.0) -> None:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                [*STEELYARD, "--instance", str(self.instance), "serve",
-                 "--bind", f"127.0.0.1:{self.port}"],
+                [
+                    *STEELYARD,
+                    "--instance",
+                    str(self.instance),
+                    "serve",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -111,6 +111,13 @@ class MemoryInboxStore:
         else:
             row.retry_at_ms = retry_at_ms
 
+    async def finish_inbound_done(self, inbound_ids: Sequence[int]) -> None:
+        if self.fail_finish:  # one transaction: all or nothing
+            self.fail_finish -= 1
+            raise OSError("disk I/O error")
+        for inbound_id in inbound_ids:
+            await self.finish_inbound(inbound_id, error=None, retry_at_ms=None)
+
     async def host_spoke(self, host: str, now_ms: int) -> None:
         self.spoke.append((host, now_ms))
         self.circuits.reset(host)
