@@ -84,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     deactivate.add_argument("username")
     activate = user_cmds.add_parser("activate", help="reactivate a deactivated account")
     activate.add_argument("username")
+    delete = user_cmds.add_parser(
+        "delete",
+        help="delete an account for good (partner servers are told; the archive keeps it)",
+        description="Delete an account: sign-in refused, the person leaves the directory and"
+        " federation, and partner servers that follow or are followed by them receive a"
+        " Delete. Posts and profile versions stay in the compliance archive. This cannot be"
+        " undone; to suspend someone, use `user deactivate`.",
+    )
+    delete.add_argument("username")
+    delete.add_argument(
+        "--yes", action="store_true", help="confirm (required: the deletion is final)"
+    )
     password = user_cmds.add_parser("password", help="set a new password for an account")
     password.add_argument("username")
     password.add_argument(
@@ -325,6 +337,16 @@ async def cmd_user(instance: Path, args: argparse.Namespace) -> int:
             active = args.user_command == "activate"
             actor = await accounts.set_active(ctx, args.username, active=active, by=None)
             print(f"{actor.username} {'reactivated' if active else 'deactivated'}")
+        elif args.user_command == "delete":
+            if not args.yes:
+                raise SteelyardError(
+                    f"Deleting {args.username} is final; run again with --yes to confirm."
+                )
+            actor = await accounts.delete_user(ctx, args.username, by=None)
+            print(
+                f"{actor.username} deleted; the running server tells partner servers"
+                " (queued deliveries go out on its next poll)"
+            )
         elif args.user_command == "password":
             password, generated = _read_password(args.password_stdin)
             actor_row = await ctx.db.read(users.select_local_actor, args.username)

@@ -134,6 +134,8 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
         "bind": os.environ.get("STEELYARD_BIND", server.get("bind", "127.0.0.1:8000")),
         "synchronous": server.get("synchronous", "FULL"),
         "workers": server.get("workers", 1),
+        # Start an applier process when the inbox backs up (server/applier.py).
+        "applier": bool(server.get("applier", True)),
     }
     values.update(overrides or {})
     try:

@@ -6,7 +6,7 @@ Tests pass ``run_workers=False`` and pump with :meth:`Federator.settle` instead.
 
 While serving, the dispatcher takes turns with an applier process through the instance's
 dispatch gate, and a round that finds a full batch starts one (see :mod:`server.applier`;
-``[federation] applier = false`` in config.toml keeps all applying in the server process).
+``applier = false`` under ``[server]`` in config.toml keeps all applying in the server process).
 """
 
 from __future__ import annotations

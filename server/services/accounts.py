@@ -192,6 +192,8 @@ async def set_active(ctx: Context, username: str, *, active: bool, by: int | Non
         raise NotFound(f"No user named {username!r}.")
     if by is not None and by == actor.id and not active:
         raise Forbidden("You cannot deactivate your own account.")
+    if active and actor.deleted_at is not None:
+        raise Forbidden(f"{actor.username} was deleted; a deleted account cannot come back.")
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> None:
@@ -205,6 +207,35 @@ async def set_active(ctx: Context, username: str, *, active: bool, by: int | Non
         )
 
     await ctx.db.write(tx)
+    return actor
+
+
+async def delete_user(ctx: Context, username: str, *, by: int | None) -> Actor:
+    """Delete an account for good: sign-in refused and sessions ended (as when deactivated),
+    the person is gone from the directory and from federation, and partner servers are told
+    (Delete{Person}). Nothing is erased: posts, versions and the profile stay in the archive.
+    Unlike deactivation this cannot be undone, because a Delete is final for the receivers."""
+    actor = await ctx.db.read(users.select_local_actor, username.strip())
+    if actor is None:
+        raise NotFound(f"No user named {username!r}.")
+    if by is not None and by == actor.id:
+        raise Forbidden("You cannot delete your own account.")
+    if actor.deleted_at is not None:
+        raise InvalidInput(f"{actor.username} is already deleted.")
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> None:
+        users.update_account_active(conn, actor.id, active=False, now_ms=now)
+        fed.mark_actor_deleted(conn, actor.id, now)
+        federating.person_deleted_in_tx(
+            conn, ctx.urls, actor_id=actor.id, username=actor.username, now_ms=now
+        )
+        users.insert_audit(
+            conn, actor_id=by, action="account.delete", detail=actor.username, now_ms=now
+        )
+
+    await ctx.db.write(tx)
+    ctx.federator.wake()
     return actor
 
 

@@ -337,6 +337,29 @@ def profile_in_tx(
     )
 
 
+def person_deleted_in_tx(
+    conn: sqlite3.Connection, urls: Urls, *, actor_id: int, username: str, now_ms: int
+) -> None:
+    """Delete{Person} to every remote follower and followee (their servers forget the
+    account and its follows). Queued in the deleting transaction, like every activity."""
+    actor_uri = urls.actor(username)
+    activity = vocab.delete(
+        activity_id=f"{actor_uri}#delete/{now_ms}",
+        actor=actor_uri,
+        object_id=actor_uri,
+        to=[AS_PUBLIC],
+        cc=[urls.followers(username)],
+    )
+    _enqueue(
+        conn,
+        activity=activity,
+        actor_id=actor_id,
+        targets=fed.select_remote_contact_inboxes(conn, actor_id),
+        visibility="public",
+        now_ms=now_ms,
+    )
+
+
 def wall_add_in_tx(
     conn: sqlite3.Connection,
     urls: Urls,

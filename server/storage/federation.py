@@ -264,6 +264,20 @@ def select_remote_follower_inboxes(
     return [(r[0], r[1]) for r in rows]
 
 
+def select_remote_contact_inboxes(conn: sqlite3.Connection, actor_id: int) -> list[tuple[str, str]]:
+    """(inbox, host) of every remote person who follows or is followed by ``actor_id`` (any
+    state), shared inbox where offered, deduplicated: who must hear of an account's deletion."""
+    rows = conn.execute(
+        "SELECT DISTINCT coalesce(a.shared_inbox_url, a.inbox_url), a.host FROM follows f"
+        " JOIN actors a ON a.id = CASE WHEN f.followee_id = :me THEN f.follower_id"
+        "   ELSE f.followee_id END"
+        " WHERE (f.followee_id = :me OR f.follower_id = :me)"
+        " AND a.is_local = 0 AND a.inbox_url IS NOT NULL AND a.deleted_at IS NULL",
+        {"me": actor_id},
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
 def mark_actor_deleted(conn: sqlite3.Connection, actor_id: int, now_ms: int) -> None:
     conn.execute(
         "UPDATE actors SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (now_ms, actor_id)
