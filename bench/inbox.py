@@ -561,7 +561,7 @@ _COMPONENTS: list[tuple[str, Callable[[str], bool]]] = [
     ("apply handlers (server/services)", lambda f: "/server/services/" in f),
     ("dispatcher (federation/dispatch.py)", lambda f: "/federation/dispatch.py" in f),
     ("storage functions (server/storage)", lambda f: "/server/storage/" in f),
-    ("inbox route (server/web/activitypub.py)", lambda f: "/server/web/" in f),
+    ("inbox fast path (server/web/inbox_asgi.py)", lambda f: "/server/web/" in f),
     ("Quart/Werkzeug", lambda f: "/quart/" in f or "/werkzeug/" in f),
     ("Hypercorn + h11 (HTTP/1.1, socket I/O)", lambda f: "/hypercorn/" in f or "/h11/" in f),
     ("logging", lambda f: "/logging/" in f),

@@ -12,7 +12,7 @@ import fcntl
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from quart import Quart, Response, g, redirect, request, session, url_for
 from quart.typing import ResponseReturnValue
@@ -37,10 +37,12 @@ from server.web import (
     people,
     posts,
 )
+from server.web.inbox_asgi import ASGIApp, InboxFastPath, is_inbox_path
 from server.web.support import (
     NotSignedInRedirect,
     check_csrf,
     render_template,
+    security_headers,
     template_globals,
 )
 
@@ -138,7 +140,7 @@ def create_app(
     async def load_viewer() -> ResponseReturnValue | None:
         # Forms are small; only the photo upload may send more (checked again by the service).
         # (MAX_CONTENT_LENGTH above is the hard cap for every request, chunked ones included.)
-        if _is_inbox(request.path):
+        if is_inbox_path(request.path):
             return None  # federation: signed, size-capped and verified by its own pipeline
         if request.method == "POST" and request.path != "/settings/photo":
             length = request.content_length
@@ -163,23 +165,16 @@ def create_app(
             )
         return None
 
+    headers_for_all = security_headers(secure=config.secure)
+
     @app.after_request
-    async def security_headers(response: Response) -> Response:
+    async def add_security_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault(
-            "Content-Security-Policy",
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
-            " connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none';"
-            " frame-ancestors 'none'; form-action 'self'",
-        )
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["X-Frame-Options"] = "DENY"
-        headers["Referrer-Policy"] = "same-origin"
-        headers["Cross-Origin-Opener-Policy"] = "same-origin"
-        headers["Cross-Origin-Resource-Policy"] = "same-origin"
-        headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()"
-        if config.secure:
-            headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+        for name, value in headers_for_all:
+            if name == "Content-Security-Policy":
+                headers.setdefault(name, value)  # a page may narrow it further
+            else:
+                headers[name] = value
         if g.get("viewer") is not None and "Cache-Control" not in headers:
             headers["Cache-Control"] = "private, no-store"
         return response
@@ -207,6 +202,9 @@ def create_app(
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         return await _error_page(500, "Something went wrong on our side. It has been logged.")
 
+    # Inbox POSTs skip Quart's request machinery (server/web/inbox_asgi.py).
+    fast_path = InboxFastPath(cast(ASGIApp, app.asgi_app), context, headers_for_all)
+    app.asgi_app = cast(Any, fast_path)  # type: ignore[method-assign]
     return app
 
 
@@ -236,10 +234,6 @@ class _BackgroundLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd, self.held = None, False
-
-
-def _is_inbox(path: str) -> bool:
-    return path == "/inbox" or (path.startswith("/users/") and path.endswith("/inbox"))
 
 
 async def _error_page(status: int, message: str) -> ResponseReturnValue:

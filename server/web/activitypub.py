@@ -30,7 +30,6 @@ from server.storage import follows, posts, users
 from server.web.support import ctx, parse_id
 
 blueprint = Blueprint("activitypub", __name__)
-MAX_INBOX_BYTES = 262_144
 AP_CONTENT_TYPE = "application/activity+json; charset=utf-8"
 PAGE = 50
 VARY = "Accept, Signature"
@@ -185,41 +184,8 @@ async def actor(username: str) -> ResponseReturnValue:
 
 
 # --- inboxes --------------------------------------------------------------------------------
-
-
-async def _receive(path_owner: str | None) -> ResponseReturnValue:
-    c = ctx()
-    length = request.content_length
-    if length is not None and length > MAX_INBOX_BYTES:
-        return _refusal(413, "body too large")
-    body = bytearray()
-    async for chunk in request.body:
-        body.extend(chunk)
-        if len(body) > MAX_INBOX_BYTES:
-            return _refusal(413, "body too large")
-    result = await c.federator.receiver.receive(
-        method="POST",
-        raw_target=_raw_target(),
-        headers=_headers(),
-        body=bytes(body),
-        path_owner=path_owner,
-    )
-    if result.status == 202:
-        c.federator.dispatcher.wake()
-        return _json({"status": "accepted"}, 202, "application/json")
-    return _refusal(result.status, result.reason)
-
-
-@blueprint.post("/inbox")
-async def shared_inbox() -> ResponseReturnValue:
-    return await _receive(None)
-
-
-@blueprint.post("/users/<username>/inbox")
-async def personal_inbox(username: str) -> ResponseReturnValue:
-    if await _local(username) is None:
-        return _refusal(404, "not found")
-    return await _receive(username)
+# POSTs to /inbox and /users/<name>/inbox are answered by server/web/inbox_asgi.py, before
+# Quart sees them.
 
 
 # --- collections ----------------------------------------------------------------------------
