@@ -87,8 +87,11 @@ def note_document(urls: Urls, post: fed.PostForFederation, our_host: str) -> dic
     mentions = [r.uri for r in post.recipients]
     to, cc = vocab.addressing_for(post.visibility, actor_followers=followers, mentions=mentions)
     wall = None
-    if post.wall_owner is not None and post.wall_owner.is_local:
-        wall = (urls.wall(post.wall_owner.username), post.wall_owner.uri)
+    if post.wall_owner is not None:
+        owner = post.wall_owner
+        # A partner's wall: Steelyard's layout (actor id + "/wall"), which is what our own
+        # inbound side recognises; servers without walls (Mastodon) ignore ``target``.
+        wall = (urls.wall(owner.username) if owner.is_local else f"{owner.uri}/wall", owner.uri)
     return vocab.note(
         note_id=post.uri,
         attributed_to=urls.actor(post.author_username),

@@ -33,7 +33,8 @@ class Draft:
     text: str
     visibility: Visibility = Visibility.INTERNAL
     in_reply_to: int | None = None
-    wall_owner: str | None = None  # username of a colleague whose wall this is written on
+    # Whose wall this is written on: a colleague's username, or name@host of a partner.
+    wall_owner: str | None = None
 
 
 def parse_visibility(value: str | None) -> Visibility:
@@ -115,12 +116,17 @@ async def publish_post(ctx: Context, author: Actor, draft: Draft) -> Post:
             recipients.update(await ctx.db.read(posts.select_recipient_ids, parent.id))
     wall_owner: Actor | None = None
     if draft.wall_owner:
-        wall_owner = await ctx.db.read(users.select_local_actor, draft.wall_owner)
+        wall_owner = await remote.person_by_handle(ctx, draft.wall_owner)
         if wall_owner is None or wall_owner.deleted_at is not None:
-            raise NotFound("No such colleague.")
+            raise NotFound("No such person.")
         if wall_owner.id == author.id:
             wall_owner = None  # writing on one's own wall is just a post
         else:
+            if not wall_owner.is_local and visibility is Visibility.INTERNAL:
+                raise InvalidInput(
+                    f"{wall_owner.name} is on a partner server, and Internal posts never leave"
+                    " this instance: choose Followers, Public or Direct to write on this wall."
+                )
             recipients.add(wall_owner.id)
     rendered, mentioned = await render(ctx, text)
     _check_internal(visibility, mentioned)

@@ -20,6 +20,15 @@ from server.storage import federation as fed
 from server.storage import users
 
 
+async def person_by_handle(ctx: Context, handle: str) -> Actor | None:
+    """A stored person by handle: ``alice`` on this instance, ``bob@partner.example`` on
+    another (known here already; nothing is fetched)."""
+    if "@" in handle:
+        name, _, host = handle.partition("@")
+        return await ctx.db.read(users.select_actor_by_handle, name, host.lower())
+    return await ctx.db.read(users.select_local_actor, handle)
+
+
 async def store_actor(ctx: Context, remote: RemoteActor) -> Actor:
     """Insert or refresh a fetched, validated remote actor (summary sanitized once)."""
     summary = ctx.text.sanitize_remote(remote.summary_html or "")

@@ -38,11 +38,7 @@ _REMOTE_HANDLE = re.compile(r"^@?[^@\s]+@[^@\s]+$")
 
 
 async def _person(handle: str) -> Actor:
-    if "@" in handle:
-        name, _, host = handle.partition("@")
-        actor = await ctx().db.read(users.select_actor_by_handle, name, host.lower())
-    else:
-        actor = await ctx().db.read(users.select_local_actor, handle)
+    actor = await remote.person_by_handle(ctx(), handle)
     if actor is None:
         raise NotFound("No such person.")
     return actor
@@ -92,6 +88,10 @@ async def profile(handle: str) -> ResponseReturnValue:
     )
     state = await ctx().db.read(follows.select_follow_state, me.id, person.id)
     counts = await ctx().db.read(follows.count_follows, person.id)
+    # A partner's wall takes posts while their server is allowed; Internal never leaves here.
+    wall_open = person.id != me.id and person.deleted_at is None
+    if not person.is_local:
+        wall_open = wall_open and await ctx().federator.allowlist.is_allowed(person.host)
     html = await render_template(
         "profile.html",
         person=person,
@@ -99,7 +99,9 @@ async def profile(handle: str) -> ResponseReturnValue:
         follow_state=state.value if state else None,
         followers_count=counts[0],
         following_count=counts[1],
-        visibilities=list(Visibility),
+        wall_open=wall_open,
+        visibilities=[v for v in Visibility if person.is_local or v is not Visibility.INTERNAL],
+        wall_visibility="internal" if person.is_local else "public",
     )
     session.pop("draft", None)
     return html

@@ -1,0 +1,116 @@
+"""Writing on a partner's wall (FEP-400e, outbound): a colleague on alpha writes on the wall
+of bob on beta, from bob's profile page; Internal never leaves; a removed host gets nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from server.domain import NotificationKind, Visibility
+from server.errors import InvalidInput
+from server.services import posting, remote
+from server.storage import notifications, posts
+from tests.federation.conftest import Trio
+from tests.federation.support import cast, deliveries, outbox_count
+from tests.support.network import PASSWORD
+from tests.support.web import csrf_of, login
+
+_OPTION = re.compile(r'<option value="(\w+)"( selected)?>')
+
+
+async def test_a_colleague_writes_on_a_partners_wall(trio: Trio) -> None:
+    people = await cast(trio)
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    await remote.find_person(alpha.ctx, "bob@beta.example")
+    client = alpha.app.test_client()
+    await login(client, "alice", PASSWORD)
+
+    # bob's profile on alpha offers his wall, without Internal, Public chosen
+    page = await (await client.get("/people/bob@beta.example")).get_data(as_text=True)
+    assert 'name="wall_owner" value="bob@beta.example"' in page
+    wall_form = page[page.index('id="wall"') :]
+    options = _OPTION.findall(wall_form[: wall_form.index("</form>")])
+    assert [value for value, _ in options] == ["followers", "public", "direct"]
+    assert [value for value, chosen in options if chosen] == ["public"]
+
+    # When alice writes there
+    token = await csrf_of(client, "/people/bob@beta.example")
+    answer = await client.post(
+        "/posts",
+        form={
+            "text": "Congratulations on the new plant!",
+            "visibility": "public",
+            "wall_owner": "bob@beta.example",
+            "next": "/people/bob@beta.example",
+            "csrf_token": token,
+        },
+    )
+    assert answer.status_code == 303
+    await net.settle()
+
+    # Then the Create names bob's wall as its target (FEP-400e)
+    create = json.loads((await deliveries(alpha, "Create"))[0]["body"])
+    bob_uri = people.bob.uri  # bob as beta knows him
+    assert create["object"]["target"]["id"] == f"{bob_uri}/wall"
+    assert create["object"]["target"]["attributedTo"] == bob_uri
+    # and on beta the post is on bob's wall, and he is told
+    wall = await beta.ctx.db.read(
+        posts.select_wall, people.bob.id, people.bob.id, before=None, limit=10
+    )
+    assert [p.content_html for p in wall.items] == ["<p>Congratulations on the new plant!</p>"]
+    kinds = await beta.ctx.db.read(
+        notifications.select_notifications, people.bob.id, before=None, limit=10
+    )
+    assert NotificationKind.WALL in [n.kind for n in kinds.items]
+    # and beta acknowledged it with an Add to alice's server
+    adds = await deliveries(beta, "Add")
+    assert [(d["inbox_url"], d["state"]) for d in adds] == [
+        ("https://alpha.example/inbox", "delivered")
+    ]
+    # and alpha shows it on bob's wall too
+    page = await (await client.get("/people/bob@beta.example")).get_data(as_text=True)
+    assert "Congratulations on the new plant!" in page
+
+
+async def test_an_internal_post_on_a_partners_wall_is_refused(trio: Trio) -> None:
+    await cast(trio)
+    alpha, net = trio.alpha, trio.net
+    alice = alpha.people["alice"]
+    await remote.find_person(alpha.ctx, "bob@beta.example")
+    before = await outbox_count(alpha)
+    with pytest.raises(InvalidInput, match="Internal posts never leave this instance"):
+        await posting.publish_post(
+            alpha.ctx,
+            alice,
+            posting.Draft("Secret plans", Visibility.INTERNAL, wall_owner="bob@beta.example"),
+        )
+    assert await alpha.value("SELECT count(*) FROM posts") == 0
+    assert await outbox_count(alpha) == before
+    await net.settle()
+    assert net.requests_to("beta.example", "POST") == []
+
+
+async def test_no_wall_posts_to_a_removed_host(trio: Trio) -> None:
+    await cast(trio)
+    alpha, net = trio.alpha, trio.net
+    alice = alpha.people["alice"]
+    await remote.find_person(alpha.ctx, "bob@beta.example")
+    await alpha.remove("beta.example")
+    sent_before = len(net.requests_to("beta.example", "POST"))
+
+    with pytest.raises(InvalidInput, match="not allowed"):
+        await posting.publish_post(
+            alpha.ctx,
+            alice,
+            posting.Draft("Hello?", Visibility.PUBLIC, wall_owner="bob@beta.example"),
+        )
+    assert await alpha.value("SELECT count(*) FROM posts") == 0
+    # and bob's profile no longer offers his wall
+    client = alpha.app.test_client()
+    await login(client, "alice", PASSWORD)
+    page = await (await client.get("/people/bob@beta.example")).get_data(as_text=True)
+    assert 'name="wall_owner"' not in page
+    await net.settle()
+    assert len(net.requests_to("beta.example", "POST")) == sent_before
