@@ -113,6 +113,10 @@ class Post:
     deleted_at: int | None
     liked_by_viewer: bool = False
     boosted_by_viewer: bool = False
+    # In a feed: who boosted it into this feed (None for the post itself), and the entry's
+    # position (the cursor for the next page: the post id, or the boost's feed position).
+    boosted_by: Actor | None = None
+    feed_key: int = 0
 
     @property
     def is_deleted(self) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from federation import vocab
+from federation.fetch import FetchError
 from federation.ports import StoredInbound
 from federation.types import Activity, RemoteNote
 from server.domain import Actor, FollowState, NotificationKind, Visibility
@@ -268,6 +269,15 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
     note = vocab.parse_note(obj)
     if note.attributed_to != actor.uri:
         raise Ignored("object not attributed to the activity's actor")
+    await _store_note(ctx, note, actor)
+
+
+async def _store_note(
+    ctx: Context, note: RemoteNote, actor: Actor, *, public_only: bool = False
+) -> None:
+    """Store a remote note by *actor* (its verified author), notify and tell live feeds; a
+    note already stored, or deleted before (tombstone), changes nothing. *public_only*: store
+    it only if it is Public (a boosted post fetched from its server)."""
     if vocab.strip_fragment(note.id).split("/")[2] != actor.uri.split("/")[2]:
         raise Ignored("object id not on the actor's origin")
     endpoints = await ctx.db.read(fed.select_endpoints, actor.id)
@@ -275,6 +285,8 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
     if followers_url is None:
         followers_url = await _guess_followers_collection(ctx, note, actor)
     visibility = _visibility(note, actor, followers_url)
+    if public_only and visibility is not Visibility.PUBLIC:
+        raise Ignored("a boost of a post that is not public")
     addressed = set(note.to) | set(note.cc) | set(note.mentions)
     local_people: list[Actor] = []
     for uri in addressed:
@@ -459,6 +471,8 @@ async def on_like(ctx: Context, activity: Activity, actor: Actor) -> None:
 async def on_announce(ctx: Context, activity: Activity, actor: Actor) -> None:
     if activity.object_id is None:
         raise Ignored("Announce of an embedded activity is not supported yet")
+    if await ctx.db.read(posts.select_post_core_by_uri, activity.object_id) is None:
+        await _fetch_boosted(ctx, activity.object_id)
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> None:
@@ -468,6 +482,29 @@ async def on_announce(ctx: Context, activity: Activity, actor: Actor) -> None:
         posts.insert_announce(conn, actor.id, core.id, activity.id, now)
 
     await ctx.db.write(tx)
+
+
+async def _fetch_boosted(ctx: Context, object_id: str) -> None:
+    """A boosted post we do not have: fetch it from its own server (signed GET, allowed hosts
+    only, the answer's id must be the URL) and store it if it is a public note by its
+    author on that author's origin, as if its Create had reached us."""
+    if _local_username(ctx, object_id) is not None or object_id.startswith(ctx.urls.base + "/"):
+        raise Ignored("a boost of one of our posts that we do not have")
+    try:
+        obj = await ctx.federator.fetcher.fetch_object(object_id)
+    except FetchError as exc:
+        status = exc.status or 0
+        if exc.kind == "transport" or (exc.kind == "status" and (status >= 500 or status == 429)):
+            raise  # the partner is down or busy: the dispatcher retries later
+        # Not allowed, gone, or not a document we take: retrying would not change that.
+        raise Ignored(f"the boosted post cannot be fetched: {exc}") from None
+    if str(obj.get("type")) not in vocab.NOTE_TYPES:
+        raise Ignored(f"a boost of {obj.get('type')!r}")
+    note = vocab.parse_note(obj)
+    author = await remote.ensure_actor(ctx, note.attributed_to)
+    if author.is_local or author.deleted_at is not None:
+        raise Ignored("a boost of a post whose author is ours or deleted")
+    await _store_note(ctx, note, author, public_only=True)
 
 
 async def on_add(ctx: Context, activity: Activity, actor: Actor) -> None:

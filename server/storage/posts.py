@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from server.domain import Page, Post, PostVersion, Visibility
-from server.storage.rows import actor_columns, actor_from_row
+from server.storage.rows import actor_columns, actor_from_row, null_actor_columns
 
 _POST_SELECT = (
     "SELECT p.id, p.uri, p.visibility, p.content_html, p.source, p.in_reply_to_id,"
@@ -28,21 +28,27 @@ _POST_SELECT = (
     + actor_columns("au", "au_")
     + ", "
     + actor_columns("wo", "wo_")
-    + ", {liked} AS liked, {boosted} AS boosted"
+    + ", {liked} AS liked, {boosted} AS boosted{extra}"
     " FROM posts p JOIN actors au ON au.id = p.author_id"
-    " LEFT JOIN actors wo ON wo.id = p.wall_owner_id"
+    " LEFT JOIN actors wo ON wo.id = p.wall_owner_id{joins}"
 )
+# Feed entries: a post at its own id, or a boost at the boost's feed position, with the booster.
+_AS_POST_ENTRY = ", p.id AS feed_key, " + null_actor_columns("bo_")
+_AS_BOOST_ENTRY = ", a.feed_id AS feed_key, " + actor_columns("bo", "bo_")
+_BOOST_JOINS = " JOIN announces a ON a.post_id = p.id JOIN actors bo ON bo.id = a.actor_id"
 
 _MAX_CURSOR = 2**62
 
 
-def _select(viewer_id: int | None) -> str:
+def _select(viewer_id: int | None, *, extra: str = "", joins: str = "") -> str:
     if viewer_id is None:
-        return _POST_SELECT.format(liked="0", boosted="0")
+        return _POST_SELECT.format(liked="0", boosted="0", extra=extra, joins=joins)
     return _POST_SELECT.format(
         liked="EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.id AND l.actor_id = :viewer)",
         boosted="EXISTS (SELECT 1 FROM announces b WHERE b.post_id = p.id"
         " AND b.actor_id = :viewer)",
+        extra=extra,
+        joins=joins,
     )
 
 
@@ -60,7 +66,9 @@ def _visible(viewer_id: int | None) -> str:
     )
 
 
-def _post_from_row(row: sqlite3.Row) -> Post:
+def _post_from_row(row: sqlite3.Row, *, entry: bool = False) -> Post:
+    """A post from ``_select``; *entry*: a feed entry row (``_AS_POST_ENTRY`` or
+    ``_AS_BOOST_ENTRY`` columns too)."""
     return Post(
         id=row["id"],
         uri=row["uri"],
@@ -79,12 +87,20 @@ def _post_from_row(row: sqlite3.Row) -> Post:
         deleted_at=row["deleted_at"],
         liked_by_viewer=bool(row["liked"]),
         boosted_by_viewer=bool(row["boosted"]),
+        boosted_by=actor_from_row(row, "bo_") if entry and row["bo_id"] is not None else None,
+        feed_key=row["feed_key"] if entry else row["id"],
     )
 
 
 def next_post_id(conn: sqlite3.Connection, now_ms: int) -> int:
-    """A new time-sortable id: epoch ms * 4096, or one more than the newest if that is later."""
-    newest = conn.execute("SELECT max(id) FROM posts").fetchone()[0] or 0
+    """A new time-sortable id: epoch ms * 4096, or one more than the newest if that is later.
+
+    Post ids and boosts' feed positions come from this one sequence, so a feed cursor is
+    unambiguous across both."""
+    newest = conn.execute(
+        "SELECT max(coalesce((SELECT max(id) FROM posts), 0),"
+        " coalesce((SELECT max(feed_id) FROM announces), 0))"
+    ).fetchone()[0]
     return max(now_ms << 12, int(newest) + 1)
 
 
@@ -225,9 +241,9 @@ def select_recipient_ids(conn: sqlite3.Connection, post_id: int) -> list[int]:
     ]
 
 
-def _page(rows: list[sqlite3.Row], limit: int) -> Page[Post]:
-    posts = [_post_from_row(r) for r in rows[:limit]]
-    next_cursor = posts[-1].id if len(rows) > limit and posts else None
+def _page(rows: list[sqlite3.Row], limit: int, *, entries: bool = False) -> Page[Post]:
+    posts = [_post_from_row(r, entry=entries) for r in rows[:limit]]
+    next_cursor = posts[-1].feed_key if len(rows) > limit and posts else None
     return Page(tuple(posts), next_cursor)
 
 
@@ -239,17 +255,39 @@ def select_home_feed(
     Scans posts newest first and filters (the ``+`` keeps SQLite on the primary key): a viewer
     following a tenth of the company finds a page in a few hundred rows at any depth.
     """
+    own_posts = (
+        "(+p.author_id = :viewer OR p.wall_owner_id = :viewer"
+        " OR +p.author_id IN (SELECT followee_id FROM follows"
+        "     WHERE follower_id = :viewer AND state = 'accepted')"
+        " OR EXISTS (SELECT 1 FROM post_recipients r2"
+        "     WHERE r2.post_id = p.id AND r2.actor_id = :viewer))"
+    )
+    boosters = (
+        "(SELECT followee_id FROM follows WHERE follower_id = :viewer AND state = 'accepted'"
+        " UNION ALL SELECT :viewer)"
+    )
+    posts_part = (
+        f"{_select(viewer_id, extra=_AS_POST_ENTRY)} WHERE p.id < :before"
+        f" AND p.deleted_at IS NULL AND {own_posts} AND {_visible(viewer_id)}"
+        " ORDER BY p.id DESC LIMIT :limit"
+    )
+    # Boosts by the viewer and the people they follow, of posts the feed does not already
+    # hold, each post once (at its latest such boost). (own_posts is NULL, not false, for a
+    # post on nobody's wall: hence the coalesce.)
+    boosts_part = (
+        f"{_select(viewer_id, extra=_AS_BOOST_ENTRY, joins=_BOOST_JOINS)}"
+        f" WHERE a.actor_id IN {boosters} AND a.feed_id < :before"
+        f" AND p.deleted_at IS NULL AND NOT coalesce({own_posts}, 0) AND {_visible(viewer_id)}"
+        " AND a.feed_id = (SELECT max(a2.feed_id) FROM announces a2"
+        f"     WHERE a2.post_id = p.id AND a2.actor_id IN {boosters})"
+        " ORDER BY a.feed_id DESC LIMIT :limit"
+    )
     rows = conn.execute(
-        f"{_select(viewer_id)} WHERE p.id < :before AND p.deleted_at IS NULL"
-        " AND (+p.author_id = :viewer OR p.wall_owner_id = :viewer"
-        "   OR +p.author_id IN (SELECT followee_id FROM follows"
-        "       WHERE follower_id = :viewer AND state = 'accepted')"
-        "   OR EXISTS (SELECT 1 FROM post_recipients r2"
-        "       WHERE r2.post_id = p.id AND r2.actor_id = :viewer))"
-        f" AND {_visible(viewer_id)} ORDER BY p.id DESC LIMIT :limit",
+        f"SELECT * FROM ({posts_part}) UNION ALL SELECT * FROM ({boosts_part})"
+        " ORDER BY feed_key DESC LIMIT :limit",
         {"viewer": viewer_id, "before": before or _MAX_CURSOR, "limit": limit + 1},
     ).fetchall()
-    return _page(rows, limit)
+    return _page(rows, limit, entries=True)
 
 
 def select_profile_feed(
@@ -417,8 +455,9 @@ def insert_announce(
     conn: sqlite3.Connection, actor_id: int, post_id: int, uri: str, now_ms: int
 ) -> bool:
     cur = conn.execute(
-        "INSERT OR IGNORE INTO announces (actor_id, post_id, uri, created_at) VALUES (?, ?, ?, ?)",
-        (actor_id, post_id, uri, now_ms),
+        "INSERT OR IGNORE INTO announces (actor_id, post_id, uri, created_at, feed_id)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (actor_id, post_id, uri, now_ms, next_post_id(conn, now_ms)),
     )
     return cur.rowcount > 0
 

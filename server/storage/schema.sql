@@ -49,7 +49,7 @@ CREATE TABLE announces (
     actor_id INTEGER NOT NULL REFERENCES actors (id),
     post_id INTEGER NOT NULL REFERENCES posts (id),
     uri TEXT UNIQUE,
-    created_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL, feed_id INTEGER,
     UNIQUE (post_id, actor_id)
 );
 
@@ -227,6 +227,10 @@ CREATE INDEX actors_followers_url ON actors (followers_url) WHERE followers_url 
 CREATE INDEX actors_key_id ON actors (key_id) WHERE key_id IS NOT NULL;
 
 CREATE INDEX actors_local_name ON actors (is_local, username);
+
+CREATE INDEX announces_by_actor ON announces (actor_id, feed_id);
+
+CREATE INDEX announces_by_feed ON announces (feed_id);
 
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'queued';
 

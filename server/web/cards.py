@@ -45,6 +45,7 @@ def post_card(
     out: list[str] = [
         f'<article class="{classes}" id="post-{post.id}" data-post-id="{post.id}"',
         ' aria-current="true">' if focused else ">",
+        _boost_note(post),
         '\n  <header class="post-header">\n',
         f'    <a class="post-avatar" href="{author_url}" tabindex="-1" aria-hidden="true">',
     ]
@@ -138,3 +139,14 @@ def post_card(
         )
     out.append("\n  </footer>\n</article>")
     return Markup("".join(out))  # noqa: S704 - every interpolated value is escaped above
+
+
+def _boost_note(post: Post) -> str:
+    """'↻ Bob boosted' above a post that is in the feed because someone boosted it."""
+    booster = post.boosted_by
+    if booster is None:
+        return ""
+    return (
+        '\n  <p class="boost-note small"><span aria-hidden="true">↻</span> '
+        f'<a href="/people/{escape(booster.handle)}">{escape(booster.name)}</a> boosted</p>'
+    )

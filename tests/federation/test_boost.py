@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from federation.types import AS_PUBLIC
 from server.domain import Visibility
 from server.errors import Forbidden
 from server.services import following, posting, remote
+from server.storage import posts
 from tests.federation.conftest import Trio
+from tests.federation.support import Forger
 
 
 async def _announces(instance, post_uri: str) -> int:  # type: ignore[no-untyped-def]
@@ -70,3 +73,50 @@ async def test_only_public_posts_can_be_boosted(trio: Trio, visibility: Visibili
         ).fetchone()[0]
     )
     assert outbox == 0
+
+
+async def test_a_partners_boost_brings_the_post_into_followers_feeds(trio: Trio) -> None:
+    alice = await trio.alpha.user("alice")
+    bob = await trio.beta.user("bob")
+    dave = await trio.beta.user("dave")
+    # Given alice (alpha) follows bob (beta) but not dave, and dave posts publicly
+    bob_on_alpha = await remote.find_person(trio.alpha.ctx, "bob@beta.example")
+    await following.follow(trio.alpha.ctx, alice, bob_on_alpha.id)
+    await trio.net.settle()
+    post = await posting.publish_post(
+        trio.beta.ctx, dave, posting.Draft("Tender results are out", Visibility.PUBLIC)
+    )
+    await trio.net.settle()
+    assert await _announces(trio.alpha, post.uri) == 0  # alpha has not even got the post
+    # When bob boosts it
+    await posting.boost_post(trio.beta.ctx, bob, post.id, boost=True)
+    await trio.net.settle()
+    # Then alpha fetched the post from beta and alice's feed shows it, boosted by bob
+    page = await trio.alpha.ctx.db.read(posts.select_home_feed, alice.id, before=None, limit=10)
+    assert [(p.uri, p.boosted_by and p.boosted_by.uri) for p in page.items] == [(post.uri, bob.uri)]
+    assert "Tender results are out" in page.items[0].content_html
+    # and when he takes it back, it leaves her feed
+    await posting.boost_post(trio.beta.ctx, bob, post.id, boost=False)
+    await trio.net.settle()
+    page = await trio.alpha.ctx.db.read(posts.select_home_feed, alice.id, before=None, limit=10)
+    assert page.items == ()
+
+
+async def test_a_boost_of_a_post_on_a_host_not_allowed_fetches_nothing(trio: Trio) -> None:
+    alice = await trio.alpha.user("alice")
+    bob = await trio.beta.user("bob")
+    bob_on_alpha = await remote.find_person(trio.alpha.ctx, "bob@beta.example")
+    await following.follow(trio.alpha.ctx, alice, bob_on_alpha.id)
+    await trio.net.settle()
+    forger = await Forger.of(trio.beta, bob)
+    # gamma is not on alpha's allowlist
+    boost = forger.activity("Announce", "https://gamma.example/users/gus/notes/1", to=[AS_PUBLIC])
+    assert (await forger.post(trio.alpha, boost)).status == 202
+    await trio.net.settle()
+    assert trio.net.requests_to("gamma.example") == []
+    page = await trio.alpha.ctx.db.read(posts.select_home_feed, alice.id, before=None, limit=10)
+    assert page.items == ()
+    retried = await trio.alpha.value(
+        "SELECT count(*) FROM inbox_activities WHERE last_error IS NOT NULL"
+    )
+    assert retried == 0  # ignored for good, not retried

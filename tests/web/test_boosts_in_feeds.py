@@ -1,0 +1,84 @@
+"""Boosts take a place in home feeds: a post boosted by someone I follow (or by me) shows up,
+once, marked with who boosted it, at the time of the boost; paging runs across posts and
+boosts; taking the boost back, or deleting the post, takes it out."""
+
+from __future__ import annotations
+
+import re
+
+from quart import Quart
+
+from server.domain import Visibility
+from server.services import following, posting
+from server.storage import posts
+from tests.conftest import PASSWORD, People, context_of
+from tests.support.web import login
+
+
+async def _feed(app: Quart, viewer_id: int, limit: int = 20) -> list[tuple[int, str | None]]:
+    """(post id, booster's username) of a viewer's home feed, newest first, all pages."""
+    ctx = context_of(app)
+    entries: list[tuple[int, str | None]] = []
+    before = None
+    while True:
+        page = await ctx.db.read(posts.select_home_feed, viewer_id, before=before, limit=limit)
+        entries += [(p.id, p.boosted_by.username if p.boosted_by else None) for p in page.items]
+        if page.next_cursor is None:
+            return entries
+        before = page.next_cursor
+
+
+async def test_a_boost_by_someone_i_follow_is_in_my_feed_once(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    alice, bob, carol = people.alice, people.bob, people.carol
+    await following.follow(ctx, alice, bob.id)  # alice follows bob, not carol
+    carols = await posting.publish_post(ctx, carol, posting.Draft("Plant tour", Visibility.PUBLIC))
+    bobs = await posting.publish_post(ctx, bob, posting.Draft("Weekly notes", Visibility.PUBLIC))
+    assert await _feed(app, alice.id) == [(bobs.id, None)]
+
+    # When bob boosts carol's post (after his own), alice sees it on top, marked
+    await posting.boost_post(ctx, bob, carols.id, boost=True)
+    assert await _feed(app, alice.id) == [(carols.id, "bob"), (bobs.id, None)]
+    # A boost of a post already in her feed (bob's own, or by someone she follows) adds nothing
+    await posting.boost_post(ctx, bob, bobs.id, boost=True)
+    assert await _feed(app, alice.id) == [(carols.id, "bob"), (bobs.id, None)]
+    # and carol sees no boost of her own post in her feed, only the post
+    assert await _feed(app, carol.id) == [(carols.id, None)]
+
+    # The page says who boosted it
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    html = await (await client.get("/")).get_data(as_text=True)
+    card = html[html.index(f'id="post-{carols.id}"') :]
+    assert re.search(r'class="boost-note[^"]*">.*Bob Builder</a> boosted', card[:600], re.S)
+
+    # Taking the boost back takes it out
+    await posting.boost_post(ctx, bob, carols.id, boost=False)
+    assert await _feed(app, alice.id) == [(bobs.id, None)]
+
+
+async def test_paging_runs_across_posts_and_boosts(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    alice, bob, carol = people.alice, people.bob, people.carol
+    await following.follow(ctx, alice, bob.id)
+    expected: list[tuple[int, str | None]] = []
+    for n in range(7):
+        post = await posting.publish_post(ctx, bob, posting.Draft(f"b{n}", Visibility.PUBLIC))
+        expected.append((post.id, None))
+        other = await posting.publish_post(ctx, carol, posting.Draft(f"c{n}", Visibility.PUBLIC))
+        await posting.boost_post(ctx, bob, other.id, boost=True)
+        expected.append((other.id, "bob"))
+    expected.reverse()
+    for limit in (1, 2, 3, 20):
+        assert await _feed(app, alice.id, limit) == expected, limit
+
+
+async def test_a_deleted_post_leaves_the_feed_with_its_boosts(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    alice, bob, carol = people.alice, people.bob, people.carol
+    await following.follow(ctx, alice, bob.id)
+    post = await posting.publish_post(ctx, carol, posting.Draft("Oops", Visibility.PUBLIC))
+    await posting.boost_post(ctx, bob, post.id, boost=True)
+    assert await _feed(app, alice.id) == [(post.id, "bob")]
+    await posting.delete_post(ctx, carol, post.id)
+    assert await _feed(app, alice.id) == []
