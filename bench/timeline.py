@@ -40,7 +40,6 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from common import machine
 
 from federation.urls import Urls
 from server.config import load_config
@@ -807,8 +807,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded = max([server.rss_mb()] + [lv.peak_rss_mb for lv in levels])
         summaries = [lv.summary() for lv in levels]
         result = {
-            "machine": f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-            f"SQLite {sqlite3.sqlite_version}",
+            "machine": machine(),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             "seed": asdict(seeded),
             "database": {k: v for k, v in asdict(db).items() if k != "deep_cursors"},

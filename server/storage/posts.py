@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from server.domain import Page, Post, PostVersion, Visibility
-from server.storage.rows import actor_columns, actor_from_row, null_actor_columns
+from server.storage.rows import actor_columns, actor_from_row
 
 _POST_SELECT = (
     "SELECT p.id, p.uri, p.visibility, p.content_html, p.source, p.in_reply_to_id,"
@@ -32,8 +32,7 @@ _POST_SELECT = (
     " FROM posts p JOIN actors au ON au.id = p.author_id"
     " LEFT JOIN actors wo ON wo.id = p.wall_owner_id{joins}"
 )
-# Feed entries: a post at its own id, or a boost at the boost's feed position, with the booster.
-_AS_POST_ENTRY = ", p.id AS feed_key, " + null_actor_columns("bo_")
+# A boost as a feed entry: at the boost's feed position, with the booster.
 _AS_BOOST_ENTRY = ", a.feed_id AS feed_key, " + actor_columns("bo", "bo_")
 _BOOST_JOINS = " JOIN announces a ON a.post_id = p.id JOIN actors bo ON bo.id = a.actor_id"
 
@@ -67,8 +66,7 @@ def _visible(viewer_id: int | None) -> str:
 
 
 def _post_from_row(row: sqlite3.Row, *, entry: bool = False) -> Post:
-    """A post from ``_select``; *entry*: a feed entry row (``_AS_POST_ENTRY`` or
-    ``_AS_BOOST_ENTRY`` columns too)."""
+    """A post from ``_select``; *entry*: a boost's feed entry (``_AS_BOOST_ENTRY`` columns)."""
     return Post(
         id=row["id"],
         uri=row["uri"],
@@ -87,7 +85,7 @@ def _post_from_row(row: sqlite3.Row, *, entry: bool = False) -> Post:
         deleted_at=row["deleted_at"],
         liked_by_viewer=bool(row["liked"]),
         boosted_by_viewer=bool(row["boosted"]),
-        boosted_by=actor_from_row(row, "bo_") if entry and row["bo_id"] is not None else None,
+        boosted_by=actor_from_row(row, "bo_") if entry else None,
         feed_key=row["feed_key"] if entry else row["id"],
     )
 
@@ -241,8 +239,8 @@ def select_recipient_ids(conn: sqlite3.Connection, post_id: int) -> list[int]:
     ]
 
 
-def _page(rows: list[sqlite3.Row], limit: int, *, entries: bool = False) -> Page[Post]:
-    posts = [_post_from_row(r, entry=entries) for r in rows[:limit]]
+def _page(rows: list[sqlite3.Row], limit: int) -> Page[Post]:
+    posts = [_post_from_row(r) for r in rows[:limit]]
     next_cursor = posts[-1].feed_key if len(rows) > limit and posts else None
     return Page(tuple(posts), next_cursor)
 
@@ -267,7 +265,7 @@ def select_home_feed(
         " UNION ALL SELECT :viewer)"
     )
     posts_part = (
-        f"{_select(viewer_id, extra=_AS_POST_ENTRY)} WHERE p.id < :before"
+        f"{_select(viewer_id)} WHERE p.id < :before"
         f" AND p.deleted_at IS NULL AND {own_posts} AND {_visible(viewer_id)}"
         " ORDER BY p.id DESC LIMIT :limit"
     )
@@ -282,12 +280,14 @@ def select_home_feed(
         f"     WHERE a2.post_id = p.id AND a2.actor_id IN {boosters})"
         " ORDER BY a.feed_id DESC LIMIT :limit"
     )
-    rows = conn.execute(
-        f"SELECT * FROM ({posts_part}) UNION ALL SELECT * FROM ({boosts_part})"
-        " ORDER BY feed_key DESC LIMIT :limit",
-        {"viewer": viewer_id, "before": before or _MAX_CURSOR, "limit": limit + 1},
-    ).fetchall()
-    return _page(rows, limit, entries=True)
+    params = {"viewer": viewer_id, "before": before or _MAX_CURSOR, "limit": limit + 1}
+    # Two queries merged here: one UNION ALL ... ORDER BY in SQLite cost twice as much.
+    entries = [_post_from_row(row) for row in conn.execute(posts_part, params)]
+    boosts = [_post_from_row(row, entry=True) for row in conn.execute(boosts_part, params)]
+    if boosts:
+        entries = sorted([*entries, *boosts], key=lambda post: post.feed_key, reverse=True)
+    page = entries[:limit]
+    return Page(tuple(page), page[-1].feed_key if len(entries) > limit and page else None)
 
 
 def select_profile_feed(

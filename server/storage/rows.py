@@ -20,11 +20,6 @@ def actor_columns(alias: str, prefix: str) -> str:
     )
 
 
-def null_actor_columns(prefix: str) -> str:
-    """``ACTOR_COLUMNS`` as NULLs named with ``prefix`` (the other side of a UNION)."""
-    return ", ".join(f"NULL AS {prefix}{name.strip()}" for name in ACTOR_COLUMNS.split(","))
-
-
 def actor_from_row(row: sqlite3.Row, prefix: str = "") -> Actor:
     return Actor(
         id=row[f"{prefix}id"],
