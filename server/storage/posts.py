@@ -15,7 +15,7 @@ Invariants:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from server.domain import Page, Post, PostVersion, Visibility
@@ -281,9 +281,21 @@ def select_home_feed(
         " ORDER BY a.feed_id DESC LIMIT :limit"
     )
     params = {"viewer": viewer_id, "before": before or _MAX_CURSOR, "limit": limit + 1}
-    # Two queries merged here: one UNION ALL ... ORDER BY in SQLite cost twice as much.
-    entries = [_post_from_row(row) for row in conn.execute(posts_part, params)]
-    boosts = [_post_from_row(row, entry=True) for row in conn.execute(boosts_part, params)]
+    return _merged_page(conn, posts_part, boosts_part, params, limit)
+
+
+def _merged_page(
+    conn: sqlite3.Connection,
+    posts_sql: str,
+    boosts_sql: str,
+    params: Mapping[str, int | None],
+    limit: int,
+) -> Page[Post]:
+    """One feed page from a posts query and a boosts query (each newest first, *limit* + 1
+    rows), merged by feed position. Two queries merged here: one UNION ALL ... ORDER BY in
+    SQLite cost twice as much."""
+    entries = [_post_from_row(row) for row in conn.execute(posts_sql, params)]
+    boosts = [_post_from_row(row, entry=True) for row in conn.execute(boosts_sql, params)]
     if boosts:
         entries = sorted([*entries, *boosts], key=lambda post: post.feed_key, reverse=True)
     page = entries[:limit]
@@ -298,21 +310,28 @@ def select_profile_feed(
     before: int | None,
     limit: int,
 ) -> Page[Post]:
-    """Posts by a person and posts on their wall, as ``viewer_id`` may see them."""
-    rows = conn.execute(
+    """Posts by a person, posts on their wall and their boosts of others' posts, as
+    ``viewer_id`` may see them."""
+    posts_part = (
         f"{_select(viewer_id)} WHERE p.id IN ("
         "   SELECT id FROM posts WHERE author_id = :actor AND id < :before"
         "   UNION SELECT id FROM posts WHERE wall_owner_id = :actor AND id < :before)"
         f" AND p.deleted_at IS NULL AND {_visible(viewer_id)}"
-        " ORDER BY p.id DESC LIMIT :limit",
-        {
-            "actor": actor_id,
-            "viewer": viewer_id,
-            "before": before or _MAX_CURSOR,
-            "limit": limit + 1,
-        },
-    ).fetchall()
-    return _page(rows, limit)
+        " ORDER BY p.id DESC LIMIT :limit"
+    )
+    boosts_part = (
+        f"{_select(viewer_id, extra=_AS_BOOST_ENTRY, joins=_BOOST_JOINS)}"
+        " WHERE a.actor_id = :actor AND a.feed_id < :before AND p.deleted_at IS NULL"
+        " AND p.author_id != :actor AND p.wall_owner_id IS NOT :actor"
+        f" AND {_visible(viewer_id)} ORDER BY a.feed_id DESC LIMIT :limit"
+    )
+    params = {
+        "actor": actor_id,
+        "viewer": viewer_id,
+        "before": before or _MAX_CURSOR,
+        "limit": limit + 1,
+    }
+    return _merged_page(conn, posts_part, boosts_part, params, limit)
 
 
 def select_wall(

@@ -82,3 +82,25 @@ async def test_a_deleted_post_leaves_the_feed_with_its_boosts(app: Quart, people
     assert await _feed(app, alice.id) == [(post.id, "bob")]
     await posting.delete_post(ctx, carol, post.id)
     assert await _feed(app, alice.id) == []
+
+
+async def test_a_profile_shows_the_persons_boosts(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    alice, bob, carol = people.alice, people.bob, people.carol
+    first = await posting.publish_post(ctx, carol, posting.Draft("Plant tour", Visibility.PUBLIC))
+    own = await posting.publish_post(ctx, bob, posting.Draft("My notes", Visibility.PUBLIC))
+    await posting.boost_post(ctx, bob, first.id, boost=True)
+    await posting.boost_post(ctx, bob, own.id, boost=True)  # his own post: shown once
+
+    page = await ctx.db.read(posts.select_profile_feed, bob.id, alice.id, before=None, limit=1)
+    assert [(p.id, p.boosted_by and p.boosted_by.username) for p in page.items] == [
+        (first.id, "bob")
+    ]
+    rest = await ctx.db.read(
+        posts.select_profile_feed, bob.id, alice.id, before=page.next_cursor, limit=5
+    )
+    assert [(p.id, p.boosted_by) for p in rest.items] == [(own.id, None)]
+    assert rest.next_cursor is None
+    # carol's own profile shows her post, not bob's boost of it
+    mine = await ctx.db.read(posts.select_profile_feed, carol.id, alice.id, before=None, limit=5)
+    assert [(p.id, p.boosted_by) for p in mine.items] == [(first.id, None)]
