@@ -10,7 +10,7 @@ from server.errors import Forbidden
 from server.services import following, posting, remote
 from server.storage import posts
 from tests.federation.conftest import Trio
-from tests.federation.support import Forger
+from tests.federation.support import Forger, follow_across
 
 
 async def _announces(instance, post_uri: str) -> int:  # type: ignore[no-untyped-def]
@@ -80,9 +80,7 @@ async def test_a_partners_boost_brings_the_post_into_followers_feeds(trio: Trio)
     bob = await trio.beta.user("bob")
     dave = await trio.beta.user("dave")
     # Given alice (alpha) follows bob (beta) but not dave, and dave posts publicly
-    bob_on_alpha = await remote.find_person(trio.alpha.ctx, "bob@beta.example")
-    await following.follow(trio.alpha.ctx, alice, bob_on_alpha.id)
-    await trio.net.settle()
+    await follow_across(trio.net, trio.alpha, alice, "bob@beta.example")
     post = await posting.publish_post(
         trio.beta.ctx, dave, posting.Draft("Tender results are out", Visibility.PUBLIC)
     )
@@ -105,9 +103,7 @@ async def test_a_partners_boost_brings_the_post_into_followers_feeds(trio: Trio)
 async def test_a_boost_of_a_post_on_a_host_not_allowed_fetches_nothing(trio: Trio) -> None:
     alice = await trio.alpha.user("alice")
     bob = await trio.beta.user("bob")
-    bob_on_alpha = await remote.find_person(trio.alpha.ctx, "bob@beta.example")
-    await following.follow(trio.alpha.ctx, alice, bob_on_alpha.id)
-    await trio.net.settle()
+    await follow_across(trio.net, trio.alpha, alice, "bob@beta.example")
     forger = await Forger.of(trio.beta, bob)
     # gamma is not on alpha's allowlist
     boost = forger.activity("Announce", "https://gamma.example/users/gus/notes/1", to=[AS_PUBLIC])

@@ -36,6 +36,14 @@ def _create(forger: Forger, text: str) -> dict[str, Any]:
     return forger.create(forger.note(text, to=[AS_PUBLIC], cc=[forger.followers]))
 
 
+def _signed(
+    forger: Forger, target: Instance, text: str, path: str = "/inbox"
+) -> tuple[bytes, dict[str, str]]:
+    """A Create's body and the headers of a correctly signed POST of it to *path*."""
+    body = json.dumps(_create(forger, text)).encode()
+    return body, forger.signed_headers(target, path, body)
+
+
 class Exchange:
     """One raw ASGI request: feeds *chunks* to the app, records what it sends back."""
 
@@ -80,8 +88,7 @@ async def test_a_body_streaming_past_the_cap_is_refused_as_soon_as_it_passes(
     trio, forger = scene
     alpha = trio.alpha
     before = await inbox_count(alpha)
-    body = json.dumps(_create(forger, "chunked")).encode()
-    headers = forger.signed_headers(alpha, "/inbox", body)
+    _, headers = _signed(forger, alpha, "chunked")
     headers.pop("Content-Length", None)  # chunked: no declared length to refuse up front
     chunk = {"type": "http.request", "body": b"x" * 65_536, "more_body": True}
     exchange = Exchange([chunk] * 40)  # 2.5 MB if it read everything
@@ -95,8 +102,7 @@ async def test_a_declared_length_over_the_cap_is_refused_before_reading(
     scene: tuple[Trio, Forger],
 ) -> None:
     trio, forger = scene
-    body = json.dumps(_create(forger, "declared")).encode()
-    headers = forger.signed_headers(trio.alpha, "/inbox", body)
+    body, headers = _signed(forger, trio.alpha, "declared")
     headers["Content-Length"] = str(MAX_INBOX_BYTES + 1)
     exchange = Exchange([{"type": "http.request", "body": body, "more_body": False}])
     await exchange.run(trio.alpha, "/inbox", headers)
@@ -110,8 +116,7 @@ async def test_a_client_that_goes_away_mid_body_gets_nothing_stored(
     trio, forger = scene
     alpha = trio.alpha
     before = await inbox_count(alpha)
-    body = json.dumps(_create(forger, "gone")).encode()
-    headers = forger.signed_headers(alpha, "/inbox", body)
+    body, headers = _signed(forger, alpha, "gone")
     # The whole signed body arrives, but the request never completes.
     exchange = Exchange(
         [
@@ -132,9 +137,9 @@ async def test_a_client_that_goes_away_mid_body_gets_nothing_stored(
 async def test_inbox_answers_carry_the_security_headers(scene: tuple[Trio, Forger]) -> None:
     trio, forger = scene
     client = trio.alpha.app.test_client()
-    body = json.dumps(_create(forger, "headers")).encode()
+    body, signed = _signed(forger, trio.alpha, "headers")
     for headers, status in (
-        (forger.signed_headers(trio.alpha, "/inbox", body), 202),
+        (signed, 202),
         ({"Content-Type": "application/activity+json"}, 401),
     ):
         response = await client.post("/inbox", headers=headers, data=body)
@@ -163,8 +168,8 @@ async def test_personal_inbox_of_someone_who_is_not_here_is_404(
                 )
             )
         path = f"/users/{name}/inbox"
-        body = json.dumps(_create(forger, f"to {name}")).encode()
-        sent = await raw_post(alpha, path, forger.signed_headers(alpha, path, body), body)
+        body, headers = _signed(forger, alpha, f"to {name}", path)
+        sent = await raw_post(alpha, path, headers, body)
         assert sent.status == 404, (name, sent.body)
     assert await inbox_count(alpha) == before
 
@@ -190,7 +195,7 @@ async def test_an_unexpected_error_is_503_so_the_sender_retries(
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(alpha.ctx.federator.receiver, "receive", broken)
-    body = json.dumps(_create(forger, "broken")).encode()
-    sent = await raw_post(alpha, "/inbox", forger.signed_headers(alpha, "/inbox", body), body)
+    body, headers = _signed(forger, alpha, "broken")
+    sent = await raw_post(alpha, "/inbox", headers, body)
     assert sent.status == 503
     assert sent.body == {"error": "try again later"}
