@@ -14,11 +14,13 @@ Invariants
     * Every answer carries the same security headers as Quart's responses.
     * It never raises into the server: an unexpected error is logged and answered 503 (the
       sender retries), exactly as the receiver answers a failing store.
-    * A client that disconnects before its body is complete gets nothing stored.
+    * A client that disconnects before its body is complete gets nothing stored; one that
+      has not sent it all within ``BODY_TIMEOUT`` gets 408 and nothing stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -44,6 +46,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_INBOX_BYTES = 262_144
+BODY_TIMEOUT = 30.0  # seconds to receive a whole body (Quart's BODY_TIMEOUT for other routes)
 _USERS = "/users/"
 _INBOX = "/inbox"
 
@@ -68,9 +71,12 @@ class InboxFastPath:
         inner: ASGIApp,
         context: Context,
         headers: list[tuple[str, str]],
+        *,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self._inner = inner
         self._context = context
+        self._body_timeout = body_timeout
         self._headers = [(k.lower().encode(), v.encode()) for k, v in headers] + [
             (b"vary", b"Accept, Signature"),
             (b"cache-control", b"no-store"),
@@ -98,15 +104,20 @@ class InboxFastPath:
         if too_long and int(declared[0]) > MAX_INBOX_BYTES:
             return await self._send(send, 413, {"error": "body too large"})
         body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return  # nothing stored, nobody to answer
-            body += message.get("body", b"")
-            if len(body) > MAX_INBOX_BYTES:
-                return await self._send(send, 413, {"error": "body too large"})
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return  # nothing stored, nobody to answer
+                    body += message.get("body", b"")
+                    if len(body) > MAX_INBOX_BYTES:
+                        return await self._send(send, 413, {"error": "body too large"})
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            # A sender trickling its body must not hold a request open for ever.
+            return await self._send(send, 408, {"error": "body not received in time"})
         if owner is not None and not await self._is_local_person(owner):
             return await self._send(send, 404, {"error": "not found"})
         federator = self._context.federator

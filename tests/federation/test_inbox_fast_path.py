@@ -9,6 +9,7 @@ errors.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import MutableMapping
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from federation.types import AS_PUBLIC
-from server.web.inbox_asgi import MAX_INBOX_BYTES
+from server.web.inbox_asgi import MAX_INBOX_BYTES, InboxFastPath
 from tests.federation.conftest import Trio
 from tests.federation.support import Forger, cast, inbox_count, raw_post
 from tests.support.network import Instance
@@ -65,6 +66,9 @@ class Exchange:
         return int(starts[0]["status"]) if starts else None
 
     async def run(self, target: Instance, path: str, headers: dict[str, str]) -> None:
+        await self.run_on(target.app.asgi_app, path, headers)
+
+    async def run_on(self, app: Any, path: str, headers: dict[str, str]) -> None:
         scope = {
             "type": "http",
             "asgi": {"version": "3.0"},
@@ -79,7 +83,7 @@ class Exchange:
             "client": ("127.0.0.1", 40000),
             "server": ("127.0.0.1", 8000),
         }
-        await target.app.asgi_app(scope, self.receive, self.send)  # type: ignore[arg-type]
+        await app(scope, self.receive, self.send)
 
 
 async def test_a_body_streaming_past_the_cap_is_refused_as_soon_as_it_passes(
@@ -199,3 +203,29 @@ async def test_an_unexpected_error_is_503_so_the_sender_retries(
     sent = await raw_post(alpha, "/inbox", headers, body)
     assert sent.status == 503
     assert sent.body == {"error": "try again later"}
+
+
+async def test_a_body_that_trickles_in_too_slowly_is_408(scene: tuple[Trio, Forger]) -> None:
+    trio, forger = scene
+    alpha = trio.alpha
+    before = await inbox_count(alpha)
+    body, headers = _signed(forger, alpha, "slow")
+    fast_path = alpha.app.asgi_app
+    assert isinstance(fast_path, InboxFastPath)
+    # The same fast path with a short body timeout, in front of the same app.
+    slow_guard = InboxFastPath(fast_path._inner, alpha.ctx, [], body_timeout=0.05)
+
+    class Trickle(Exchange):
+        async def receive(self) -> Message:
+            self.reads += 1
+            if self.reads == 1:
+                return {"type": "http.request", "body": body[:100], "more_body": True}
+            await asyncio.sleep(5)  # the rest never comes in time
+            return {"type": "http.request", "body": body[100:], "more_body": False}
+
+    exchange = Trickle([])
+    started = asyncio.get_running_loop().time()
+    await exchange.run_on(slow_guard, "/inbox", headers)
+    assert exchange.status == 408
+    assert asyncio.get_running_loop().time() - started < 2
+    assert await inbox_count(alpha) == before
