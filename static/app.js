@@ -1,6 +1,6 @@
 /* Steelyard: progressive enhancement only. Every form and link works without this file.
  *
- * 1. Live updates (Server-Sent Events): new posts appear at the top of the home feed,
+ * 1. Live updates (Server-Sent Events): new posts (and boosts) appear at the top of the home feed,
  *    the unread badge follows the notification count.
  * 2. The home composer posts without a page reload.
  * 3. Like / Unlike without a page reload.
@@ -144,15 +144,18 @@
     }, HIGHLIGHT_MS);
   }
 
-  async function insertPost(id) {
-    id = String(id).trim();
-    if (!/^\d{1,20}$/.test(id)) return;
+  /* The event is "<post id>" for a new post, "<post id>:<booster id>" for a boost. */
+  async function insertPost(data) {
+    var match = /^(\d{1,20})(?::(\d{1,20}))?$/.exec(String(data).trim());
+    if (!match) return;
+    var id = match[1];
+    var query = match[2] ? '?via=' + match[2] : '';
     var feed = homeFeed();
     if (!feed || !isNewestPage()) return;
     if (document.getElementById('post-' + id) || pendingCards.has(id)) return;
     pendingCards.add(id);
     try {
-      var response = await fetch('/posts/' + id + '/card', {
+      var response = await fetch('/posts/' + id + '/card' + query, {
         headers: AJAX_HEADERS,
         credentials: 'same-origin'
       });

@@ -28,7 +28,7 @@ from server.errors import SteelyardError
 from server.live import LiveEvent
 from server.services import federating, remote
 from server.services.context import Context
-from server.services.posting import push_unread_counts
+from server.services.posting import publish_boost, push_unread_counts
 from server.storage import federation as fed
 from server.storage import follows, notifications, posts, users
 
@@ -475,13 +475,15 @@ async def on_announce(ctx: Context, activity: Activity, actor: Actor) -> None:
         await _fetch_boosted(ctx, activity.object_id)
     now = ctx.clock.now_ms()
 
-    def tx(conn: sqlite3.Connection) -> None:
+    def tx(conn: sqlite3.Connection) -> int | None:
         core = posts.select_post_core_by_uri(conn, activity.object_id or "")
         if core is None or core.visibility != "public":
-            return  # only public posts may be boosted
-        posts.insert_announce(conn, actor.id, core.id, activity.id, now)
+            return None  # only public posts may be boosted
+        return core.id if posts.insert_announce(conn, actor.id, core.id, activity.id, now) else None
 
-    await ctx.db.write(tx)
+    boosted = await ctx.db.write(tx)
+    if boosted is not None:
+        await publish_boost(ctx, actor.id, boosted)
 
 
 async def _fetch_boosted(ctx: Context, object_id: str) -> None:

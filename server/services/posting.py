@@ -359,11 +359,21 @@ async def boost_post(ctx: Context, actor: Actor, post_id: int, *, boost: bool) -
             )
         return changed
 
-    await ctx.db.write(tx)
+    changed = await ctx.db.write(tx)
     ctx.federator.wake()
+    if boost and changed:
+        await publish_boost(ctx, actor.id, post.id)
     updated = await ctx.db.read(posts.select_post, post.id, actor.id)
     assert updated is not None
     return updated
+
+
+async def publish_boost(ctx: Context, booster_id: int, post_id: int) -> None:
+    """Tell the open home feeds of the booster and their local followers: the event names
+    the post and the booster (``"<post id>:<booster id>"``); the card is fetched with
+    visibility checked as always, and feeds that hold the post already ignore it."""
+    audience = {booster_id, *await ctx.db.read(follows.select_local_follower_ids, booster_id)}
+    ctx.live.publish(audience, LiveEvent("post", f"{post_id}:{booster_id}"))
 
 
 def author_uri(ctx: Context, actor: Actor) -> str:

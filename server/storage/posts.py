@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from server.domain import Page, Post, PostVersion, Visibility
+from server.domain import Actor, Page, Post, PostVersion, Visibility
 from server.storage.rows import actor_columns, actor_from_row
 
 _POST_SELECT = (
@@ -524,6 +524,16 @@ def select_announce_uri(conn: sqlite3.Connection, actor_id: int, post_id: int) -
         "SELECT uri FROM announces WHERE actor_id = ? AND post_id = ?", (actor_id, post_id)
     ).fetchone()
     return str(row[0]) if row and row[0] else None
+
+
+def select_booster(conn: sqlite3.Connection, post_id: int, actor_id: int) -> Actor | None:
+    """The person *actor_id* if they boosted post *post_id*, else None."""
+    row = conn.execute(
+        f"SELECT {actor_columns('bo', 'bo_')} FROM announces a"
+        " JOIN actors bo ON bo.id = a.actor_id WHERE a.post_id = ? AND a.actor_id = ?",
+        (post_id, actor_id),
+    ).fetchone()
+    return actor_from_row(row, "bo_") if row else None
 
 
 def delete_announce(conn: sqlite3.Connection, actor_id: int, post_id: int) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from quart import Blueprint, flash, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 
@@ -42,8 +44,14 @@ async def thread(post_id: str) -> ResponseReturnValue:
 @blueprint.get("/posts/<post_id>/card")
 @login_required
 async def card(post_id: str) -> ResponseReturnValue:
-    """The post as a feed item, for live insertion (visibility checked like the page)."""
+    """The post as a feed item, for live insertion (visibility checked like the page);
+    ``?via=<actor id>``: as boosted by that person, if they did boost it."""
     post = await _visible_post(post_id)
+    via = request.args.get("via", "")
+    if via.isdigit() and len(via) <= 20:
+        booster = await ctx().db.read(posts.select_booster, post.id, int(via))
+        if booster is not None:
+            post = dataclasses.replace(post, boosted_by=booster)
     return await render_template("partials/post_card_page.html", post=post)
 
 

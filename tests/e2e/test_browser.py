@@ -40,7 +40,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         ).returncode
         == 0
     )
-    for name, display in (("alice", "Alice Anders"), ("bob", "Bob Berg")):
+    for name, display in (("alice", "Alice Anders"), ("bob", "Bob Berg"), ("carol", "Carol Cho")):
         made = run_cli(
             "--instance",
             str(inst),
@@ -104,6 +104,25 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     await alice.get_by_role("button", name="Post").click()
     await bob.locator("article.post", has_text=marker).wait_for(timeout=10_000)
     await bob.screenshot(path=str(ARTIFACTS / "feed.png"), full_page=True)
+
+    # Carol (whom Bob does not follow) posts publicly; Alice boosts it; Bob's open feed shows
+    # it without a reload, marked as Alice's boost.
+    carol_ctx = await browser.new_context()
+    carol = await carol_ctx.new_page()
+    await _sign_in(carol, server.base, "carol")
+    boosted = "Plant tour photos are up"
+    await carol.get_by_label("What are you working on?").fill(boosted)
+    await carol.get_by_label("Visibility").select_option("public")
+    await carol.get_by_role("button", name="Post").click()
+    await carol.locator("article.post", has_text=boosted).wait_for(timeout=10_000)
+    await alice.goto(f"{server.base}/people/carol")
+    card = alice.locator("article.post", has_text=boosted)
+    await card.get_by_role("button", name="Boost").click()
+    await alice.wait_for_load_state()
+    live = bob.locator("article.post", has_text=boosted)
+    await live.wait_for(timeout=10_000)
+    assert "Alice Anders boosted" in await live.inner_text()
+    await carol_ctx.close()
     await alice_ctx.close()
     await bob_ctx.close()
 

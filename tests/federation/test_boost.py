@@ -86,9 +86,14 @@ async def test_a_partners_boost_brings_the_post_into_followers_feeds(trio: Trio)
     )
     await trio.net.settle()
     assert await _announces(trio.alpha, post.uri) == 0  # alpha has not even got the post
-    # When bob boosts it
-    await posting.boost_post(trio.beta.ctx, bob, post.id, boost=True)
-    await trio.net.settle()
+    # When bob boosts it (alice has her feed open)
+    async with trio.alpha.ctx.live.subscribe(alice.id) as alices_feed:
+        await posting.boost_post(trio.beta.ctx, bob, post.id, boost=True)
+        await trio.net.settle()
+        event = alices_feed.get_nowait()
+    bob_on_alpha = await remote.find_person(trio.alpha.ctx, "bob@beta.example")
+    copy = await trio.alpha.value("SELECT id FROM posts WHERE uri = ?", post.uri)
+    assert (event.kind, event.data) == ("post", f"{copy}:{bob_on_alpha.id}")
     # Then alpha fetched the post from beta and alice's feed shows it, boosted by bob
     page = await trio.alpha.ctx.db.read(posts.select_home_feed, alice.id, before=None, limit=10)
     assert [(p.uri, p.boosted_by and p.boosted_by.uri) for p in page.items] == [(post.uri, bob.uri)]

@@ -4,6 +4,7 @@ boosts; taking the boost back, or deleting the post, takes it out."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from quart import Quart
@@ -104,3 +105,24 @@ async def test_a_profile_shows_the_persons_boosts(app: Quart, people: People) ->
     # carol's own profile shows her post, not bob's boost of it
     mine = await ctx.db.read(posts.select_profile_feed, carol.id, alice.id, before=None, limit=5)
     assert [(p.id, p.boosted_by) for p in mine.items] == [(first.id, None)]
+
+
+async def test_a_boost_reaches_open_feeds_live_with_its_booster(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    alice, bob, carol = people.alice, people.bob, people.carol
+    await following.follow(ctx, alice, bob.id)
+    post = await posting.publish_post(ctx, carol, posting.Draft("Plant tour", Visibility.PUBLIC))
+    async with ctx.live.subscribe(alice.id) as alices, ctx.live.subscribe(carol.id) as carols:
+        await posting.boost_post(ctx, bob, post.id, boost=True)
+        event = await asyncio.wait_for(alices.get(), 2)
+        assert (event.kind, event.data) == ("post", f"{post.id}:{bob.id}")
+        assert carols.empty()  # carol does not follow bob
+
+    # The card for that event says who boosted it; a made-up booster is ignored.
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    boosted = await (await client.get(f"/posts/{post.id}/card?via={bob.id}")).get_data(as_text=True)
+    assert "Bob Builder</a> boosted" in boosted
+    for via in (str(carol.id), "x", "9" * 30):
+        plain = await (await client.get(f"/posts/{post.id}/card?via={via}")).get_data(as_text=True)
+        assert "boosted</p>" not in plain and f'id="post-{post.id}"' in plain
