@@ -273,11 +273,14 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
 
 
 async def _store_note(
-    ctx: Context, note: RemoteNote, actor: Actor, *, public_only: bool = False
+    ctx: Context, note: RemoteNote, actor: Actor, *, for_boost: bool = False
 ) -> None:
     """Store a remote note by *actor* (its verified author), notify and tell live feeds; a
-    note already stored, or deleted before (tombstone), changes nothing. *public_only*: store
-    it only if it is Public (a boosted post fetched from its server)."""
+    note already stored, or deleted before (tombstone), changes nothing.
+
+    *for_boost*: a boosted post fetched from its server. It is kept only if Public, placed in
+    feeds at its own ``published`` time (it may be years old), and it is not news: no
+    notifications, no live push, no wall handling (the boost itself is what is new)."""
     if vocab.strip_fragment(note.id).split("/")[2] != actor.uri.split("/")[2]:
         raise Ignored("object id not on the actor's origin")
     endpoints = await ctx.db.read(fed.select_endpoints, actor.id)
@@ -285,7 +288,7 @@ async def _store_note(
     if followers_url is None:
         followers_url = await _guess_followers_collection(ctx, note, actor)
     visibility = _visibility(note, actor, followers_url)
-    if public_only and visibility is not Visibility.PUBLIC:
+    if for_boost and visibility is not Visibility.PUBLIC:
         raise Ignored("a boost of a post that is not public")
     addressed = set(note.to) | set(note.cc) | set(note.mentions)
     local_people: list[Actor] = []
@@ -296,7 +299,7 @@ async def _store_note(
             if person is not None:
                 local_people.append(person)
     wall_owner: Actor | None = None
-    if note.wall_target:
+    if note.wall_target and not for_boost:
         prefix, _, tail = note.wall_target.rpartition("/")
         if tail == "wall":
             candidate = await ctx.db.read(users.select_actor_by_uri, prefix)
@@ -315,7 +318,10 @@ async def _store_note(
         recipients = {p.id for p in local_people}
         if wall_owner is not None and wall_followers:
             recipients.update(follows.select_local_follower_ids(conn, wall_owner.id))
-        post_id = posts.next_post_id(conn, now)
+        if for_boost:
+            post_id = posts.post_id_at(conn, min(note.published_ms or now, now), now)
+        else:
+            post_id = posts.next_post_id(conn, now)
         posts.insert_post(
             conn,
             posts.NewPost(
@@ -332,11 +338,13 @@ async def _store_note(
                 thread_root_id=parent.thread_root_id if parent else post_id,
                 recipient_ids=sorted(recipients),
                 tags=note.hashtags,
-                created_at=now,
+                created_at=post_id >> 12 if for_boost else now,
             ),
         )
         if note.updated_ms:
             posts.set_remote_updated(conn, post_id, note.updated_ms)
+        if for_boost:
+            return post_id, set()
         replied_to = parent.author_id if parent is not None and parent.is_local_author else None
         notifications.notify_new_post(
             conn,
@@ -363,7 +371,7 @@ async def _store_note(
         return post_id, recipients
 
     created = await ctx.db.write(tx)
-    if created is None:
+    if created is None or for_boost:
         return
     post_id, audience = created
     if wall_owner is not None:
@@ -471,12 +479,14 @@ async def on_like(ctx: Context, activity: Activity, actor: Actor) -> None:
 async def on_announce(ctx: Context, activity: Activity, actor: Actor) -> None:
     if activity.object_id is None:
         raise Ignored("Announce of an embedded activity is not supported yet")
-    if await ctx.db.read(posts.select_post_core_by_uri, activity.object_id) is None:
-        await _fetch_boosted(ctx, activity.object_id)
+    object_id = activity.object_id
+    if await ctx.db.read(posts.select_post_core_by_uri, object_id) is None:
+        # Stored under the id its server gives it (without the fragment a boost may carry).
+        object_id = await _fetch_boosted(ctx, object_id)
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> int | None:
-        core = posts.select_post_core_by_uri(conn, activity.object_id or "")
+        core = posts.select_post_core_by_uri(conn, object_id)
         if core is None or core.visibility != "public":
             return None  # only public posts may be boosted
         return core.id if posts.insert_announce(conn, actor.id, core.id, activity.id, now) else None
@@ -486,10 +496,10 @@ async def on_announce(ctx: Context, activity: Activity, actor: Actor) -> None:
         await publish_boost(ctx, actor.id, boosted)
 
 
-async def _fetch_boosted(ctx: Context, object_id: str) -> None:
+async def _fetch_boosted(ctx: Context, object_id: str) -> str:
     """A boosted post we do not have: fetch it from its own server (signed GET, allowed hosts
     only, the answer's id must be the URL) and store it if it is a public note by its
-    author on that author's origin, as if its Create had reached us."""
+    author on that author's origin. Returns the id it is stored under."""
     if _local_username(ctx, object_id) is not None or object_id.startswith(ctx.urls.base + "/"):
         raise Ignored("a boost of one of our posts that we do not have")
     try:
@@ -506,7 +516,8 @@ async def _fetch_boosted(ctx: Context, object_id: str) -> None:
     author = await remote.ensure_actor(ctx, note.attributed_to)
     if author.is_local or author.deleted_at is not None:
         raise Ignored("a boost of a post whose author is ours or deleted")
-    await _store_note(ctx, note, author, public_only=True)
+    await _store_note(ctx, note, author, for_boost=True)
+    return note.id
 
 
 async def on_add(ctx: Context, activity: Activity, actor: Actor) -> None:

@@ -102,6 +102,27 @@ def next_post_id(conn: sqlite3.Connection, now_ms: int) -> int:
     return max(now_ms << 12, int(newest) + 1)
 
 
+def post_id_at(conn: sqlite3.Connection, at_ms: int, now_ms: int) -> int:
+    """An unused id that places a post at *at_ms* in feeds (a post older than the newest one,
+    e.g. fetched because someone boosted it): the next free id of that millisecond, or a new
+    id when the millisecond is full or not in the past."""
+    base = at_ms << 12
+    if at_ms >= now_ms:
+        return next_post_id(conn, now_ms)
+    taken = {
+        int(row[0])
+        for row in conn.execute(
+            "SELECT id FROM posts WHERE id >= :lo AND id < :hi"
+            " UNION ALL SELECT feed_id FROM announces WHERE feed_id >= :lo AND feed_id < :hi",
+            {"lo": base, "hi": base + 4096},
+        )
+    }
+    for candidate in range(base, base + 4096):
+        if candidate not in taken:
+            return candidate
+    return next_post_id(conn, now_ms)
+
+
 @dataclass(frozen=True, slots=True)
 class NewPost:
     id: int
@@ -245,6 +266,26 @@ def _page(rows: list[sqlite3.Row], limit: int) -> Page[Post]:
     return Page(tuple(posts), next_cursor)
 
 
+# Posts that are in :viewer's home feed by themselves (not through a boost). NULL, not false,
+# for a post on nobody's wall.
+_IN_OWN_FEED = (
+    "(+p.author_id = :viewer OR p.wall_owner_id = :viewer"
+    " OR +p.author_id IN (SELECT followee_id FROM follows"
+    "     WHERE follower_id = :viewer AND state = 'accepted')"
+    " OR EXISTS (SELECT 1 FROM post_recipients r2"
+    "     WHERE r2.post_id = p.id AND r2.actor_id = :viewer))"
+)
+
+
+def is_in_own_feed(conn: sqlite3.Connection, post_id: int, viewer_id: int) -> bool:
+    """Is the post in the viewer's home feed by itself (so never shown there as a boost)?"""
+    row = conn.execute(
+        f"SELECT coalesce({_IN_OWN_FEED}, 0) FROM posts p WHERE p.id = :id",
+        {"id": post_id, "viewer": viewer_id},
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def select_home_feed(
     conn: sqlite3.Connection, viewer_id: int, *, before: int | None, limit: int
 ) -> Page[Post]:
@@ -253,13 +294,7 @@ def select_home_feed(
     Scans posts newest first and filters (the ``+`` keeps SQLite on the primary key): a viewer
     following a tenth of the company finds a page in a few hundred rows at any depth.
     """
-    own_posts = (
-        "(+p.author_id = :viewer OR p.wall_owner_id = :viewer"
-        " OR +p.author_id IN (SELECT followee_id FROM follows"
-        "     WHERE follower_id = :viewer AND state = 'accepted')"
-        " OR EXISTS (SELECT 1 FROM post_recipients r2"
-        "     WHERE r2.post_id = p.id AND r2.actor_id = :viewer))"
-    )
+    own_posts = _IN_OWN_FEED
     boosters = (
         "(SELECT followee_id FROM follows WHERE follower_id = :viewer AND state = 'accepted'"
         " UNION ALL SELECT :viewer)"
@@ -530,7 +565,8 @@ def select_booster(conn: sqlite3.Connection, post_id: int, actor_id: int) -> Act
     """The person *actor_id* if they boosted post *post_id*, else None."""
     row = conn.execute(
         f"SELECT {actor_columns('bo', 'bo_')} FROM announces a"
-        " JOIN actors bo ON bo.id = a.actor_id WHERE a.post_id = ? AND a.actor_id = ?",
+        " JOIN actors bo ON bo.id = a.actor_id WHERE a.post_id = ? AND a.actor_id = ?"
+        " AND bo.deleted_at IS NULL",
         (post_id, actor_id),
     ).fetchone()
     return actor_from_row(row, "bo_") if row else None

@@ -88,7 +88,8 @@ async def profile(handle: str) -> ResponseReturnValue:
     )
     state = await ctx().db.read(follows.select_follow_state, me.id, person.id)
     counts = await ctx().db.read(follows.count_follows, person.id)
-    # A partner's wall takes posts while their server is allowed; Internal never leaves here.
+    # A partner's wall takes posts while their server is allowed; Internal never leaves here,
+    # so the composer starts at Followers there (the owner is always addressed too).
     wall_open = person.id != me.id and person.deleted_at is None
     if not person.is_local:
         wall_open = wall_open and await ctx().federator.allowlist.is_allowed(person.host)
@@ -101,7 +102,7 @@ async def profile(handle: str) -> ResponseReturnValue:
         following_count=counts[1],
         wall_open=wall_open,
         visibilities=[v for v in Visibility if person.is_local or v is not Visibility.INTERNAL],
-        wall_visibility="internal" if person.is_local else "public",
+        wall_visibility="internal" if person.is_local else "followers",
     )
     session.pop("draft", None)
     return html

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from quart import Blueprint, flash, redirect, request, url_for
 from quart.typing import ResponseReturnValue
@@ -21,6 +22,8 @@ from server.web.support import (
     viewer_id,
     wants_fragment,
 )
+
+_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits only, within SQLite's integer range
 
 blueprint = Blueprint("posts", __name__)
 
@@ -48,7 +51,10 @@ async def card(post_id: str) -> ResponseReturnValue:
     ``?via=<actor id>``: as boosted by that person, if they did boost it."""
     post = await _visible_post(post_id)
     via = request.args.get("via", "")
-    if via.isdigit() and len(via) <= 20:
+    if _ID.fullmatch(via):
+        if await ctx().db.read(posts.is_in_own_feed, post.id, require_viewer().id):
+            # The feed holds it at its own place already, never as a boost: nothing to insert.
+            return "", 204
         booster = await ctx().db.read(posts.select_booster, post.id, int(via))
         if booster is not None:
             post = dataclasses.replace(post, boosted_by=booster)

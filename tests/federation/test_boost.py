@@ -121,3 +121,41 @@ async def test_a_boost_of_a_post_on_a_host_not_allowed_fetches_nothing(trio: Tri
         "SELECT count(*) FROM inbox_activities WHERE last_error IS NOT NULL"
     )
     assert retried == 0  # ignored for good, not retried
+
+
+async def test_an_old_post_fetched_for_a_boost_keeps_its_place_in_time(trio: Trio) -> None:
+    alice = await trio.alpha.user("alice")
+    bob = await trio.beta.user("bob")
+    dave = await trio.beta.user("dave")
+    await follow_across(trio.net, trio.alpha, alice, "bob@beta.example")
+    published = trio.net.clock.now_ms()
+    post = await posting.publish_post(
+        trio.beta.ctx, dave, posting.Draft("Last year's results", Visibility.PUBLIC)
+    )
+    await trio.net.settle()
+    recent = await posting.publish_post(
+        trio.beta.ctx, bob, posting.Draft("This week", Visibility.PUBLIC)
+    )
+    trio.net.clock.advance(40 * 24 * 3600)  # forty days later, bob boosts dave's old post
+    await trio.net.settle()
+    forger = await Forger.of(trio.beta, bob)
+    # (the boost names the post with a fragment: it is stored under its own id)
+    boost = forger.activity("Announce", f"{post.uri}#from-a-boost", to=[AS_PUBLIC])
+    assert (await forger.post(trio.alpha, boost)).status == 202
+    await trio.net.settle()
+
+    assert await _announces(trio.alpha, post.uri) == 1
+    created = await trio.alpha.value("SELECT created_at FROM posts WHERE uri = ?", post.uri)
+    assert isinstance(created, int) and published - 1000 <= created <= published + 1000
+    # In alice's feed the boost is on top (it is new); dave's old post is not news
+    page = await trio.alpha.ctx.db.read(posts.select_home_feed, alice.id, before=None, limit=10)
+    assert [(p.uri, p.boosted_by is not None) for p in page.items] == [
+        (post.uri, True),
+        (recent.uri, False),
+    ]
+    # and nobody was notified of it
+    notified = await trio.alpha.value(
+        "SELECT count(*) FROM notifications n JOIN posts p ON p.id = n.post_id WHERE p.uri = ?",
+        post.uri,
+    )
+    assert notified == 0

@@ -27,13 +27,13 @@ async def test_a_colleague_writes_on_a_partners_wall(trio: Trio) -> None:
     client = alpha.app.test_client()
     await login(client, "alice", PASSWORD)
 
-    # bob's profile on alpha offers his wall, without Internal, Public chosen
+    # bob's profile on alpha offers his wall, without Internal, Followers chosen
     page = await (await client.get("/people/bob@beta.example")).get_data(as_text=True)
     assert 'name="wall_owner" value="bob@beta.example"' in page
     wall_form = page[page.index('id="wall"') :]
     options = _OPTION.findall(wall_form[: wall_form.index("</form>")])
     assert [value for value, _ in options] == ["followers", "public", "direct"]
-    assert [value for value, chosen in options if chosen] == ["public"]
+    assert [value for value, chosen in options if chosen] == ["followers"]
 
     # When alice writes there
     token = await csrf_of(client, "/people/bob@beta.example")

@@ -123,6 +123,23 @@ async def test_a_boost_reaches_open_feeds_live_with_its_booster(app: Quart, peop
     await login(client, "alice", PASSWORD)
     boosted = await (await client.get(f"/posts/{post.id}/card?via={bob.id}")).get_data(as_text=True)
     assert "Bob Builder</a> boosted" in boosted
-    for via in (str(carol.id), "x", "9" * 30):
+    for via in (str(carol.id), "x", "9" * 30, "99999999999999999999", "%C2%B2", "%D9%A3"):
         plain = await (await client.get(f"/posts/{post.id}/card?via={via}")).get_data(as_text=True)
         assert "boosted</p>" not in plain and f'id="post-{post.id}"' in plain
+
+
+async def test_a_live_boost_of_a_post_already_in_my_feed_inserts_nothing(
+    app: Quart, people: People
+) -> None:
+    ctx = context_of(app)
+    alice, bob, carol = people.alice, people.bob, people.carol
+    await following.follow(ctx, alice, bob.id)
+    await following.follow(ctx, alice, carol.id)
+    post = await posting.publish_post(ctx, carol, posting.Draft("Old news", Visibility.PUBLIC))
+    await posting.boost_post(ctx, bob, post.id, boost=True)
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    # alice follows carol: the post is in her feed at its own place, never as bob's boost
+    answer = await client.get(f"/posts/{post.id}/card?via={bob.id}")
+    assert answer.status_code == 204
+    assert await _feed(app, alice.id) == [(post.id, None)]
