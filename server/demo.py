@@ -2,8 +2,9 @@
 
 "ACME" on http://127.0.0.1:8001 and "Partner" on http://127.0.0.1:8002 live in
 ``demo/acme`` and ``demo/partner`` (git-ignored; usable with ``steelyard --instance demo/acme``).
-They allow each other. The first run creates users, follows across the two instances and a
-few posts; later runs reuse the folders. Ctrl-C stops both servers (by the PIDs we started).
+They allow each other. The first run creates users, follows across the two instances, a
+few posts, a wall post across and a boost; later runs reuse the folders. Ctrl-C stops both
+servers (by the PIDs we started).
 """
 
 from __future__ import annotations
@@ -116,6 +117,25 @@ async def seed() -> None:
                 "Thanks ACME! Our logistics team confirms the delivery dates.", Visibility.FOLLOWERS
             ),
         )
+        # A wall post onto a partner's wall, and a boost that brings a post alice would not
+        # otherwise see into her feed (she follows bob, not dave).
+        await posting.publish_post(
+            partner,
+            bob_local,
+            posting.Draft(
+                "Congratulations on the new plant, Alice!",
+                Visibility.FOLLOWERS,
+                wall_owner=f"alice@127.0.0.1:{SITES['acme'][1]}",
+            ),
+        )
+        dave_local = await partner.db.read(users.select_local_actor, "dave")
+        assert dave_local
+        news = await posting.publish_post(
+            partner,
+            dave_local,
+            posting.Draft("Warehouse B takes ACME deliveries from Monday.", Visibility.PUBLIC),
+        )
+        await posting.boost_post(partner, bob_local, news.id, boost=True)
 
 
 def start(site: str) -> subprocess.Popen[bytes]:
