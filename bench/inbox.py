@@ -23,23 +23,20 @@ instance, so plain-http federation with loopback peers is allowed):
   flame graph ``bench/results/inbox.svg``; wall-clock samples of every thread, idle included,
   summarised per step and per thread); then the backlog drains (up to ``--drain`` seconds),
   with py-spy on the dispatcher alone;
-- comparison runs (``--what-if-seconds`` each, same instance and port): today's code under
-  ``steelyard serve --workers 2``, then the real app with the proposed changes patched in by
-  this file (group commit in ``Database.write``, no no-op ``host_spoke`` write, allowlist and
-  known keys cached in memory; server code untouched) under Hypercorn, under uvicorn with
-  httptools and uvloop if they are importable, and with the dispatcher in its own process;
+- a comparison run (``--compare-seconds``, same instance and port) under
+  ``steelyard serve --workers 2`` when the measured server ran as one process;
 - micro-benchmarks of each step in isolation (the server stopped): signing, signature
   parsing, RSA verification, JSON parsing, ActivityStreams parsing, HTML sanitizing, one
   ``store_inbound`` SQLite transaction with ``synchronous`` FULL and NORMAL and grouped, the
-  whole ``InboxReceiver.receive`` and the dispatcher in-process (as is and with each proposed
-  change), and an empty Quart route under Hypercorn (and uvicorn) driven by the same
+  whole ``InboxReceiver.receive`` and the dispatcher in-process (FULL and NORMAL), and an
+  empty Quart route under Hypercorn (and uvicorn) driven by the same
   load generator.
 
 Run (from the repository root)::
 
     .venv/bin/python bench/inbox.py                 # full size, about 8 minutes
     .venv/bin/python bench/inbox.py --seconds 5 --profile-seconds 0 --drain 5 --no-micro
-        --what-if-seconds 0                         # (one line) a smoke run
+        --compare-seconds 0                         # (one line) a smoke run
 
 Figures are printed as tables and written to ``bench/results/inbox.json``.
 Targets (2-core machine, 50 senders): >= 1,500 accepted/s, >= 1,000 applied/s, p99 < 100 ms.
@@ -768,160 +765,6 @@ async def micro_database(instance: Path, actors: list[RemoteActor],
     return results
 
 
-# --- what-if: the proposed changes, prototyped here (server code untouched) --------------------
-
-
-def _group_tx(conn: sqlite3.Connection,
-              calls: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]
-              ) -> list[tuple[bool, Any]]:
-    """Every queued write function in ONE transaction, each in its own SAVEPOINT."""
-    conn.execute("BEGIN IMMEDIATE")
-    outcomes: list[tuple[bool, Any]] = []
-    try:
-        for fn, args, kwargs in calls:
-            conn.execute("SAVEPOINT one_write")
-            try:
-                value = fn(conn, *args, **kwargs)
-            except Exception as exc:
-                # Only this function's changes are undone, as its own transaction would be.
-                conn.execute("ROLLBACK TO one_write")
-                conn.execute("RELEASE one_write")
-                outcomes.append((False, exc))
-                continue
-            conn.execute("RELEASE one_write")
-            outcomes.append((True, value))
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return outcomes
-
-
-class GroupCommit:
-    """Prototype of the proposed ``Database.write``: group commit.
-
-    Callers queue ``fn(conn, ...)`` as today; one task runs everything queued so far in one
-    ``BEGIN IMMEDIATE`` ... ``COMMIT`` (one fsync with synchronous=FULL) and resolves every
-    caller only after that COMMIT, so "202 only after a durable commit" still holds. While a
-    batch commits, the next one queues. Uses ``Database`` internals (this is a prototype).
-    """
-
-    def __init__(self, db: Any, max_batch: int = 256) -> None:
-        from server.storage.db import _run
-
-        self._run = _run
-        self.db = db
-        self.max_batch = max_batch
-        self.queue: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any],
-                               asyncio.Future[Any]]] = []
-        self.task: asyncio.Task[None] | None = None
-        self.batches = 0
-        self.writes = 0
-
-    async def write(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.queue.append((fn, args, kwargs, future))
-        if self.task is None or self.task.done():
-            self.task = asyncio.ensure_future(self._drain())
-        return await future
-
-    async def _drain(self) -> None:
-        while self.queue:
-            batch, self.queue = self.queue[:self.max_batch], self.queue[self.max_batch:]
-            calls = [(fn, args, kwargs) for fn, args, kwargs, _ in batch]
-            try:
-                async with self.db._write_lock:
-                    outcomes = await self._run(self.db._writer, _group_tx, calls)
-            except BaseException as exc:
-                for *_, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            self.batches += 1
-            self.writes += len(batch)
-            for (*_, future), (ok, value) in zip(batch, outcomes, strict=True):
-                if future.done():
-                    continue
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-
-
-# name -> (group commit, no no-op host_spoke write, cached allowlist and keys), cumulative.
-WHAT_IFS = {
-    "as is": (False, False, False),
-    "group commit": (True, False, False),
-    "group commit, no host_spoke write": (True, True, False),
-    "group commit, no host_spoke write, cached lookups": (True, True, True),
-}
-ALL_PROPOSALS = "group commit, no host_spoke write, cached lookups"
-
-
-def apply_what_if(ctx: Any, variant: str) -> GroupCommit | None:
-    """Patch one running context (this process only) with the proposed changes."""
-    group, skip_host_spoke, cache = WHAT_IFS[variant]
-    committer = None
-    if group:
-        committer = GroupCommit(ctx.db)
-        ctx.db.write = committer.write  # instance attribute: every caller goes through it
-    if skip_host_spoke:
-        # Proposed: write only when the host has failures recorded (an in-memory set kept by
-        # the delivery worker, or a read first). No host here ever failed, so: no write.
-        async def host_spoke(host: str, now_ms: int) -> None:
-            return None
-
-        ctx.federator.inbox_store.host_spoke = host_spoke
-    if cache:
-        _cache_lookups(ctx)
-    return committer
-
-
-def _cache_lookups(ctx: Any) -> None:
-    """Proposed: the allowlist and known keys in memory instead of one read each per request.
-
-    Allowlist answers live 1 s here (the proposal: keep them until ``PRAGMA data_version``
-    changes, so a removal by the CLI still takes effect at once); a known key is cached until
-    ``remember_key`` replaces it (a refresh after a failed verification bypasses the cache
-    already: ``resolve(refresh=True)`` never calls ``known_key``).
-    """
-    allowlist = ctx.federator.allowlist
-    allowed_read = allowlist.is_allowed
-    answers: dict[str, tuple[bool, float]] = {}
-
-    async def is_allowed(host: str) -> bool:
-        now = time.monotonic()
-        hit = answers.get(host)
-        if hit is not None and now - hit[1] < 1.0:
-            return hit[0]
-        value = bool(await allowed_read(host))
-        answers[host] = (value, now)
-        return value
-
-    allowlist.is_allowed = is_allowed
-    store = ctx.federator.keys._store
-    known_read, remember_write = store.known_key, store.remember_key
-    known: dict[str, Any] = {}
-
-    async def known_key(key_id: str) -> Any:
-        hit = known.get(key_id)
-        if hit is not None:
-            return hit
-        value = await known_read(key_id)
-        if value is not None:
-            known[key_id] = value
-        return value
-
-    async def remember_key(key: Any) -> None:
-        known.pop(key.key_id, None)
-        await remember_write(key)
-
-    store.known_key = known_key
-    store.remember_key = remember_key
-
-
 def uvicorn_available() -> bool:
     """uvicorn with httptools and uvloop importable (not a project dependency: optional)."""
     return all(importlib.util.find_spec(m) is not None for m in ("uvicorn", "uvloop",
@@ -951,33 +794,6 @@ def serve_asgi(app: Any, port: int, stack: str) -> None:
     asyncio.run(serve(app, hyper))
 
 
-def serve_what_if(instance: Path, port: int, variant: str, stack: str, workers: bool) -> None:
-    """``--serve-what-if``: the real app with a what-if patch, under *stack*; without its
-    inbound and delivery workers when another process runs them (``--run-worker``)."""
-    from server.app import create_app
-
-    app = create_app(instance, overrides={"run_workers": workers})
-    apply_what_if(app.config["STEELYARD_CONTEXT"], variant)
-    print(f"what-if {variant!r} under {stack} serving on 127.0.0.1:{port}", flush=True)
-    serve_asgi(app, port, stack)
-
-
-def run_worker(instance: Path, variant: str) -> None:
-    """``--run-worker``: the dispatcher and delivery worker alone, in their own process (and
-    event loop, and core), with the what-if patches; stopped by SIGTERM."""
-    from server.app import create_app
-
-    app = create_app(instance)
-    apply_what_if(app.config["STEELYARD_CONTEXT"], variant)
-
-    async def work() -> None:
-        async with app.test_app():
-            print("worker ready", flush=True)
-            await asyncio.Event().wait()
-
-    asyncio.run(work())
-
-
 async def micro_pipeline(instance: Path, actors: list[RemoteActor], host: str,
                          senders: int) -> dict[str, Any]:
     """``InboxReceiver.receive`` and the dispatcher, in-process (no HTTP), per variant."""
@@ -986,15 +802,13 @@ async def micro_pipeline(instance: Path, actors: list[RemoteActor], host: str,
     keys = KeyCache()
     target = f"http://{host}/inbox"
     out: dict[str, Any] = {}
-    variants = [("as is, FULL", "FULL", "as is"), ("as is, NORMAL", "NORMAL", "as is")] + [
-        (f"{name}, FULL", "FULL", name) for name in WHAT_IFS if name != "as is"]
+    variants = [("FULL", "FULL"), ("NORMAL", "NORMAL")]
     seq, conc = 300, 3000
-    for label, sync, what_if in variants:
+    for label, sync in variants:
         run = f"pipe{secrets.token_hex(4)}"
         app = create_app(instance, overrides={"run_workers": False, "synchronous": sync})
         async with app.test_app():
             ctx = app.config["STEELYARD_CONTEXT"]
-            committer = apply_what_if(ctx, what_if)
             receiver, dispatcher = ctx.federator.receiver, ctx.federator.dispatcher
             signed = [sign_one(*activity_body(actors, run, n), target, keys)
                       for n in range(len(actors) + seq + conc)]
@@ -1055,8 +869,6 @@ async def micro_pipeline(instance: Path, actors: list[RemoteActor], host: str,
                 "apply_ms_each_alone": round(apply_ms, 3),
                 "apply_cpu_ms_each_alone": round(apply_cpu_ms, 3),
                 "apply_per_s_alone": round(1000 / apply_ms, 1) if apply_ms else 0.0,
-                "writes_per_commit": round(committer.writes / committer.batches, 1)
-                if committer and committer.batches else 1.0,
             }
     return out
 
@@ -1202,57 +1014,29 @@ async def bench(args: argparse.Namespace, instance: Path, port: int, host_ports:
         db.close()
         db = None
 
-        if args.what_if_seconds > 0:
-            # The same instance and port, served with all the proposed changes patched in;
-            # last, with the dispatcher in a process of its own.
-            stacks = ["hypercorn"] + (["uvicorn"] if uvicorn_available() else [])
-            runs: list[tuple[str, bool | None]] = [("hypercorn", None)] if args.workers == 1 \
-                else []
-            runs += [(stack, False) for stack in stacks] + [(stacks[-1], True)]
-            result["what_if_http"] = []
-            for stack, split in runs:
-                pids = []
-                if split is None:
-                    # Not a what-if: today's code with its multi-process option.
-                    label = "as is, steelyard serve --workers 2"
-                    server = Server(instance, port, RESULTS / "inbox-server-workers2.log")
-                    started.append(server)
-                    await asyncio.to_thread(server.start, 30.0, 2)
-                else:
-                    label = f"what-if: all proposals, {stack}" + (
-                        ", dispatcher in its own process" if split else "")
-                    server = Server(instance, port, RESULTS / f"inbox-what-if-{stack}"
-                                    f"{'-split' if split else ''}.log")
-                    started.append(server)
-                    if split:
-                        worker = Server(instance, 0, RESULTS / "inbox-what-if-worker.log")
-                        started.append(worker)
-                        await asyncio.to_thread(worker.spawn_until_log, [
-                            str(PYTHON), str(THIS_FILE), "--run-worker", str(instance),
-                            ALL_PROPOSALS], "worker ready")
-                        pids.append(worker.pid)
-                    await asyncio.to_thread(server.spawn, [
-                        str(PYTHON), str(THIS_FILE), "--serve-what-if", str(port),
-                        str(instance), ALL_PROPOSALS, stack,
-                        "no-workers" if split else "workers"], "/login")
-                pids.insert(0, server.pid)
-                db = open_ro(load_config(instance).db_path)
-                sessions = await open_senders(args.senders)
-                await asyncio.gather(*(post_one(s, url, *pool.take()) for s in sessions))
-                await asyncio.to_thread(wait_for_quiet, args.quiet_wait, pids)
-                what_if = await run_phase(label, sessions, url, pool, args.what_if_seconds, db,
-                                          pids)
-                result["what_if_http"].append(what_if.summary())
-                for session in sessions:
-                    await session.close()
-                sessions = []
-                for proc in reversed(started):
-                    await asyncio.to_thread(proc.stop)
-                db.close()
-                db = None
-                print(f"  {label}: {result['what_if_http'][-1]['accepted_per_s']} accepted/s, "
-                      f"{result['what_if_http'][-1]['applied_per_s']} applied/s",
-                      file=sys.stderr, flush=True)
+        if args.compare_seconds > 0 and args.workers == 1:
+            # The same instance and port under today's multi-process option.
+            label = "as is, steelyard serve --workers 2"
+            server = Server(instance, port, RESULTS / "inbox-server-workers2.log")
+            started.append(server)
+            await asyncio.to_thread(server.start, 30.0, 2)
+            db = open_ro(load_config(instance).db_path)
+            sessions = await open_senders(args.senders)
+            await asyncio.gather(*(post_one(s, url, *pool.take()) for s in sessions))
+            await asyncio.to_thread(wait_for_quiet, args.quiet_wait, [server.pid])
+            compared = await run_phase(label, sessions, url, pool, args.compare_seconds, db,
+                                       [server.pid])
+            result["compared_http"] = [compared.summary()]
+            for session in sessions:
+                await session.close()
+            sessions = []
+            for proc in reversed(started):
+                await asyncio.to_thread(proc.stop)
+            db.close()
+            db = None
+            print(f"  {label}: {compared.summary()['accepted_per_s']} accepted/s, "
+                  f"{compared.summary()['applied_per_s']} applied/s",
+                  file=sys.stderr, flush=True)
 
         if micro_dirs is not None:
             print("  micro-benchmarks ...", file=sys.stderr, flush=True)
@@ -1322,7 +1106,7 @@ def report(result: dict[str, Any]) -> None:
           f"processes: build {ps['build_ms_each']} ms + sign {ps['sign_ms_each']} ms each")
     print()
     phases = [m] + ([result["profiled"]] if "profiled" in result else []) + result.get(
-        "what_if_http", [])
+        "compared_http", [])
     table(
         ["phase", "202/s", "applied/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "non-202",
          "backlog", "srv CPU", "CPU ms/202", "gen CPU", "gen ms/req", "others CPU"],
@@ -1379,17 +1163,14 @@ def report(result: dict[str, Any]) -> None:
         print()
         print("  whole pipeline in-process (InboxReceiver.receive, no HTTP), dispatcher alongside;"
               " then the")
-        print("  dispatcher alone on the rest of the backlog. Group commit, no host_spoke write and"
-              " cached")
-        print("  lookups are the proposed changes, patched into this process only:")
+        print("  dispatcher alone on the rest of the backlog, with synchronous FULL and NORMAL:")
         pipe = micro.get("pipeline_in_process", {})
         table(["variant", "receive ms (1 at a time)", f"receive/s ({m['senders']} conc.)",
                "applied/s meanwhile", "CPU ms/receive", "apply ms (alone)", "apply CPU ms",
-               "apply/s (alone)", "writes/commit"],
+               "apply/s (alone)"],
               [[label, v["receive_ms_sequential"], v["receive_per_s_concurrent"],
                 v["applied_per_s_during"], v["receive_cpu_ms_each_concurrent"],
-                v["apply_ms_each_alone"], v["apply_cpu_ms_each_alone"], v["apply_per_s_alone"],
-                v["writes_per_commit"]]
+                v["apply_ms_each_alone"], v["apply_cpu_ms_each_alone"], v["apply_per_s_alone"]]
                for label, v in pipe.items()], indent="    ")
         print()
         print(f"  empty Quart route (reads the body, answers 202), same generator, "
@@ -1438,24 +1219,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="create the instance in DIR (must not exist) and keep it")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary instances (their path is printed)")
-    parser.add_argument("--what-if-seconds", type=float, default=10.0,
-                        help="seconds of load against the server with all the proposed "
-                             "changes patched in (group commit, no no-op host_spoke write, "
-                             "cached allowlist and keys), under Hypercorn, under uvicorn if "
-                             "installed, then with the dispatcher in its own process; 0 for "
-                             "none (default 10 each)")
+    parser.add_argument("--compare-seconds", "--what-if-seconds", type=float, default=10.0,
+                        dest="compare_seconds",
+                        help="with --workers 1: seconds of the same load against "
+                             "'steelyard serve --workers 2' afterwards; 0 for none "
+                             "(default 10)")
     parser.add_argument("--serve-empty", nargs=2, metavar=("PORT", "STACK"),
                         help=argparse.SUPPRESS)
-    parser.add_argument("--serve-what-if", nargs=5,
-                        metavar=("PORT", "DIR", "VARIANT", "STACK", "WORKERS"),
-                        help=argparse.SUPPRESS)
-    parser.add_argument("--run-worker", nargs=2, metavar=("DIR", "VARIANT"),
-                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.serve_empty is None and args.serve_what_if is None and args.run_worker is None and (
+    if args.serve_empty is None and (
         args.seconds <= 0 or not 1 <= args.senders <= 1000 or not 1 <= args.hosts <= 50
         or not 1 <= args.actors <= 1000 or args.seconds > 3600 or args.drain < 0
-        or args.profile_seconds < 0 or args.what_if_seconds < 0
+        or args.profile_seconds < 0 or args.compare_seconds < 0
         or not 1 <= args.workers <= 16
     ):
         parser.error("need 0 < --seconds <= 3600, 1 <= --senders <= 1000, "
@@ -1467,13 +1242,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_empty is not None:
         serve_empty(int(args.serve_empty[0]), args.serve_empty[1])
-        return 0
-    if args.serve_what_if is not None:
-        port, where, variant, stack, workers = args.serve_what_if
-        serve_what_if(Path(where), int(port), variant, stack, workers == "workers")
-        return 0
-    if args.run_worker is not None:
-        run_worker(Path(args.run_worker[0]), args.run_worker[1])
         return 0
     RESULTS.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="steelyard-bench-inbox-", dir="/tmp"))
@@ -1494,7 +1262,7 @@ def main(argv: list[str] | None = None) -> int:
         run = secrets.token_hex(4)
         planned = args.presign if args.presign is not None else int(
             PRESIGN_RATE * (args.seconds + args.profile_seconds + 3
-                            + args.what_if_seconds * (4 if uvicorn_available() else 3))
+                            + args.compare_seconds)
         ) + 4 * args.senders + 2 * len(actors)
         print(f"Pre-signing {planned:,} activities ...", file=sys.stderr, flush=True)
         presigned = presign(actors, f"http://127.0.0.1:{port}/inbox", run, planned)
