@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from federation import vocab
 from federation.types import AS_PUBLIC
 from server.domain import Visibility
 from server.errors import Forbidden
-from server.services import following, posting, remote
+from server.services import following, inbound, posting, remote
 from server.storage import posts
 from tests.federation.conftest import Trio
 from tests.federation.support import Forger, follow_across
@@ -159,3 +160,17 @@ async def test_an_old_post_fetched_for_a_boost_keeps_its_place_in_time(trio: Tri
         post.uri,
     )
     assert notified == 0
+
+
+async def test_a_boosted_post_that_is_not_public_is_not_kept(trio: Trio) -> None:
+    # A partner that serves a followers-only note to our instance actor (Mastodon may, when
+    # our users follow the author) must not get it into our feeds through a boost.
+    await trio.alpha.user("alice")
+    bob = await trio.beta.user("bob")
+    bob_on_alpha = await remote.find_person(trio.alpha.ctx, "bob@beta.example")
+    forger = await Forger.of(trio.beta, bob)
+    for audience in ([forger.followers], [trio.alpha.base + "/users/alice"]):
+        note = vocab.parse_note(forger.note("For my followers only", to=audience))
+        with pytest.raises(inbound.Ignored, match="not public"):
+            await inbound._store_note(trio.alpha.ctx, note, bob_on_alpha, for_boost=True)
+        assert await trio.alpha.value("SELECT count(*) FROM posts WHERE uri = ?", note.id) == 0
