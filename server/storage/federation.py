@@ -98,6 +98,49 @@ def select_active_hosts(conn: sqlite3.Connection) -> set[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class InboundTrouble:
+    """An inbound activity that was not applied: ``retrying`` or given up (``failed``)."""
+
+    activity_id: str
+    activity_type: str
+    origin_host: str
+    received_at: int
+    attempts: int
+    state: str
+    error: str | None
+
+
+def select_inbound_trouble(
+    conn: sqlite3.Connection, limit: int
+) -> tuple[int, int, list[InboundTrouble]]:
+    """(failed for good, retrying, the newest *limit* of them) of the inbound archive."""
+    trouble = "state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL)"
+    failed, retrying = conn.execute(
+        f"SELECT coalesce(sum(state = 'failed'), 0), coalesce(sum(state = 'pending'), 0)"
+        f" FROM inbox_activities INDEXED BY inbox_activities_trouble WHERE {trouble}"
+    ).fetchone()
+    rows = conn.execute(
+        "SELECT activity_id, activity_type, origin_host, received_at, attempts, state,"
+        f" last_error FROM inbox_activities INDEXED BY inbox_activities_trouble WHERE {trouble}"
+        " ORDER BY id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    listed = [
+        InboundTrouble(
+            activity_id=str(r[0]),
+            activity_type=str(r[1]),
+            origin_host=str(r[2]),
+            received_at=int(r[3]),
+            attempts=int(r[4]),
+            state="failed" if r[5] == "failed" else "retrying",
+            error=r[6],
+        )
+        for r in rows
+    ]
+    return int(failed), int(retrying), listed
+
+
+@dataclass(frozen=True, slots=True)
 class HostHealth:
     host: str
     queued: int

@@ -241,6 +241,9 @@ CREATE INDEX follows_followee ON follows (followee_id, state);
 CREATE INDEX inbox_activities_pending ON inbox_activities (next_attempt_at)
     WHERE state = 'pending';
 
+CREATE INDEX inbox_activities_trouble ON inbox_activities (id)
+    WHERE state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL);
+
 CREATE INDEX likes_actor ON likes (actor_id, post_id);
 
 CREATE INDEX notifications_recipient ON notifications (recipient_id, id);

@@ -1,4 +1,5 @@
-"""Administration: accounts (create, deactivate, reactivate) and the federation allowlist."""
+"""Administration: accounts (create, deactivate, reactivate), the federation allowlist with
+delivery health, and the inbound activities that could not be applied."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from quart.typing import ResponseReturnValue
 
 from server.errors import SteelyardError
 from server.services import accounts, allowlist
+from server.storage import federation as fed
 from server.storage import users
 from server.web.support import admin_required, ctx, render_template, require_viewer
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
+INBOUND_SHOWN = 20  # newest inbound activities not applied, listed on the federation page
 
 
 @blueprint.get("/users")
@@ -66,9 +69,13 @@ async def _federation_page(
     *, error: str | None = None, form: Any = None, status: int = 200
 ) -> ResponseReturnValue:
     listing = await allowlist.listing(ctx())
+    failed, retrying, trouble = await ctx().db.read(fed.select_inbound_trouble, INBOUND_SHOWN)
     body = await render_template(
         "admin_federation.html",
         listing=listing,
+        inbound_failed=failed,
+        inbound_retrying=retrying,
+        inbound_trouble=trouble,
         relations=allowlist.RELATIONS,
         note_limit=allowlist.NOTE_LIMIT,
         own_host=ctx().federator.host,

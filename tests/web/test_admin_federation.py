@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from quart import Quart
 
+from federation.dispatch import Dispatcher
+from federation.ports import InboundRecord, StoredInbound
 from server.app import create_app
 from server.services import allowlist
 from server.services.context import Context
@@ -316,3 +318,46 @@ async def test_allowing_again_restores_a_removed_host(app: Quart, people: People
     assert response.status_code == 303
     (row,) = await allowlist.listing(ctx)
     assert row.allowed and row.relation == "customer" and row.added_by == "alice"
+
+
+async def test_inbound_activities_that_failed_to_apply_are_listed(
+    app: Quart, people: People
+) -> None:
+    ctx = context_of(app)
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    body = await (await client.get(PAGE)).get_data(as_text=True)
+    assert "Every activity received from partners has been applied." in body
+
+    # Two archived activities whose handler fails: one gives up at once, one will retry.
+    now = ctx.clock.now_ms()
+    for n in (1, 2):
+        record = InboundRecord(
+            activity_id=f"https://partner.example/activities/{n}<script>",
+            activity_type="Create",
+            actor_uri="https://partner.example/users/bob",
+            origin_host="partner.example",
+            key_id="https://partner.example/users/bob#main-key",
+            target="/inbox",
+            headers=[],
+            body=b'{"id": "x"}',
+            received_at_ms=now,
+        )
+        await ctx.db.write(fed.insert_inbound, record)
+
+    async def broken(_: StoredInbound) -> None:
+        raise RuntimeError("table posts is <b>locked</b>")
+
+    await Dispatcher(
+        ctx.federator.inbox_store, broken, ctx.clock.now_ms, batch=1, max_attempts=1
+    ).run_once()
+    await Dispatcher(
+        ctx.federator.inbox_store, broken, ctx.clock.now_ms, batch=1, max_attempts=2
+    ).run_once()
+
+    body = await (await client.get(PAGE)).get_data(as_text=True)
+    assert "(1 given up, 1 retrying)" in body
+    assert body.count('data-inbound="failed"') == 1
+    assert body.count('data-inbound="retrying"') == 1
+    assert "RuntimeError: table posts is &lt;b&gt;locked&lt;/b&gt;" in body
+    assert "activities/1&lt;script&gt;" in body and "<script>" not in body.split("<main")[1]
