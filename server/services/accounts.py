@@ -239,6 +239,16 @@ async def delete_user(ctx: Context, username: str, *, by: int | None) -> Actor:
     return actor
 
 
+async def federated_person(ctx: Context, username: str) -> Actor | None:
+    """The local person *username* as the federation surface shows them (actor, inbox,
+    WebFinger): None when unknown, deleted or deactivated, exactly like a missing one."""
+    actor = await ctx.db.read(users.select_local_actor, username)
+    if actor is None or actor.deleted_at is not None:
+        return None
+    account = await ctx.db.read(users.select_account, actor.id)
+    return actor if account is not None and account.is_active else None
+
+
 def generate_password() -> str:
     """A one-time password for new accounts (shown once)."""
     return secrets.token_urlsafe(12)

@@ -23,10 +23,12 @@ from federation import vocab, wellknown
 from federation.inbox import InboxResult, VerifiedRequester
 from federation.types import AS_CONTEXT, AS_MEDIA_TYPES
 from server.domain import Actor
+from server.services import accounts
 from server.services.context import Context
 from server.services.federating import iso, note_document
 from server.storage import federation as fed
 from server.storage import follows, posts, users
+from server.web.inbox_asgi import raw_target
 from server.web.support import ctx, parse_id
 
 blueprint = Blueprint("activitypub", __name__)
@@ -55,10 +57,7 @@ def _refusal(status: int, reason: str) -> Response:
 
 
 def _raw_target() -> str:
-    raw = request.scope.get("raw_path", request.path.encode())
-    path = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
-    query = request.scope.get("query_string", b"")
-    return f"{path}?{query.decode('latin-1')}" if query else path
+    return raw_target(request.scope)
 
 
 def _headers() -> list[tuple[str, str]]:
@@ -76,11 +75,7 @@ async def _signed_requester() -> VerifiedRequester | Response:
 
 
 async def _local(username: str) -> Actor | None:
-    actor = await ctx().db.read(users.select_local_actor, username)
-    if actor is None or actor.deleted_at is not None:
-        return None
-    account = await ctx().db.read(users.select_account, actor.id)
-    return actor if account is not None and account.is_active else None
+    return await accounts.federated_person(ctx(), username)
 
 
 # --- discovery ------------------------------------------------------------------------------

@@ -24,17 +24,18 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
+from server.services import accounts
 from server.services.context import Context
-from server.storage import users
 
 __all__ = [
     "MAX_INBOX_BYTES",
     "ASGIApp",
     "InboxFastPath",
     "is_inbox_path",
+    "raw_target",
 ]
 
 _log = logging.getLogger("steelyard.inbox")
@@ -118,12 +119,12 @@ class InboxFastPath:
         except TimeoutError:
             # A sender trickling its body must not hold a request open for ever.
             return await self._send(send, 408, {"error": "body not received in time"})
-        if owner is not None and not await self._is_local_person(owner):
+        if owner is not None and await accounts.federated_person(self._context, owner) is None:
             return await self._send(send, 404, {"error": "not found"})
         federator = self._context.federator
         result = await federator.receiver.receive(
             method="POST",
-            raw_target=_raw_target(scope),
+            raw_target=raw_target(scope),
             headers=headers,
             body=bytes(body),
             path_owner=owner,
@@ -133,14 +134,6 @@ class InboxFastPath:
             return await self._send(send, 202, {"status": "accepted"})
         await self._send(send, result.status, {"error": result.reason})
 
-    async def _is_local_person(self, username: str) -> bool:
-        db = self._context.db
-        actor = await db.read(users.select_local_actor, username)
-        if actor is None or actor.deleted_at is not None:
-            return False
-        account = await db.read(users.select_account, actor.id)
-        return account is not None and account.is_active
-
     async def _send(self, send: Send, status: int, doc: dict[str, str]) -> None:
         body = json.dumps(doc, separators=(",", ":")).encode()
         headers = [*self._headers, (b"content-length", str(len(body)).encode())]
@@ -148,8 +141,10 @@ class InboxFastPath:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _raw_target(scope: Scope) -> str:
-    raw = scope.get("raw_path") or scope["path"].encode()
+def raw_target(scope: Mapping[str, object]) -> str:
+    """The request target as received (raw path, and ``?query`` when there is one): what a
+    signature's ``(request-target)`` covers."""
+    raw = scope.get("raw_path") or str(scope["path"]).encode()
     path = raw.decode("latin-1") if isinstance(raw, bytes) else str(raw)
-    query: bytes = scope.get("query_string", b"")
-    return f"{path}?{query.decode('latin-1')}" if query else path
+    query = scope.get("query_string", b"")
+    return f"{path}?{query.decode('latin-1')}" if isinstance(query, bytes) and query else path
