@@ -500,7 +500,7 @@ async def _fetch_boosted(ctx: Context, object_id: str) -> str:
     """A boosted post we do not have: fetch it from its own server (signed GET, allowed hosts
     only, the answer's id must be the URL) and store it if it is a public note by its
     author on that author's origin. Returns the id it is stored under."""
-    if _local_username(ctx, object_id) is not None or object_id.startswith(ctx.urls.base + "/"):
+    if object_id.startswith(ctx.urls.base + "/"):
         raise Ignored("a boost of one of our posts that we do not have")
     try:
         obj = await ctx.federator.fetcher.fetch_object(object_id)

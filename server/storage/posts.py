@@ -294,23 +294,22 @@ def select_home_feed(
     Scans posts newest first and filters (the ``+`` keeps SQLite on the primary key): a viewer
     following a tenth of the company finds a page in a few hundred rows at any depth.
     """
-    own_posts = _IN_OWN_FEED
     boosters = (
         "(SELECT followee_id FROM follows WHERE follower_id = :viewer AND state = 'accepted'"
         " UNION ALL SELECT :viewer)"
     )
     posts_part = (
         f"{_select(viewer_id)} WHERE p.id < :before"
-        f" AND p.deleted_at IS NULL AND {own_posts} AND {_visible(viewer_id)}"
+        f" AND p.deleted_at IS NULL AND {_IN_OWN_FEED} AND {_visible(viewer_id)}"
         " ORDER BY p.id DESC LIMIT :limit"
     )
     # Boosts by the viewer and the people they follow, of posts the feed does not already
-    # hold, each post once (at its latest such boost). (own_posts is NULL, not false, for a
-    # post on nobody's wall: hence the coalesce.)
+    # hold, each post once (at its latest such boost).
     boosts_part = (
         f"{_select(viewer_id, extra=_AS_BOOST_ENTRY, joins=_BOOST_JOINS)}"
         f" WHERE a.actor_id IN {boosters} AND a.feed_id < :before"
-        f" AND p.deleted_at IS NULL AND NOT coalesce({own_posts}, 0) AND {_visible(viewer_id)}"
+        f" AND p.deleted_at IS NULL AND NOT coalesce({_IN_OWN_FEED}, 0)"
+        f" AND {_visible(viewer_id)}"
         " AND a.feed_id = (SELECT max(a2.feed_id) FROM announces a2"
         f"     WHERE a2.post_id = p.id AND a2.actor_id IN {boosters})"
         " ORDER BY a.feed_id DESC LIMIT :limit"
