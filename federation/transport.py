@@ -20,7 +20,9 @@ Invariants (SECURITY.md §1.3, §1.6, §4):
 - No cookies are kept, proxies from the environment are ignored, and the session is
   created lazily inside a running loop, never at import.
 - Failures surface as :class:`TransportError` with a ``kind``; nothing else escapes
-  :meth:`AiohttpTransport.request` for network trouble.
+  :meth:`AiohttpTransport.request` for network trouble. The one retry made here: a peer
+  that drops the connection before answering (a stale keep-alive) gets the request once
+  more at once, within the same deadline.
 """
 
 from __future__ import annotations
@@ -263,13 +265,14 @@ class AiohttpTransport:
         try:
             # Belt and braces with ClientTimeout.total: this deadline certainly covers
             # reading the body, which is where a slowloris peer stalls.
-            async with (
-                asyncio.timeout(self._total_timeout),
-                session.request(
-                    method, target, headers=send_headers, data=body, allow_redirects=False
-                ) as response,
-            ):
-                return await _complete(response, max_bytes)
+            async with asyncio.timeout(self._total_timeout):
+                try:
+                    return await _send(session, method, target, send_headers, body, max_bytes)
+                except aiohttp.ServerDisconnectedError:
+                    # The peer closed a pooled keep-alive connection as we reused it, before
+                    # answering: once more on a new connection, now, rather than a retry
+                    # minutes later. Safe for our POSTs too: receivers dedupe activity ids.
+                    return await _send(session, method, target, send_headers, body, max_bytes)
         except TransportError:
             raise
         except TimeoutError:
@@ -331,6 +334,20 @@ class AiohttpTransport:
                 trust_env=False,
             )
         return self._session
+
+
+async def _send(
+    session: aiohttp.ClientSession,
+    method: str,
+    target: URL,
+    headers: Mapping[str, str],
+    body: bytes | None,
+    max_bytes: int,
+) -> HttpResponse:
+    async with session.request(
+        method, target, headers=headers, data=body, allow_redirects=False
+    ) as response:
+        return await _complete(response, max_bytes)
 
 
 async def _complete(response: aiohttp.ClientResponse, max_bytes: int) -> HttpResponse:

@@ -420,3 +420,53 @@ async def test_close_and_reuse(server: Server) -> None:
 
 def test_construction_needs_no_event_loop() -> None:
     AiohttpTransport(allow_loopback=False, user_agent="t")
+
+
+async def test_a_dropped_keep_alive_connection_is_retried_once_at_once(
+    dev: AiohttpTransport,
+) -> None:
+    # A peer that closes the connection without answering, the first time only (as a server
+    # does when it times out an idle keep-alive connection just as we reuse it).
+    connections = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        if connections > 1:
+            writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    peer = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = peer.sockets[0].getsockname()[1]
+    try:
+        answer = await dev.request("POST", f"http://127.0.0.1:{port}/inbox", headers={}, body=b"")
+        assert answer.status == 202
+        assert connections == 2
+    finally:
+        peer.close()
+        await peer.wait_closed()
+
+
+async def test_a_peer_that_always_drops_the_connection_is_a_connect_error(
+    dev: AiohttpTransport,
+) -> None:
+    attempts = 0
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal attempts
+        attempts += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    peer = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = peer.sockets[0].getsockname()[1]
+    try:
+        with pytest.raises(TransportError) as info:
+            await dev.request("POST", f"http://127.0.0.1:{port}/inbox", headers={}, body=b"")
+        assert info.value.kind == "connect"
+        assert attempts == 2  # once more, never a loop
+    finally:
+        peer.close()
+        await peer.wait_closed()
