@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from server.domain import Actor, Page, Post, PostVersion, Visibility
-from server.storage.rows import actor_columns, actor_from_row
+from server.storage.rows import actor_columns, actor_from_row, as_dict
 
 _POST_SELECT = (
     "SELECT p.id, p.uri, p.visibility, p.content_html, p.source, p.in_reply_to_id,"
@@ -65,8 +65,9 @@ def _visible(viewer_id: int | None) -> str:
     )
 
 
-def _post_from_row(row: sqlite3.Row, *, entry: bool = False) -> Post:
+def _post_from_row(sql_row: sqlite3.Row, *, entry: bool = False) -> Post:
     """A post from ``_select``; *entry*: a boost's feed entry (``_AS_BOOST_ENTRY`` columns)."""
+    row = as_dict(sql_row)
     return Post(
         id=row["id"],
         uri=row["uri"],

@@ -1,8 +1,16 @@
-"""Row to domain conversions shared by the storage modules."""
+"""Row to domain conversions shared by the storage modules.
+
+Conversions read plain dicts (see :func:`as_dict`): ``sqlite3.Row`` finds a column by name
+with a linear, case-insensitive scan of every column, so reading the ~50 columns of a feed row
+by name cost more than the feed query itself (about 1 ms of a 20-post page, measured on the
+bench instance).
+"""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
+from typing import Any
 
 from server.domain import Actor
 
@@ -20,7 +28,14 @@ def actor_columns(alias: str, prefix: str) -> str:
     )
 
 
-def actor_from_row(row: sqlite3.Row, prefix: str = "") -> Actor:
+def as_dict(row: sqlite3.Row) -> dict[str, Any]:
+    """The row as a dict, for reading many columns by name."""
+    return dict(zip(row.keys(), row, strict=True))
+
+
+def actor_from_row(row: sqlite3.Row | Mapping[str, Any], prefix: str = "") -> Actor:
+    if isinstance(row, sqlite3.Row):
+        row = as_dict(row)
     return Actor(
         id=row[f"{prefix}id"],
         uri=row[f"{prefix}uri"],
