@@ -34,8 +34,10 @@ _VALUE = re.compile(r"value=\"([^\"]*)\"")
 
 
 def machine() -> str:
-    return (f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-            f"SQLite {sqlite3.sqlite_version}, speed {python_speed():.0f} M loop steps/s")
+    return (
+        f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+        f"SQLite {sqlite3.sqlite_version}, speed {python_speed():.0f} M loop steps/s"
+    )
 
 
 def python_speed() -> float:
@@ -60,18 +62,42 @@ def free_port() -> int:
 def init_instance(instance: Path, port: int, name: str) -> None:
     """``steelyard init`` a development instance at ``http://127.0.0.1:PORT``."""
     subprocess.run(
-        [str(STEELYARD), "--instance", str(instance), "init", "--url",
-         f"http://127.0.0.1:{port}", "--name", name],
-        check=True, capture_output=True, text=True, timeout=60,
+        [
+            str(STEELYARD),
+            "--instance",
+            str(instance),
+            "init",
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--name",
+            name,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
 def create_user(instance: Path, username: str) -> None:
     """``steelyard user create`` with the benchmark password."""
     subprocess.run(
-        [str(STEELYARD), "--instance", str(instance), "user", "create", username,
-         "--display-name", username.capitalize(), "--password-stdin"],
-        input=PASSWORD + "\n", check=True, capture_output=True, text=True, timeout=60,
+        [
+            str(STEELYARD),
+            "--instance",
+            str(instance),
+            "user",
+            "create",
+            username,
+            "--display-name",
+            username.capitalize(),
+            "--password-stdin",
+        ],
+        input=PASSWORD + "\n",
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -123,8 +149,9 @@ def tree_cpu_seconds(pid: int) -> float:
 
 def open_ro(db_path: Path) -> sqlite3.Connection:
     """A read-only connection to an instance database that a server is using (WAL)."""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, isolation_level=None,
-                           check_same_thread=False)
+    conn = sqlite3.connect(
+        f"file:{db_path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+    )
     conn.execute("PRAGMA busy_timeout = 5000")
     return conn
 
@@ -149,14 +176,25 @@ class Server:
         """Spawn and wait for the first 200 on ``GET /login``; return the seconds it took."""
         extra = ["--workers", str(workers)] if workers != 1 else []
         return self.spawn(
-            [str(STEELYARD), "--instance", str(self.instance), "serve", "--bind",
-             f"127.0.0.1:{self.port}", *extra], "/login", timeout)
+            [
+                str(STEELYARD),
+                "--instance",
+                str(self.instance),
+                "serve",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                *extra,
+            ],
+            "/login",
+            timeout,
+        )
 
     def spawn(self, argv: list[str], ready_path: str, timeout: float = 30.0) -> float:
         with self.log.open("wb") as log:
             started = time.perf_counter()
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         deadline = started + timeout
         while time.perf_counter() < deadline:
             if self.proc.poll() is not None:
@@ -177,8 +215,9 @@ class Server:
         """Spawn a process that serves nothing; wait until its output shows *text*."""
         with self.log.open("wb") as log:
             started = time.perf_counter()
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         while time.perf_counter() < started + timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"process exited:\n{self.log.read_text()[-3000:]}")
@@ -261,8 +300,7 @@ def _cell(value: Any) -> str:
 
 def check(value: float, target: float, *, below: bool) -> dict[str, Any]:
     met = value < target if below else value >= target
-    return {"value": round(value, 2), "target": f"{'<' if below else '>='} {target:g}",
-            "met": met}
+    return {"value": round(value, 2), "target": f"{'<' if below else '>='} {target:g}", "met": met}
 
 
 def print_targets(targets: dict[str, dict[str, Any]]) -> None:
@@ -285,6 +323,7 @@ def load_average() -> float:
 
 def others_busy_pct(seconds: float, pids: Sequence[int]) -> float:
     """CPU % (of one core) used over *seconds* by processes other than us and *pids*."""
+
     def ours() -> float:
         return time.process_time() + sum(tree_cpu_seconds(p) for p in pids)
 
@@ -293,8 +332,9 @@ def others_busy_pct(seconds: float, pids: Sequence[int]) -> float:
     return 100 * ((machine_busy_seconds() - all0) - (ours() - ours0)) / seconds
 
 
-def wait_for_quiet(max_wait: float, pids: Sequence[int] = (),
-                   threshold_pct: float = 15.0) -> dict[str, float]:
+def wait_for_quiet(
+    max_wait: float, pids: Sequence[int] = (), threshold_pct: float = 15.0
+) -> dict[str, float]:
     """Wait (at most *max_wait* s) until other processes use < *threshold_pct* of a core.
 
     The machine may be shared (other people's tests): a benchmark run next to them measures
@@ -305,9 +345,15 @@ def wait_for_quiet(max_wait: float, pids: Sequence[int] = (),
     announced = False
     while reading >= threshold_pct and time.perf_counter() - started < max_wait:
         if not announced:
-            print(f"  waiting up to {max_wait:.0f} s for other processes to go quiet "
-                  f"(now {reading:.0f}% of a core)", file=sys.stderr, flush=True)
+            print(
+                f"  waiting up to {max_wait:.0f} s for other processes to go quiet "
+                f"(now {reading:.0f}% of a core)",
+                file=sys.stderr,
+                flush=True,
+            )
             announced = True
         reading = others_busy_pct(2.0, pids)
-    return {"waited_s": round(time.perf_counter() - started, 1),
-            "others_cpu_pct_before": round(reading, 1)}
+    return {
+        "waited_s": round(time.perf_counter() - started, 1),
+        "others_cpu_pct_before": round(reading, 1),
+    }

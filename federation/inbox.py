@@ -126,9 +126,11 @@ class InboxReceiver:
         now: Callable[[], float],
         key_cache: KeyCache,
         max_body: int = 262_144,
+        canonical_scheme: str = "https",
     ) -> None:
         # A malformed canonical host is our configuration error: say so at startup.
         self._host = normalize_host(canonical_host)
+        self._scheme = canonical_scheme  # part of an RFC 9421 signature's @target-uri
         self._allowlist = allowlist
         self._keys = keys
         self._store = store
@@ -158,7 +160,13 @@ class InboxReceiver:
         try:
             _check_framing(headers, body, self._max_body)
             pending = prepare_verification(
-                method, raw_target, headers, body, canonical_host=self._host, now=self._now()
+                method,
+                raw_target,
+                headers,
+                body,
+                canonical_host=self._host,
+                canonical_scheme=self._scheme,
+                now=self._now(),
             )
             host = pending.key_host
             await self._check_allowed(host)
@@ -204,7 +212,13 @@ class InboxReceiver:
         host: str | None = None
         try:
             pending = prepare_verification(
-                method, raw_target, headers, b"", canonical_host=self._host, now=self._now()
+                method,
+                raw_target,
+                headers,
+                b"",
+                canonical_host=self._host,
+                canonical_scheme=self._scheme,
+                now=self._now(),
             )
             host = pending.key_host
             await self._check_allowed(host)

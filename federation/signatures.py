@@ -1,4 +1,5 @@
-"""HTTP Signatures (draft-cavage-12): outbound signing and a strict inbound pipeline.
+"""HTTP Signatures (draft-cavage-12): outbound signing and a strict inbound pipeline, which
+also accepts RFC 9421 message signatures (parsed by :mod:`federation.messagesig`).
 
 The only user of httpsig. Verification is split so that the inbox can check the allowlist
 between parsing and any key fetch (SECURITY.md §2.2 step 7): :func:`prepare_verification`
@@ -44,6 +45,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from federation import messagesig
 from federation.hosts import host_of_url, normalize_host
 
 MIN_RSA_BITS = 2048
@@ -52,7 +54,15 @@ _MAX_SIGNATURE_HEADER = 8192
 _MAX_PEM = 16384
 _ALGORITHMS = frozenset({"rsa-sha256", "hs2019"})
 # Duplicates of these would let two parsers disagree about what was signed (§2.2 step 1).
-_SINGLETON_HEADERS = ("signature", "date", "host", "digest", "content-type")
+_SINGLETON_HEADERS = (
+    "signature",
+    "signature-input",
+    "date",
+    "host",
+    "digest",
+    "content-digest",
+    "content-type",
+)
 _PSEUDO_HEADERS = frozenset({"(request-target)", "(created)", "(expires)"})
 _PARAM_RE = r'([A-Za-z][A-Za-z0-9_-]*)=(?:"([^"\\]*)"|([0-9]{1,15}))'
 _PARAM = re.compile(_PARAM_RE)
@@ -260,6 +270,7 @@ def prepare_verification(
     *,
     canonical_host: str,
     now: float,
+    canonical_scheme: str = "https",
     window_past: float = 65 * 60,
     window_future: float = 60 * 60,
 ) -> PendingVerification:
@@ -267,7 +278,9 @@ def prepare_verification(
 
     *raw_target* is the raw path (``scope["raw_path"]``) plus ``?query`` when there is one;
     *headers* are all received headers in order, duplicates included. A malformed
-    *canonical_host* is our configuration error and raises ``ValueError``.
+    *canonical_host* is our configuration error and raises ``ValueError``. A request with
+    ``Signature-Input`` is an RFC 9421 one (:mod:`federation.messagesig`, §2.3);
+    *canonical_scheme* is then part of what was signed.
     """
     our_host = normalize_host(canonical_host)
     try:
@@ -283,19 +296,21 @@ def prepare_verification(
                 raise SignatureError(400, f"duplicated {name} header")
         if "signature" not in received:
             raise SignatureError(401, "request is not signed")
+        if "signature-input" in received:
+            return _prepare_message_signature(
+                method,
+                raw_target,
+                received,
+                body,
+                facts=messagesig.RequestFacts(method, canonical_scheme, our_host, raw_target),
+                now=now,
+                window_past=window_past,
+                window_future=window_future,
+            )
         params = parse_signature_header(received["signature"][0])
         _check_coverage(method.upper(), params)
         values = _covered_values(params, received)
-
-        host_values = received.get("host")
-        if not host_values:
-            raise SignatureError(400, "Host header missing")
-        try:
-            their_host = normalize_host(_ascii_value(host_values[0], "host"))
-        except ValueError:
-            raise SignatureError(400, "malformed Host header") from None
-        if their_host != our_host:
-            raise SignatureError(401, "Host is not this server")
+        _check_host(received, our_host)
 
         covered = params.headers
         if "date" in covered:
@@ -314,16 +329,72 @@ def prepare_verification(
             _signing_string(covered, values, host=our_host, method=method, target=target)
             for target in targets
         )
-        try:
-            key_host = host_of_url(params.key_id)
-        except ValueError:
-            raise SignatureError(401, "keyId is not an http(s) URL") from None
-        return PendingVerification(params, strings, params.key_id, key_host)
+        return PendingVerification(params, strings, params.key_id, _key_host(params.key_id))
     except SignatureError:
         raise
     except Exception as exc:
         # Whatever slipped through is the sender's malformed request, never a 500.
         raise SignatureError(400, "malformed signed request") from exc
+
+
+def _prepare_message_signature(
+    method: str,
+    raw_target: str,
+    received: dict[str, list[str]],
+    body: bytes,
+    *,
+    facts: messagesig.RequestFacts,
+    now: float,
+    window_past: float,
+    window_future: float,
+) -> PendingVerification:
+    """The RFC 9421 branch of :func:`prepare_verification` (SECURITY.md §2.3)."""
+    try:
+        sig = messagesig.parse(
+            _ascii_value(received["signature-input"][0], "signature-input"),
+            _ascii_value(received["signature"][0], "signature"),
+        )
+        _check_host(received, facts.authority)
+        messagesig.check_coverage(sig, method, raw_target)
+        _check_time(sig.created, now, window_past, window_future, "created")
+        if sig.expires is not None and now > sig.expires + window_future:
+            raise SignatureError(401, "signature expired")
+        if "content-digest" in sig.components:
+            found = received.get("content-digest")
+            if not found:
+                raise SignatureError(401, "signed header content-digest is missing")
+            messagesig.check_content_digest(_ascii_value(found[0], "content-digest"), body)
+        base = messagesig.signature_base(sig, facts, received)
+    except messagesig.MessageSignatureError as exc:
+        raise SignatureError(401, str(exc)) from None
+    params = SignatureParams(
+        key_id=sig.key_id,
+        algorithm=sig.algorithm,
+        headers=sig.components,
+        signature=sig.signature,
+        created=sig.created,
+        expires=sig.expires,
+    )
+    return PendingVerification(params, (base,), sig.key_id, _key_host(sig.key_id))
+
+
+def _check_host(received: dict[str, list[str]], our_host: str) -> None:
+    host_values = received.get("host")
+    if not host_values:
+        raise SignatureError(400, "Host header missing")
+    try:
+        their_host = normalize_host(_ascii_value(host_values[0], "host"))
+    except ValueError:
+        raise SignatureError(400, "malformed Host header") from None
+    if their_host != our_host:
+        raise SignatureError(401, "Host is not this server")
+
+
+def _key_host(key_id: str) -> str:
+    try:
+        return host_of_url(key_id)
+    except ValueError:
+        raise SignatureError(401, "keyId is not an http(s) URL") from None
 
 
 def verify_signature(

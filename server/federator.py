@@ -16,6 +16,7 @@ import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from federation.delivery import DeliveryWorker
 from federation.dispatch import Dispatcher
@@ -75,6 +76,7 @@ class Federator:
             store=self.inbox_store,
             now=clock.now,
             key_cache=self.key_cache,
+            canonical_scheme=urlsplit(config.url).scheme,
         )
         self._handler: InboundHandler | None = None
         self.launcher: ApplierLauncher | None = None
