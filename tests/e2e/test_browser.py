@@ -40,7 +40,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         ).returncode
         == 0
     )
-    for name, display in (("alice", "Alice Anders"), ("bob", "Bob Berg"), ("carol", "Carol Cho")):
+    people = (
+        ("alice", "Alice Anders"),
+        ("bob", "Bob Berg"),
+        ("carol", "Carol Cho"),
+        ("admin", "Ada Administrator"),
+    )
+    for name, display in people:
         made = run_cli(
             "--instance",
             str(inst),
@@ -50,6 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
             "--display-name",
             display,
             "--password-stdin",
+            *(["--admin"] if name == "admin" else []),
             stdin=PASSWORD + "\n",
         )
         assert made.returncode == 0, made.stderr
@@ -127,20 +134,84 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     await bob_ctx.close()
 
 
-async def test_phone_sized_screen_has_no_horizontal_scroll(server: ServerProcess, browser) -> None:  # type: ignore[no-untyped-def]
-    ctx = await browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
-    page = await ctx.new_page()
-    await _sign_in(page, server.base, "alice")
-    for path in ("/", "/people", "/people/alice", "/notifications", "/settings/profile"):
-        await page.goto(f"{server.base}{path}")
-        overflow = await page.evaluate(
+# Long unbroken strings are what push a phone layout sideways: a pasted URL, a part number.
+LONG_URL = "https://intranet.example/projects/" + "very-long-path-segment-" * 8 + "?q=" + "x" * 60
+LONG_WORD = "Supercalifragilistic" * 6
+LONG_TAG = "quarterlyroadmapreviewfortheentireengineeringdepartment"
+
+
+async def _overflow(page) -> int:  # type: ignore[no-untyped-def]
+    return int(
+        await page.evaluate(
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
-        assert overflow <= 1, (path, overflow)
+    )
+
+
+async def test_phone_sized_screen_has_no_horizontal_scroll(server: ServerProcess, browser) -> None:  # type: ignore[no-untyped-def]
+    """Every page a person or an admin reaches, at 320 px wide, with long words and URLs in
+    posts, a wall post and a reply: nothing scrolls sideways."""
+    ctx = await browser.new_context(viewport={"width": 320, "height": 700}, is_mobile=True)
+    page = await ctx.new_page()
+    await page.goto(f"{server.base}/login")
+    assert await _overflow(page) <= 1, "/login"
+    await _sign_in(page, server.base, "alice")
+    await page.get_by_label("What are you working on?").fill(
+        f"Spec at {LONG_URL} for part {LONG_WORD} #{LONG_TAG}"
+    )
+    await page.get_by_role("button", name="Post", exact=True).click()
+    await page.wait_for_selector(f"text={LONG_WORD}")
+    post_path = await page.locator("article.post a[href^='/posts/']").first.get_attribute("href")
+    assert post_path is not None
+    await page.goto(f"{server.base}{post_path}")
+    await page.get_by_label("Reply").fill(f"Re: {LONG_WORD}")
+    await page.get_by_role("button", name="Reply", exact=True).click()
+    await page.wait_for_selector(f"text=Re: {LONG_WORD}")
+    await page.goto(f"{server.base}{post_path}/edit")
+    await page.locator("textarea").fill(f"Edited: {LONG_URL} {LONG_WORD}")
+    await page.get_by_role("button", name="Save").click()
+    await page.goto(f"{server.base}/people/bob")
+    await page.locator("textarea").fill(f"On your wall: {LONG_WORD}")
+    await page.locator("form.composer button[type=submit]").click()
+    await page.wait_for_selector(f"text=On your wall: {LONG_WORD}")
+    paths = [
+        "/",
+        post_path,
+        f"{post_path}/history",
+        f"{post_path}/edit",
+        f"/tags/{LONG_TAG}",
+        "/people",
+        "/people?q=zzz-nobody",
+        "/people/alice",
+        "/people/bob",
+        "/people/alice/followers",
+        "/people/alice/following",
+        "/notifications",
+        "/settings/profile",
+        "/settings/password",
+        "/posts/999999999",  # the error page
+    ]
+    for path in paths:
+        await page.goto(f"{server.base}{path}")
+        assert await _overflow(page) <= 1, path
     ARTIFACTS.mkdir(exist_ok=True)
     await page.goto(f"{server.base}/")
     await page.screenshot(path=str(ARTIFACTS / "phone-feed.png"), full_page=True)
     await ctx.close()
+
+    admin_ctx = await browser.new_context(viewport={"width": 320, "height": 700}, is_mobile=True)
+    admin = await admin_ctx.new_page()
+    await _sign_in(admin, server.base, "admin")
+    await admin.goto(f"{server.base}/admin/federation")
+    await admin.get_by_label("Host", exact=True).fill("supplier-with-a-long-name.example:8443")
+    await admin.get_by_label("Note (optional)").fill(f"Contract {LONG_WORD}")
+    await admin.get_by_role("button", name="Allow host").click()
+    await admin.wait_for_selector("text=supplier-with-a-long-name.example:8443")
+    for path in ("/admin/users", "/admin/federation"):
+        await admin.goto(f"{server.base}{path}")
+        assert await _overflow(admin) <= 1, path
+    await admin.screenshot(path=str(ARTIFACTS / "phone-admin-federation.png"), full_page=True)
+    await admin_ctx.close()
 
 
 def test_chromium_binary_is_debians() -> None:
