@@ -161,6 +161,7 @@ async def test_phone_sized_screen_has_no_horizontal_scroll(server: ServerProcess
     )
     await page.get_by_role("button", name="Post", exact=True).click()
     await page.wait_for_selector(f"text={LONG_WORD}")
+    assert await _overflow(page) <= 1, "/ with a long post"
     post_path = await page.locator("article.post a[href^='/posts/']").first.get_attribute("href")
     assert post_path is not None
     await page.goto(f"{server.base}{post_path}")
