@@ -132,6 +132,15 @@ class Activity:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A media attachment of a remote note: where it is, what kind, and its description."""
+
+    url: str
+    media_type: str | None
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class RemoteNote:
     """A Note-like object (Note, Article, Page, Question) as parsed by ``parse_note``.
 
@@ -156,6 +165,7 @@ class RemoteNote:
     type: str = "Note"
     audience: str | None = None
     conversation: str | None = None
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def addressing(self) -> Addressing:

@@ -32,6 +32,7 @@ from federation.types import (
     PUBLIC_ALIASES,
     SECURITY_CONTEXT,
     Activity,
+    Attachment,
     RemoteActor,
     RemoteNote,
 )
@@ -39,6 +40,7 @@ from federation.urls import Urls
 
 __all__ = [
     "ACTOR_TYPES",
+    "MAX_ATTACHMENTS",
     "MAX_LIST",
     "NOTE_TYPES",
     "AudienceKind",
@@ -80,6 +82,8 @@ ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organizat
 # so it reads as a direct message.
 NOTE_TYPES = frozenset({"Note", "Article", "Page", "Question", "ChatMessage"})
 MAX_LIST = 1000
+MAX_ATTACHMENTS = 8  # Mastodon allows 4 per post; others a few more
+_MAX_ATTACHMENT_NAME = 1500  # Mastodon's limit for a media description
 _MAX_URL = 2048
 _MAX_TYPE = 64
 _MAX_NAME = 512
@@ -667,7 +671,35 @@ def _parse_note(obj: Mapping[str, Any]) -> RemoteNote:
         type=kind,
         audience=_opt_ref(obj.get("audience"), "audience"),
         conversation=context if isinstance(context, str) and _is_url(context) else None,
+        attachments=_attachments(obj.get("attachment")),
     )
+
+
+def _attachments(value: Any) -> tuple[Attachment, ...]:
+    """Lenient: media with an http(s) URL (Mastodon's Document/Image/Video/Audio, Link);
+    anything else, and anything beyond ``MAX_ATTACHMENTS``, is left out."""
+    items = value if isinstance(value, list) else [value]
+    found: list[Attachment] = []
+    for item in items[: MAX_ATTACHMENTS * 2]:
+        if not isinstance(item, Mapping):
+            continue
+        url = _link(item.get("url")) or _link(item.get("href"))
+        if url is None or len(url) > _MAX_URL:
+            continue
+        media_type = item.get("mediaType")
+        name = item.get("name")
+        found.append(
+            Attachment(
+                url=url,
+                media_type=media_type
+                if isinstance(media_type, str) and len(media_type) < 100
+                else None,
+                description=name[:_MAX_ATTACHMENT_NAME] if isinstance(name, str) and name else None,
+            )
+        )
+        if len(found) == MAX_ATTACHMENTS:
+            break
+    return tuple(found)
 
 
 def _fail(reason: str) -> NoReturn:

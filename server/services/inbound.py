@@ -22,7 +22,7 @@ from typing import Any
 from federation import vocab
 from federation.fetch import FetchError
 from federation.ports import StoredInbound
-from federation.types import Activity, RemoteNote
+from federation.types import Activity, Attachment, RemoteNote
 from server.domain import Actor, FollowState, NotificationKind, Visibility
 from server.errors import SteelyardError
 from server.live import LiveEvent
@@ -232,14 +232,34 @@ async def _guess_followers_collection(ctx: Context, note: RemoteNote, actor: Act
     return None
 
 
-def _with_content_warning(ctx: Context, note: RemoteNote) -> str:
-    """Sanitized content; a content warning (``summary``) is kept as a first paragraph so it
-    is neither lost nor hidden from the reader."""
+def _display_html(ctx: Context, note: RemoteNote) -> str:
+    """Sanitized content as we store and show it. A content warning (``summary``) is kept as
+    a first paragraph and media attachments as a closing list of links to where the partner
+    serves them, so neither is lost nor hidden from the reader; we never load the media
+    ourselves (nothing is fetched from a partner for display, and pages load nothing from
+    other hosts)."""
     content = ctx.text.sanitize_remote(note.content_html)
+    if note.attachments:
+        items = "".join(
+            f'<li><a href="{html.escape(media.url)}">{html.escape(_media_label(media))}</a></li>'
+            for media in note.attachments
+        )
+        # Sanitized on its own, so markup left open in the content cannot swallow it, and
+        # through the same rules, so its links pass the same URL checks as the partner's.
+        content += ctx.text.sanitize_remote(f"<p><strong>Attachments</strong></p><ul>{items}</ul>")
     if note.summary:
         warning = html.escape(ctx.text.plain_text(note.summary, max_len=500))
         content = f"<p><strong>Content warning: {warning}</strong></p>{content}"
     return content
+
+
+def _media_label(media: Attachment) -> str:
+    kind = (media.media_type or "").split("/", 1)[0]
+    label = {"image": "Image", "video": "Video", "audio": "Audio"}.get(kind, "File")
+    description = " ".join(media.description.split()) if media.description else ""
+    if description:
+        return f"{label}: {description[:300]}"
+    return f"{label} (no description)"
 
 
 def _parent_for(
@@ -307,7 +327,7 @@ async def _store_note(
                 wall_owner = candidate
     # FEP-400e: the owner's followers, when addressed, read the post on the wall too.
     wall_followers = wall_owner is not None and ctx.urls.followers(wall_owner.username) in addressed
-    content = _with_content_warning(ctx, note)
+    content = _display_html(ctx, note)
     now = ctx.clock.now_ms()
     mentioned = {p.id for p in local_people if p.uri in set(note.mentions)}
 
@@ -396,7 +416,7 @@ async def on_update(ctx: Context, activity: Activity, actor: Actor) -> None:
         await remote.store_actor(ctx, parsed)
         return
     note = vocab.parse_note(obj)
-    content = _with_content_warning(ctx, note)
+    content = _display_html(ctx, note)
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> None:

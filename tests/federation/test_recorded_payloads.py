@@ -579,8 +579,9 @@ async def test_mastodon_note_with_hashtags_and_a_mention(trio: Trio) -> None:
     assert await notification_kinds(alpha, takahe) == ["mention"]
     # Sanitized once, on arrival: Mastodon's translate="no" goes, the microformats stay.
     # The content warning comes first, then the content, sanitized once on arrival.
-    assert row["content_html"].endswith(sanitized(alpha, note["content"]))
-    assert row["content_html"].startswith("<p><strong>Content warning: ")
+    warning, _, rest = row["content_html"].partition("</strong></p>")
+    assert warning.startswith("<p><strong>Content warning: ")
+    assert rest.startswith(sanitized(alpha, note["content"]))
     assert "translate=" not in row["content_html"]
     assert 'class="mention hashtag"' in row["content_html"]
     assert "I have included pictures of cats for your enjoyment." in row["content_html"]
@@ -590,6 +591,18 @@ async def test_mastodon_note_with_hashtags_and_a_mention(trio: Trio) -> None:
 async def test_mastodon_content_warning_is_kept(trio: Trio) -> None:
     _note, _takahe, row = await _tagged_note(trio.alpha)
     assert "Testing post, pictures of cats" in row["content_html"]
+
+
+async def test_mastodon_attachments_are_listed_as_links_with_their_descriptions(
+    trio: Trio,
+) -> None:
+    note, _takahe, row = await _tagged_note(trio.alpha)
+    content = row["content_html"]
+    assert content.endswith("</ul>")
+    for media in note["attachment"]:
+        assert f'<a href="{media["url"]}" rel="nofollow noopener noreferrer">' in content
+        assert f"Image: {media['name']}</a>" in content
+    assert "<img" not in content  # nothing is loaded from the partner's media server
 
 
 async def test_mastodon_followers_only_post_then_its_delete(trio: Trio) -> None:
@@ -970,3 +983,28 @@ async def test_mastodon_update_person_refreshes_the_profile(trio: Trio) -> None:
         "shared_inbox_url": "https://fedi-aeracode-org.example/inbox",
         "key_id": f"{uri}#main-key",
     }
+
+
+async def test_hostile_attachment_descriptions_render_inert(trio: Trio) -> None:
+    alpha = trio.alpha
+    s = await scene(
+        alpha,
+        senders=["https://fedi.aeracode.org"],
+        people={"https://jointakahe.takahe.social/@takahe@jointakahe.org/": "takahe"},
+    )
+    await s.remote_actor("https://fedi.aeracode.org/users/andrew", display_name="Andrew Godwin")
+    note = s(load("mastodon_note_mentions_hashtags.json"))
+    note["attachment"] = [
+        {
+            "type": "Document",
+            "mediaType": "image/png",
+            "url": 'https://cdn.example/x.png"><script>alert(1)</script>',
+            "name": "<img src=x onerror=alert(1)> chart",
+        },
+        {"type": "Document", "mediaType": "image/png", "url": "javascript:alert(1)", "name": "js"},
+    ]
+    assert not await deliver(alpha, create_for(note))
+    content = (await post_row(alpha, note["id"]))["content_html"]
+    assert "<script" not in content and "<img" not in content and "javascript:" not in content
+    assert "Image: &lt;img src=x onerror=alert(1)&gt; chart</a>" in content
+    assert ">js<" not in content  # an attachment without an http(s) URL is left out

@@ -652,3 +652,34 @@ def test_parsers_only_ever_raise_vocab_error() -> None:
                 continue
             if isinstance(result, Activity):
                 audience_kind(result, actor_followers=BOB_FOLLOWERS)
+
+
+def test_note_attachments_are_parsed_leniently_and_bounded() -> None:
+    image = {
+        "type": "Document",
+        "mediaType": "image/png",
+        "url": "https://media.partner.example/a.png",
+        "name": "A chart",
+    }
+    n = parse_note(
+        _note_doc(
+            attachment=[
+                image,
+                {"type": "Video", "url": [{"type": "Link", "href": "https://m.partner.example/v"}]},
+                {"type": "Image", "url": "javascript:alert(1)"},  # no http(s) URL: left out
+                {"type": "Document", "url": "https://m.partner.example/" + "x" * 3000},  # too long
+                "https://partner.example/bare-string",  # not an object: left out
+                {"type": "Document", "name": "no url"},
+                {"type": "Audio", "url": "https://m.partner.example/a", "name": 42, "mediaType": 7},
+            ]
+        )
+    )
+    assert [(a.url, a.media_type, a.description) for a in n.attachments] == [
+        ("https://media.partner.example/a.png", "image/png", "A chart"),
+        ("https://m.partner.example/v", None, None),
+        ("https://m.partner.example/a", None, None),
+    ]
+    assert parse_note(_note_doc(attachment=image)).attachments[0].description == "A chart"
+    many = parse_note(_note_doc(attachment=[image] * 50))
+    assert len(many.attachments) == vocab.MAX_ATTACHMENTS
+    assert parse_note(_note_doc()).attachments == ()
