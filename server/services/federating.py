@@ -377,15 +377,49 @@ def wall_add_in_tx(
     """FEP-400e: the wall owner's server accepted a post onto the wall; ``Add`` it to the
     wall collection, telling the author and (when they were addressed) the owner's followers
     on other instances."""
-    actor = urls.actor(owner_username)
     to = [urls.followers(owner_username), author.uri] if to_followers else [author.uri]
     activity = vocab.add(
         activity_id=new_activity_id(urls, "add"),
-        actor=actor,
+        actor=urls.actor(owner_username),
         object_id=object_id,
         target=urls.wall(owner_username),
         to=to,
     )
+    _wall_notice(conn, activity, owner_id, author, to_followers, now_ms)
+
+
+def wall_remove_in_tx(
+    conn: sqlite3.Connection,
+    urls: Urls,
+    *,
+    owner_id: int,
+    owner_username: str,
+    object_id: str,
+    author: fed.Party,
+    to_followers: bool,
+    now_ms: int,
+) -> None:
+    """FEP-400e: the wall owner removed a partner's post from the wall; the owner's
+    ``Delete`` tells the author's server (which deletes it there and wherever it went) and
+    the owner's followers on other instances, who were shown it."""
+    to = [urls.followers(owner_username), author.uri] if to_followers else [author.uri]
+    activity = vocab.delete(
+        activity_id=new_activity_id(urls, "delete"),
+        actor=urls.actor(owner_username),
+        object_id=object_id,
+        to=to,
+    )
+    _wall_notice(conn, activity, owner_id, author, to_followers, now_ms)
+
+
+def _wall_notice(
+    conn: sqlite3.Connection,
+    activity: dict[str, Any],
+    owner_id: int,
+    author: fed.Party,
+    to_followers: bool,
+    now_ms: int,
+) -> None:
     targets: list[Target] = []
     if author.inbox:
         targets.append((author.shared_inbox or author.inbox, author.host))

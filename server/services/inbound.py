@@ -158,6 +158,12 @@ async def on_accept(ctx: Context, activity: Activity, actor: Actor) -> None:
 
 
 async def on_reject(ctx: Context, activity: Activity, actor: Actor) -> None:
+    refused_post = _created_post_uri(activity)
+    if refused_post is not None:
+        # FEP-400e: the owner of a partner's wall refused a post one of our people wrote on it.
+        if not await _removed_by_wall_owner(ctx, refused_post, actor):
+            raise Ignored("Reject{Create} of no wall post of ours on this actor's wall")
+        return
     follower_id, followee_id = await _our_follow(ctx, activity, actor)
     await ctx.db.write(follows.delete_follow, follower_id, followee_id)
 
@@ -451,6 +457,8 @@ async def on_delete(ctx: Context, activity: Activity, actor: Actor) -> None:
         await ctx.db.write(fed.mark_actor_deleted, actor.id, now)
         return
     if object_id.split("/")[2:3] != actor.uri.split("/")[2:3]:
+        if await _removed_by_wall_owner(ctx, object_id, actor):
+            return
         raise Ignored("Delete of an object on another origin")
 
     def tx(conn: sqlite3.Connection) -> None:
@@ -463,6 +471,46 @@ async def on_delete(ctx: Context, activity: Activity, actor: Actor) -> None:
             posts.mark_post_deleted(conn, core.id, now)
 
     await ctx.db.write(tx)
+
+
+_CREATE_SUFFIX = "/activity"  # our Create of a note is "<note id>/activity" (federating.py)
+
+
+def _created_post_uri(activity: Activity) -> str | None:
+    """The note of a rejected ``Create`` (embedded, or our ``<note>/activity`` id)."""
+    inner = activity.object
+    if inner is not None:
+        if inner.get("type") != "Create":
+            return None
+        note = inner.get("object")
+        note_id = note.get("id") if isinstance(note, Mapping) else note
+        return note_id if isinstance(note_id, str) else None
+    object_id = activity.object_id
+    if object_id is not None and object_id.endswith(_CREATE_SUFFIX):
+        return object_id.removesuffix(_CREATE_SUFFIX)
+    return None
+
+
+async def _removed_by_wall_owner(ctx: Context, post_uri: str, owner: Actor) -> bool:
+    """FEP-400e: the owner of a partner's wall removed (``Delete``) or refused
+    (``Reject{Create}``) a post one of our people wrote on it. The post is deleted here and,
+    through our own ``Delete``, wherever it went, exactly as when a local wall owner removes
+    a post (the record stays in the archive). False when the post is not ours or not on
+    *owner*'s wall."""
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> bool:
+        core = posts.select_post_core_by_uri(conn, post_uri)
+        if core is None or not core.is_local_author or core.wall_owner_id != owner.id:
+            return False
+        if posts.mark_post_deleted(conn, core.id, now):
+            federating.post_in_tx(conn, ctx.urls, ctx.federator.host, core.id, "Delete", now)
+        return True
+
+    removed = await ctx.db.write(tx)
+    if removed:
+        ctx.federator.wake()
+    return removed
 
 
 # --- Like, Announce, Add ------------------------------------------------------------------

@@ -265,8 +265,25 @@ async def delete_post(ctx: Context, actor: Actor, post_id: int) -> Post:
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> None:
-        if posts.mark_post_deleted(conn, post.id, now):
+        if not posts.mark_post_deleted(conn, post.id, now):
+            return
+        if post.author.is_local:
             federating.post_in_tx(conn, ctx.urls, ctx.federator.host, post.id, "Delete", now)
+            return
+        # A partner's post on our person's wall: only its author's server can delete it
+        # everywhere, so the owner tells it (FEP-400e).
+        author = fed.select_party(conn, post.author.id)
+        if author is not None:
+            federating.wall_remove_in_tx(
+                conn,
+                ctx.urls,
+                owner_id=actor.id,
+                owner_username=actor.username,
+                object_id=post.uri,
+                author=author,
+                to_followers=post.visibility is not Visibility.DIRECT,
+                now_ms=now,
+            )
 
     await ctx.db.write(tx)
     ctx.federator.wake()

@@ -476,18 +476,19 @@ class PostCore:
     deleted_at: int | None
     remote_updated_at: int | None
     is_local_author: bool
+    wall_owner_id: int | None
 
 
 def select_post_core_by_uri(conn: sqlite3.Connection, uri: str) -> PostCore | None:
     row = conn.execute(
         "SELECT p.id, p.author_id, p.thread_root_id, p.visibility, p.deleted_at,"
-        " p.remote_updated_at, a.is_local FROM posts p JOIN actors a ON a.id = p.author_id"
-        " WHERE p.uri = ?",
+        " p.remote_updated_at, a.is_local, p.wall_owner_id"
+        " FROM posts p JOIN actors a ON a.id = p.author_id WHERE p.uri = ?",
         (uri,),
     ).fetchone()
     if row is None:
         return None
-    return PostCore(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]))
+    return PostCore(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), row[7])
 
 
 def set_remote_updated(conn: sqlite3.Connection, post_id: int, updated_ms: int) -> None:

@@ -1,5 +1,7 @@
 """Writing on a partner's wall (FEP-400e, outbound): a colleague on alpha writes on the wall
-of bob on beta, from bob's profile page; Internal never leaves; a removed host gets nothing."""
+of bob on beta, from bob's profile page; Internal never leaves; a removed host gets nothing;
+bob removing it (Delete) or refusing it (Reject{Create}) deletes it at alpha, and nobody else
+can."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from server.errors import InvalidInput
 from server.services import posting, remote
 from server.storage import notifications, posts
 from tests.federation.conftest import Trio
-from tests.federation.support import cast, deliveries, outbox_count
+from tests.federation.support import Forger, cast, copy_of, deliveries, outbox_count
 from tests.support.network import PASSWORD
 from tests.support.web import csrf_of, login
 
@@ -114,3 +116,59 @@ async def test_no_wall_posts_to_a_removed_host(trio: Trio) -> None:
     assert 'name="wall_owner"' not in page
     await net.settle()
     assert len(net.requests_to("beta.example", "POST")) == sent_before
+
+
+async def _alice_writes_on_bobs_wall(trio: Trio, text: str) -> tuple[int, int]:
+    """(alice's post id on alpha, its copy's id on beta), after the network settled."""
+    await cast(trio)
+    alice = trio.alpha.people["alice"]
+    await remote.find_person(trio.alpha.ctx, "bob@beta.example")
+    post = await posting.publish_post(
+        trio.alpha.ctx,
+        alice,
+        posting.Draft(text, Visibility.PUBLIC, wall_owner="bob@beta.example"),
+    )
+    await trio.net.settle()
+    copy = await copy_of(trio.beta, post.uri)
+    assert copy is not None
+    return post.id, copy
+
+
+async def test_the_wall_owner_removing_a_partners_post_deletes_it_at_its_author(
+    trio: Trio,
+) -> None:
+    post_id, copy = await _alice_writes_on_bobs_wall(trio, "Wrong wall, sorry")
+    bob = trio.beta.people["bob"]
+
+    await posting.delete_post(trio.beta.ctx, bob, copy)
+    await trio.net.settle()
+
+    # beta told alpha with bob's Delete (FEP-400e: the owner may delete a post on the wall)
+    removal = json.loads((await deliveries(trio.beta, "Delete"))[0]["body"])
+    assert removal["actor"] == bob.uri
+    # and alpha deleted alice's post (kept for the archive) and told everyone it went to
+    deleted_at = await trio.alpha.value("SELECT deleted_at FROM posts WHERE id = ?", post_id)
+    assert deleted_at is not None
+    assert [d["state"] for d in await deliveries(trio.alpha, "Delete")] == ["delivered"]
+
+
+async def test_a_reject_of_the_create_from_the_wall_owner_deletes_the_post(trio: Trio) -> None:
+    post_id, _ = await _alice_writes_on_bobs_wall(trio, "Not welcome here")
+    post_uri = await trio.alpha.value("SELECT uri FROM posts WHERE id = ?", post_id)
+    dave = await trio.beta.user("dave2")
+    bob = await Forger.of(trio.beta, trio.beta.people["bob"])
+    not_owner = await Forger.of(trio.beta, dave)
+
+    # Someone else on the partner's server can neither refuse nor delete it
+    refusal = not_owner.activity("Reject", {"type": "Create", "object": post_uri})
+    assert (await not_owner.post(trio.alpha, refusal)).status == 202
+    deletion = not_owner.activity("Delete", {"id": post_uri, "type": "Tombstone"})
+    assert (await not_owner.post(trio.alpha, deletion)).status == 202
+    await trio.net.settle()
+    assert await trio.alpha.value("SELECT deleted_at FROM posts WHERE id = ?", post_id) is None
+
+    # The wall owner can, naming our Create by its id
+    refusal = bob.activity("Reject", f"{post_uri}/activity")
+    assert (await bob.post(trio.alpha, refusal)).status == 202
+    await trio.net.settle()
+    assert await trio.alpha.value("SELECT deleted_at FROM posts WHERE id = ?", post_id) is not None
