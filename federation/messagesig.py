@@ -44,6 +44,7 @@ _DERIVED = frozenset(
 )
 _DIGESTS = {"sha-256": hashlib.sha256, "sha-512": hashlib.sha512}
 _MAX_COMPONENTS = 32
+_MAX_FIELD = 8192  # as for a draft-cavage Signature header: bounds the parsing work
 
 
 class MessageSignatureError(Exception):
@@ -76,6 +77,8 @@ class RequestFacts:
 
 def parse(signature_input: str, signature: str) -> MessageSignature:
     """The first signature of a request's ``Signature-Input`` and ``Signature`` fields."""
+    if len(signature_input) > _MAX_FIELD or len(signature) > _MAX_FIELD:
+        raise MessageSignatureError("signature fields too long")
     try:
         inputs = parse_dictionary(signature_input)
         values = parse_dictionary(signature)

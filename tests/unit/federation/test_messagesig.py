@@ -77,3 +77,8 @@ def test_content_digest_members() -> None:
     ):
         with pytest.raises(MessageSignatureError):
             check_content_digest(bad, body)
+
+
+def test_oversized_signature_fields_are_refused_before_parsing() -> None:
+    with pytest.raises(MessageSignatureError, match="too long"):
+        parse(_sig('"@method"', ';created=1;keyid="' + "k" * 9000 + '"'), _SIG)
