@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import machine
+from common import init_instance, machine
 
 from federation.urls import Urls
 from server.config import load_config
@@ -145,25 +145,6 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
         return True
-
-
-def init_instance(instance: Path, port: int) -> None:
-    subprocess.run(
-        [
-            str(STEELYARD),
-            "--instance",
-            str(instance),
-            "init",
-            "--url",
-            f"http://127.0.0.1:{port}",
-            "--name",
-            "Steelyard bench",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def _text(rng: random.Random) -> str:
@@ -302,7 +283,7 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Seed, bool]:
         flush=True,
     )
     try:
-        init_instance(instance, free_port())
+        init_instance(instance, free_port(), "Steelyard bench")
         seed(instance, want)
     except BaseException:
         if temporary:

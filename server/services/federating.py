@@ -18,7 +18,7 @@ import datetime as dt
 import secrets
 import sqlite3
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 
 from federation import vocab
 from federation.types import AS_PUBLIC
@@ -363,10 +363,11 @@ def person_deleted_in_tx(
     )
 
 
-def wall_add_in_tx(
+def wall_notice_in_tx(
     conn: sqlite3.Connection,
     urls: Urls,
     *,
+    kind: Literal["Add", "Delete"],
     owner_id: int,
     owner_username: str,
     object_id: str,
@@ -374,41 +375,24 @@ def wall_add_in_tx(
     to_followers: bool,
     now_ms: int,
 ) -> None:
-    """FEP-400e: the wall owner's server accepted a post onto the wall; ``Add`` it to the
-    wall collection, telling the author and (when they were addressed) the owner's followers
+    """FEP-400e, as the wall owner's server: ``Add`` a partner's post to the wall we accepted
+    it on, or ``Delete`` it when the owner removes it (only its author's server can delete it
+    everywhere). Told to the author and, when they were addressed, to the owner's followers
     on other instances."""
+    actor = urls.actor(owner_username)
     to = [urls.followers(owner_username), author.uri] if to_followers else [author.uri]
-    activity = vocab.add(
-        activity_id=new_activity_id(urls, "add"),
-        actor=urls.actor(owner_username),
-        object_id=object_id,
-        target=urls.wall(owner_username),
-        to=to,
-    )
-    _wall_notice(conn, activity, owner_id, author, to_followers, now_ms)
-
-
-def wall_remove_in_tx(
-    conn: sqlite3.Connection,
-    urls: Urls,
-    *,
-    owner_id: int,
-    owner_username: str,
-    object_id: str,
-    author: fed.Party,
-    to_followers: bool,
-    now_ms: int,
-) -> None:
-    """FEP-400e: the wall owner removed a partner's post from the wall; the owner's
-    ``Delete`` tells the author's server (which deletes it there and wherever it went) and
-    the owner's followers on other instances, who were shown it."""
-    to = [urls.followers(owner_username), author.uri] if to_followers else [author.uri]
-    activity = vocab.delete(
-        activity_id=new_activity_id(urls, "delete"),
-        actor=urls.actor(owner_username),
-        object_id=object_id,
-        to=to,
-    )
+    if kind == "Add":
+        activity = vocab.add(
+            activity_id=new_activity_id(urls, "add"),
+            actor=actor,
+            object_id=object_id,
+            target=urls.wall(owner_username),
+            to=to,
+        )
+    else:
+        activity = vocab.delete(
+            activity_id=new_activity_id(urls, "delete"), actor=actor, object_id=object_id, to=to
+        )
     _wall_notice(conn, activity, owner_id, author, to_followers, now_ms)
 
 

@@ -384,9 +384,10 @@ async def _store_note(
         if wall_owner is not None:
             author = fed.select_party(conn, actor.id)
             assert author is not None
-            federating.wall_add_in_tx(
+            federating.wall_notice_in_tx(
                 conn,
                 ctx.urls,
+                kind="Add",
                 owner_id=wall_owner.id,
                 owner_username=wall_owner.username,
                 object_id=note.id,

@@ -274,9 +274,10 @@ async def delete_post(ctx: Context, actor: Actor, post_id: int) -> Post:
         # everywhere, so the owner tells it (FEP-400e).
         author = fed.select_party(conn, post.author.id)
         if author is not None:
-            federating.wall_remove_in_tx(
+            federating.wall_notice_in_tx(
                 conn,
                 ctx.urls,
+                kind="Delete",
                 owner_id=actor.id,
                 owner_username=actor.username,
                 object_id=post.uri,
