@@ -104,6 +104,7 @@ class RemoteActor:
     manually_approves: bool
     url: str | None
     icon_url: str | None
+    wall: str | None = None  # FEP-400e wall collection (Smithereen's "wall")
 
 
 @dataclass(frozen=True, slots=True)

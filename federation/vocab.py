@@ -111,6 +111,8 @@ def person_context() -> list[Any]:
             "toot": "http://joinmastodon.org/ns#",
             "discoverable": "toot:discoverable",
             "indexable": "toot:indexable",
+            "sm": "http://smithereen.software/ns#",
+            "wall": {"@id": "sm:wall", "@type": "@id"},
         },
     ]
 
@@ -163,6 +165,7 @@ def person(
         "followers": urls.followers(username),
         "following": urls.following(username),
         "endpoints": {"sharedInbox": urls.shared_inbox},
+        "wall": urls.wall(username),
         "publicKey": _public_key(urls.key_id(username), actor_id, public_key_pem),
         "manuallyApprovesFollowers": manually_approves,
         "discoverable": False,
@@ -635,7 +638,15 @@ def _parse_actor(doc: Mapping[str, Any], fetched_url: str) -> RemoteActor:
         manually_approves=doc.get("manuallyApprovesFollowers") is True,
         url=_link(doc.get("url")),
         icon_url=_link(doc.get("icon")),
+        wall=_same_origin_or_none(doc.get("wall"), uri),
     )
+
+
+def _same_origin_or_none(value: Any, actor_uri: str) -> str | None:
+    """Lenient, for optional extensions: an http(s) URL on the actor's origin, else None."""
+    if not isinstance(value, str) or len(value) > _MAX_URL or not _is_url(value):
+        return None
+    return value if same_origin(value, actor_uri) else None
 
 
 def _parse_note(obj: Mapping[str, Any]) -> RemoteNote:

@@ -89,9 +89,13 @@ def note_document(urls: Urls, post: fed.PostForFederation, our_host: str) -> dic
     wall = None
     if post.wall_owner is not None:
         owner = post.wall_owner
-        # A partner's wall: Steelyard's layout (actor id + "/wall"), which is what our own
-        # inbound side recognises; servers without walls (Mastodon) ignore ``target``.
-        wall = (urls.wall(owner.username) if owner.is_local else f"{owner.uri}/wall", owner.uri)
+        # A partner's wall: the one its actor document advertises (Smithereen's and ours),
+        # else Steelyard's layout (actor id + "/wall"); servers without walls (Mastodon)
+        # ignore ``target``.
+        if owner.is_local:
+            wall = (urls.wall(owner.username), owner.uri)
+        else:
+            wall = (owner.wall_url or f"{owner.uri}/wall", owner.uri)
     return vocab.note(
         note_id=post.uri,
         attributed_to=urls.actor(post.author_username),

@@ -239,8 +239,8 @@ def upsert_remote_actor(
         "INSERT INTO actors (uri, is_local, username, host, display_name, bio_html, avatar_url,"
         " profile_url, public_key_pem, manually_approves, search_text, created_at, updated_at,"
         " actor_type, inbox_url, shared_inbox_url, outbox_url, followers_url, following_url,"
-        " key_id, fetched_at) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-        " ?, ?) ON CONFLICT (uri) DO UPDATE SET display_name = excluded.display_name,"
+        " key_id, fetched_at, wall_url) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+        " ?, ?, ?, ?, ?, ?) ON CONFLICT (uri) DO UPDATE SET display_name = excluded.display_name,"
         " bio_html = excluded.bio_html, avatar_url = excluded.avatar_url,"
         " profile_url = excluded.profile_url, public_key_pem = excluded.public_key_pem,"
         " manually_approves = excluded.manually_approves, search_text = excluded.search_text,"
@@ -248,7 +248,7 @@ def upsert_remote_actor(
         " inbox_url = excluded.inbox_url, shared_inbox_url = excluded.shared_inbox_url,"
         " outbox_url = excluded.outbox_url, followers_url = excluded.followers_url,"
         " following_url = excluded.following_url, key_id = excluded.key_id,"
-        " fetched_at = excluded.fetched_at, deleted_at = NULL",
+        " fetched_at = excluded.fetched_at, wall_url = excluded.wall_url, deleted_at = NULL",
         (
             actor.uri,
             actor.username,
@@ -270,6 +270,7 @@ def upsert_remote_actor(
             actor.following,
             actor.key_id,
             now_ms,
+            actor.wall,
         ),
     )
     return int(conn.execute("SELECT id FROM actors WHERE uri = ?", (actor.uri,)).fetchone()[0])
@@ -651,6 +652,7 @@ class Party:
     inbox: str | None
     shared_inbox: str | None
     deleted: bool = False
+    wall_url: str | None = None  # the FEP-400e wall a partner advertises
 
 
 @dataclass(frozen=True, slots=True)
@@ -683,11 +685,13 @@ def _party(row: sqlite3.Row) -> Party:
         inbox=row["inbox_url"],
         shared_inbox=row["shared_inbox_url"],
         deleted=row["deleted_at"] is not None,
+        wall_url=row["wall_url"],
     )
 
 
 _PARTY = (
-    "a.id, a.uri, a.username, a.host, a.is_local, a.inbox_url, a.shared_inbox_url, a.deleted_at"
+    "a.id, a.uri, a.username, a.host, a.is_local, a.inbox_url, a.shared_inbox_url, a.deleted_at,"
+    " a.wall_url"
 )
 
 

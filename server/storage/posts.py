@@ -555,6 +555,20 @@ def select_public_posts_of(
     ]
 
 
+def select_public_wall_uris(
+    conn: sqlite3.Connection, owner_id: int, *, before: int | None, limit: int
+) -> list[tuple[int, str]]:
+    """(id, uri) of the public, undeleted posts on a person's wall (FEP-400e wall pages)."""
+    return [
+        (int(r[0]), str(r[1]))
+        for r in conn.execute(
+            "SELECT id, uri FROM posts WHERE wall_owner_id = ? AND visibility = 'public'"
+            " AND deleted_at IS NULL AND id < ? ORDER BY id DESC LIMIT ?",
+            (owner_id, before or _MAX_CURSOR, limit),
+        )
+    ]
+
+
 def select_announce_uri(conn: sqlite3.Connection, actor_id: int, post_id: int) -> str | None:
     row = conn.execute(
         "SELECT uri FROM announces WHERE actor_id = ? AND post_id = ?", (actor_id, post_id)

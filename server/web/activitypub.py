@@ -197,7 +197,7 @@ async def _collection(username: str, kind: str) -> ResponseReturnValue:
     base = f"{c.urls.actor(person.username)}/{kind}"
     page = request.args.get("page")
     if page is None:
-        if kind == "outbox":
+        if kind in ("outbox", "wall"):
             return _json(vocab.ordered_collection(base, None, f"{base}?page=true"))
         counts = await c.db.read(follows.count_follows, person.id)
         total = counts[0] if kind == "followers" else counts[1]
@@ -219,6 +219,11 @@ async def _collection(username: str, kind: str) -> ResponseReturnValue:
                     )
                 )
         cursor = ids[-1] if len(ids) == PAGE else None
+    elif kind == "wall":
+        # FEP-400e: the public posts on the wall, by id (local or a partner's), newest first.
+        wall = await c.db.read(posts.select_public_wall_uris, person.id, before=before, limit=PAGE)
+        items = [uri for _, uri in wall]
+        cursor = wall[-1][0] if len(wall) == PAGE else None
     else:
         items, cursor = await c.db.read(
             follows.select_follower_uris,
@@ -235,6 +240,11 @@ async def _collection(username: str, kind: str) -> ResponseReturnValue:
 @blueprint.get("/users/<username>/outbox")
 async def outbox(username: str) -> ResponseReturnValue:
     return await _collection(username, "outbox")
+
+
+@blueprint.get("/users/<username>/wall")
+async def wall(username: str) -> ResponseReturnValue:
+    return await _collection(username, "wall")
 
 
 @blueprint.get("/users/<username>/followers")

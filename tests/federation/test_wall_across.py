@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 
 import pytest
 
@@ -15,7 +16,15 @@ from server.errors import InvalidInput
 from server.services import posting, remote
 from server.storage import notifications, posts
 from tests.federation.conftest import Trio
-from tests.federation.support import Forger, cast, copy_of, deliveries, outbox_count
+from tests.federation.support import (
+    Forger,
+    cast,
+    copy_of,
+    deliveries,
+    instance_key,
+    outbox_count,
+    signed_get,
+)
 from tests.support.network import PASSWORD
 from tests.support.web import csrf_of, login
 
@@ -172,3 +181,65 @@ async def test_a_reject_of_the_create_from_the_wall_owner_deletes_the_post(trio:
     assert (await bob.post(trio.alpha, refusal)).status == 202
     await trio.net.settle()
     assert await trio.alpha.value("SELECT deleted_at FROM posts WHERE id = ?", post_id) is not None
+
+
+async def test_walls_are_advertised_and_serve_their_public_posts(trio: Trio) -> None:
+    await cast(trio)
+    alpha, beta = trio.alpha, trio.beta
+    alice, carol = alpha.people["alice"], alpha.people["carol"]
+    key_id, pem = await instance_key(beta)
+
+    # alice's actor document names her wall (FEP-400e, Smithereen's "wall" term)
+    status, person, _ = await signed_get(alpha, "/users/alice", key_id=key_id, private_key_pem=pem)
+    assert status == 200
+    assert person["wall"] == alpha.ctx.urls.wall("alice")
+    terms = [t for t in person["@context"] if isinstance(t, dict) and "wall" in t]
+    assert terms and terms[0]["wall"] == {"@id": "sm:wall", "@type": "@id"}
+
+    # and the wall lists its public posts only
+    shown = await posting.publish_post(
+        alpha.ctx, carol, posting.Draft("Welcome aboard", Visibility.PUBLIC, wall_owner="alice")
+    )
+    await posting.publish_post(
+        alpha.ctx, carol, posting.Draft("Internal note", Visibility.INTERNAL, wall_owner="alice")
+    )
+    await posting.publish_post(
+        alpha.ctx, carol, posting.Draft("For followers", Visibility.FOLLOWERS, wall_owner="alice")
+    )
+    await posting.publish_post(alpha.ctx, alice, posting.Draft("Own post", Visibility.PUBLIC))
+    status, root, _ = await signed_get(
+        alpha, "/users/alice/wall", key_id=key_id, private_key_pem=pem
+    )
+    assert status == 200 and root["type"] == "OrderedCollection"
+    status, page, _ = await signed_get(
+        alpha, "/users/alice/wall?page=true", key_id=key_id, private_key_pem=pem
+    )
+    assert status == 200 and page["orderedItems"] == [shown.uri]
+    # Secure mode: nothing without a signature
+    unsigned = await alpha.app.test_client().get(
+        "/users/alice/wall?page=true", headers={"Accept": "application/activity+json"}
+    )
+    assert unsigned.status_code == 401
+
+
+async def test_a_partners_advertised_wall_is_the_target(trio: Trio) -> None:
+    await cast(trio)
+    alpha = trio.alpha
+    bob = await remote.find_person(alpha.ctx, "bob@beta.example")
+    # beta advertises bob's wall, and alpha stored it
+    stored = await alpha.value("SELECT wall_url FROM actors WHERE id = ?", bob.id)
+    assert stored == trio.beta.ctx.urls.wall("bob")
+    # A partner whose wall lives elsewhere on its origin is written to there
+    elsewhere = "https://beta.example/walls/bob-7"
+
+    def move(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE actors SET wall_url = ? WHERE id = ?", (elsewhere, bob.id))
+
+    await alpha.ctx.db.write(move)
+    await posting.publish_post(
+        alpha.ctx,
+        alpha.people["alice"],
+        posting.Draft("Hello", Visibility.FOLLOWERS, wall_owner="bob@beta.example"),
+    )
+    create = json.loads((await deliveries(alpha, "Create"))[0]["body"])
+    assert create["object"]["target"]["id"] == elsewhere

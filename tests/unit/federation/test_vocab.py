@@ -683,3 +683,27 @@ def test_note_attachments_are_parsed_leniently_and_bounded() -> None:
     many = parse_note(_note_doc(attachment=[image] * 50))
     assert len(many.attachments) == vocab.MAX_ATTACHMENTS
     assert parse_note(_note_doc()).attachments == ()
+
+
+def test_an_advertised_wall_is_kept_only_on_the_actors_origin() -> None:
+    def wall_of(value: Any) -> str | None:
+        return parse_actor(_actor_doc(wall=value), fetched_url=BOB).wall
+
+    assert wall_of(f"{BOB}/wall") == f"{BOB}/wall"
+    assert wall_of(f"{EVIL}/users/bob/wall") is None  # another origin: ignored, not trusted
+    assert wall_of("javascript:alert(1)") is None
+    assert wall_of({"id": f"{BOB}/wall"}) is None
+    assert wall_of(None) is None
+
+
+def test_our_person_document_names_its_wall() -> None:
+    doc = vocab.person(
+        URLS,
+        username="alice",
+        display_name="Alice",
+        summary_html="",
+        public_key_pem="PEM",
+        manually_approves=False,
+        published_iso="2026-01-01T00:00:00Z",
+    )
+    assert doc["wall"] == "https://acme.example/users/alice/wall"
