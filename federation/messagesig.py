@@ -141,7 +141,7 @@ def signature_base(
     (lower-case names, every field line in order)."""
     path, has_query, query = facts.raw_target.partition("?")
     derived = {
-        "@method": facts.method.upper(),
+        "@method": facts.method,  # as received: RFC 9421 §2.2.1 forbids changing its case
         "@target-uri": f"{facts.scheme}://{facts.authority}{facts.raw_target}",
         "@authority": facts.authority,
         "@scheme": facts.scheme,
@@ -158,7 +158,7 @@ def signature_base(
             if not found:
                 raise MessageSignatureError(f"signed header {name} is missing")
             value = ", ".join(line.strip(" \t") for line in found)
-            if not value.isascii() or not value.isprintable():
+            if not value.isascii() or not value.replace("\t", " ").isprintable():
                 raise MessageSignatureError(f"signed header {name} is not printable ASCII")
         lines.append(f"{serialize_string(name)}: {value}")
     lines.append(f'"@signature-params": {sig.params_value}')

@@ -163,8 +163,12 @@ class _Parser:
             match = self._match(_BYTES)
             if match is None:
                 raise StructuredError(f"malformed byte sequence at {self._pos}")
+            encoded = match.group(1)
+            # RFC 8941 §4.2.7: a parser should not fail on missing padding; "=" anywhere but
+            # at the end still fails below.
+            encoded += "=" * (-len(encoded) % 4) if not encoded.endswith("=") else ""
             try:
-                return base64.b64decode(match.group(1), validate=True)
+                return base64.b64decode(encoded, validate=True)
             except (binascii.Error, ValueError):
                 raise StructuredError("byte sequence is not base64") from None
         if char == "?":

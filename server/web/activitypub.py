@@ -68,7 +68,10 @@ def _headers() -> list[tuple[str, str]]:
 async def _signed_requester() -> VerifiedRequester | Response:
     if "Signature" not in request.headers and "signature" not in request.headers:
         return _refusal(401, "signature required")
-    result = await ctx().federator.receiver.verify_get(raw_target=_raw_target(), headers=_headers())
+    # HEAD is routed to GET views: verify against the method that was actually signed.
+    result = await ctx().federator.receiver.verify_get(
+        raw_target=_raw_target(), headers=_headers(), method=request.method
+    )
     if isinstance(result, InboxResult):
         return _refusal(result.status, result.reason)
     return result

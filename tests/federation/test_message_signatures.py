@@ -181,9 +181,15 @@ async def test_rfc9421_time_rules(scene: tuple[Trio, Forger]) -> None:
     for offset in (-2 * 3600, 2 * 3600):  # created outside the window, either way
         sent, _ = await _post(trio, forger, "stale", created_offset=offset)
         await _refused(trio, sent, 401, before)
-    # expired long ago (expires is honoured beyond the clock-skew allowance)
-    sent, _ = await _post(trio, forger, "expired", created_offset=-3000, expires_in=-2 * 3600)
+    # expired ten minutes ago: expires is honoured, with five minutes for clock skew only
+    sent, _ = await _post(trio, forger, "expired", created_offset=-1200, expires_in=600)
     await _refused(trio, sent, 401, before)
+    # expiring before it was made
+    sent, _ = await _post(trio, forger, "backwards", expires_in=-60)
+    await _refused(trio, sent, 401, before)
+    # expired a minute ago: within the skew
+    sent, _ = await _post(trio, forger, "just expired", created_offset=-120, expires_in=60)
+    assert sent.status == 202, sent.body
 
 
 async def test_a_signature_for_another_server_is_401(scene: tuple[Trio, Forger]) -> None:
@@ -264,3 +270,13 @@ async def test_an_rfc9421_signed_get_is_authenticated(scene: tuple[Trio, Forger]
     status, doc, _ = await plain_get(trio.alpha, alice_path + "/outbox", headers=headers)
     assert status == 200, doc
     assert doc.get("type") == "OrderedCollection"
+
+
+async def test_an_rfc9421_signed_head_is_verified_as_head(scene: tuple[Trio, Forger]) -> None:
+    trio, forger = scene
+    path = "/users/alice/outbox"
+    headers = rfc9421_headers(
+        forger, trio.alpha, path, None, method="HEAD", covered=("@method", "@target-uri")
+    )
+    response = await trio.alpha.app.test_client().head(path, headers=headers)
+    assert response.status_code == 200

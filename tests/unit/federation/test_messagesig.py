@@ -35,15 +35,15 @@ def test_a_query_must_be_covered_when_the_target_is_not_the_full_uri() -> None:
 
 def test_the_base_uses_our_scheme_host_and_raw_target() -> None:
     sig = parse(_sig('"@method" "@target-uri" "@authority" "@path" "@query" "accept"'), _SIG)
-    facts = RequestFacts("get", "https", "alpha.example", "/users/a%20b/outbox?page=2")
-    base = signature_base(sig, facts, {"accept": [" application/activity+json ", "x/y"]})
+    facts = RequestFacts("GET", "https", "alpha.example", "/users/a%20b/outbox?page=2")
+    base = signature_base(sig, facts, {"accept": [" application/activity+json ", "x/\ty"]})
     assert base.decode().split("\n") == [
         '"@method": GET',
         '"@target-uri": https://alpha.example/users/a%20b/outbox?page=2',
         '"@authority": alpha.example',
         '"@path": /users/a%20b/outbox',
         '"@query": ?page=2',
-        '"accept": application/activity+json, x/y',
+        '"accept": application/activity+json, x/\ty',  # a tab inside a value is fine
         '"@signature-params": ("@method" "@target-uri" "@authority" "@path" "@query"'
         ' "accept");created=1;keyid="https://b.example/k"',
     ]

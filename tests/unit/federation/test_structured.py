@@ -40,6 +40,10 @@ def test_items_of_every_supported_kind() -> None:
     assert members["e"] == Item(True)
     assert members["f"] == Item(-42, (("p", True),))
     assert parse_dictionary("") == {}
+    # RFC 8941 §4.2.7: missing padding is tolerated, misplaced padding is not
+    assert parse_dictionary("a=:aGVsbG8:")["a"] == Item(b"hello")
+    with pytest.raises(StructuredError):
+        parse_dictionary("a=:aGV=sbG8:")
 
 
 def test_the_canonical_form_is_what_gets_signed() -> None:
