@@ -30,18 +30,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import html
-import http.client
 import json
-import os
 import random
 import re
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,7 +46,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from common import init_instance, machine
+from common import (
+    PASSWORD,
+    Server,
+    free_port,
+    init_instance,
+    machine,
+    machine_busy_seconds,
+    pct,
+    sign_in,
+)
 
 from federation.urls import Urls
 from server.config import load_config
@@ -60,9 +64,7 @@ from server.storage import bulk, posts, users
 from server.storage.db import open_sync
 
 ROOT = Path(__file__).resolve().parent.parent
-STEELYARD = ROOT / ".venv" / "bin" / "steelyard"
 RESULTS = ROOT / "bench" / "results"
-PASSWORD = "bench-Secret-2718"
 MARKER = "bench-seed.json"
 DAY_MS = 86_400_000
 SPAN_MS = 730 * DAY_MS  # posts are spread over the last two years
@@ -112,8 +114,6 @@ _LAST = (
     "Perlman",
 )
 _CURSOR = re.compile(r"[?&](?:amp;)?before=(\d+)")
-_CSRF_INPUT = re.compile(r"<input[^>]*name=\"csrf_token\"[^>]*>")
-_VALUE = re.compile(r"value=\"([^\"]*)\"")
 
 
 # --- instance and seeding -------------------------------------------------------------------
@@ -130,12 +130,6 @@ class Seed:
 
 def username(i: int) -> str:
     return f"user{i:05d}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def port_is_free(port: int) -> bool:
@@ -354,113 +348,6 @@ def db_facts(instance: Path) -> DbFacts:
 # --- the server process ---------------------------------------------------------------------
 
 
-class Server:
-    """``steelyard serve`` as a child; stopped by the PID we started, never by name."""
-
-    def __init__(self, instance: Path, port: int, log: Path, workers: int = 1) -> None:
-        self.instance, self.port, self.log = instance, port, log
-        self.workers = workers
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 30.0) -> float:
-        """Spawn and wait for the first 200 on ``GET /login``; return the seconds it took."""
-        with self.log.open("wb") as log:
-            started = time.perf_counter()
-            self.proc = subprocess.Popen(
-                [
-                    str(STEELYARD),
-                    "--instance",
-                    str(self.instance),
-                    "serve",
-                    "--bind",
-                    f"127.0.0.1:{self.port}",
-                    "--workers",
-                    str(self.workers),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        deadline = started + timeout
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited:\n{self.log.read_text()[-3000:]}")
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-            try:
-                conn.request("GET", "/login")
-                if conn.getresponse().status == 200:
-                    return time.perf_counter() - started
-            except OSError:
-                pass
-            finally:
-                conn.close()
-            time.sleep(0.005)
-        raise RuntimeError("server did not answer GET /login in time")
-
-    def tree(self) -> list[int]:
-        """The server process and its descendants (worker processes with --workers N)."""
-        found, todo = [], [self.pid]
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            try:
-                text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-            except OSError:
-                continue
-            todo.extend(int(c) for c in text.split())
-        return found
-
-    def rss_mb(self) -> float:
-        total = 0.0
-        for pid in self.tree():
-            with contextlib.suppress(OSError, ValueError):
-                total += _status_kb(pid, "VmRSS") / 1024
-        return total
-
-    def cpu_seconds(self) -> float:
-        total = 0.0
-        for pid in self.tree():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        return total
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds all processes used so far (``/proc/stat``, every CPU, idle excluded)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 # --- load -----------------------------------------------------------------------------------
 
 
@@ -486,9 +373,9 @@ class Level:
             "errors": self.errors,
             "error_samples": self.error_samples[:5],
             "pages_per_s": round(self.pages / self.seconds, 1) if self.seconds else 0.0,
-            "p50_ms": round(_pct(lat, 50), 2),
-            "p90_ms": round(_pct(lat, 90), 2),
-            "p99_ms": round(_pct(lat, 99), 2),
+            "p50_ms": round(pct(lat, 50), 2),
+            "p90_ms": round(pct(lat, 90), 2),
+            "p99_ms": round(pct(lat, 99), 2),
             "max_ms": round(lat[-1], 2) if lat else 0.0,
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "server_cpu_pct": round(100 * self.server_cpu_s / self.seconds, 1)
@@ -507,29 +394,6 @@ class Level:
             if self.seconds
             else 0.0,
         }
-
-
-def _pct(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile of sorted values."""
-    if not values:
-        return 0.0
-    rank = max(1, -(-len(values) * pct // 100))
-    return values[int(rank) - 1]
-
-
-async def sign_in(session: aiohttp.ClientSession, base: str, name: str) -> None:
-    async with session.get(f"{base}/login") as resp:
-        page = await resp.text()
-        if resp.status != 200:
-            raise RuntimeError(f"GET /login answered {resp.status}")
-    tag = _CSRF_INPUT.search(page)
-    value = _VALUE.search(tag.group(0)) if tag else None
-    if value is None:
-        raise RuntimeError("no csrf_token input on /login")
-    form = {"username": name, "password": PASSWORD, "csrf_token": html.unescape(value[1])}
-    async with session.post(f"{base}/login", data=form, allow_redirects=False) as resp:
-        if resp.status not in (302, 303):
-            raise RuntimeError(f"sign-in of {name} answered {resp.status}")
 
 
 async def open_clients(base: str, count: int, people: int) -> list[aiohttp.ClientSession]:
@@ -780,8 +644,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(instance)
         wanted_port = int(config.url.rsplit(":", 1)[1])
         port = wanted_port if port_is_free(wanted_port) else free_port()
-        server = Server(instance, port, RESULTS / "timeline-server.log", args.workers)
-        cold = server.start()
+        server = Server(instance, port, RESULTS / "timeline-server.log")
+        cold = server.start(workers=args.workers)
         time.sleep(1.0)
         idle = server.rss_mb()
         levels = asyncio.run(measure(server, args, people, db.deep_cursors))
