@@ -159,15 +159,7 @@ class InboxReceiver:
         activity_id: str | None = None
         try:
             _check_framing(headers, body, self._max_body)
-            pending = prepare_verification(
-                method,
-                raw_target,
-                headers,
-                body,
-                canonical_host=self._host,
-                canonical_scheme=self._scheme,
-                now=self._now(),
-            )
+            pending = self._prepare(method, raw_target, headers, body)
             host = pending.key_host
             await self._check_allowed(host)
             activity = _parse_activity(body)
@@ -211,15 +203,7 @@ class InboxReceiver:
         """
         host: str | None = None
         try:
-            pending = prepare_verification(
-                method,
-                raw_target,
-                headers,
-                b"",
-                canonical_host=self._host,
-                canonical_scheme=self._scheme,
-                now=self._now(),
-            )
+            pending = self._prepare(method, raw_target, headers, b"")
             host = pending.key_host
             await self._check_allowed(host)
             key = await self._verified_key(pending, noop_if_unknown=False)
@@ -239,6 +223,19 @@ class InboxReceiver:
         except Exception:
             _log.exception("signed GET %s: unexpected error (host %s)", raw_target[:200], host)
             return InboxResult(401, "signature could not be verified")
+
+    def _prepare(
+        self, method: str, raw_target: str, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> PendingVerification:
+        return prepare_verification(
+            method,
+            raw_target,
+            headers,
+            body,
+            canonical_host=self._host,
+            canonical_scheme=self._scheme,
+            now=self._now(),
+        )
 
     async def _check_allowed(self, host: str) -> None:
         try:

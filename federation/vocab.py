@@ -694,7 +694,7 @@ def _attachments(value: Any) -> tuple[Attachment, ...]:
     for item in items[: MAX_ATTACHMENTS * 2]:
         if not isinstance(item, Mapping):
             continue
-        url = _link(item.get("url")) or _link(item.get("href"))
+        url = _link(item)  # its href (a Link) or url (Document, Image…), first http(s) one
         if url is None or len(url) > _MAX_URL:
             continue
         media_type = item.get("mediaType")
