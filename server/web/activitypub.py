@@ -56,10 +56,6 @@ def _refusal(status: int, reason: str) -> Response:
     return _json({"error": reason}, status, "application/json")
 
 
-def _raw_target() -> str:
-    return raw_target(request.scope)
-
-
 def _headers() -> list[tuple[str, str]]:
     # Werkzeug Headers iterate as (name, value) pairs, duplicates included.
     return [(k, v) for k, v in request.headers]
@@ -70,7 +66,7 @@ async def _signed_requester() -> VerifiedRequester | Response:
         return _refusal(401, "signature required")
     # HEAD is routed to GET views: verify against the method that was actually signed.
     result = await ctx().federator.receiver.verify_get(
-        raw_target=_raw_target(), headers=_headers(), method=request.method
+        raw_target=raw_target(request.scope), headers=_headers(), method=request.method
     )
     if isinstance(result, InboxResult):
         return _refusal(result.status, result.reason)
