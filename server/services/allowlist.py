@@ -54,7 +54,6 @@ class HostRow:
     held: int
     dead: int
     cancelled: int
-    delivered: int
     last_success_at: int | None
     last_failure_at: int | None
     last_error: str | None
@@ -223,7 +222,6 @@ async def listing(ctx: Context) -> list[HostRow]:
                 held=h.held if h else 0,
                 dead=h.dead if h else 0,
                 cancelled=h.cancelled if h else 0,
-                delivered=h.delivered if h else 0,
                 last_success_at=h.last_success_at if h else None,
                 last_failure_at=h.last_failure_at if h else None,
                 last_error=h.last_error if h else None,

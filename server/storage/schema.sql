@@ -236,10 +236,15 @@ CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'queue
 
 CREATE INDEX deliveries_host ON deliveries (host, state);
 
+CREATE INDEX deliveries_open ON deliveries (state, host, attempts)
+    WHERE state IN ('queued', 'held', 'dead', 'cancelled');
+
 CREATE INDEX follows_followee ON follows (followee_id, state);
 
 CREATE INDEX inbox_activities_pending ON inbox_activities (next_attempt_at)
     WHERE state = 'pending';
+
+CREATE INDEX inbox_activities_queue ON inbox_activities (id) WHERE state = 'pending';
 
 CREATE INDEX inbox_activities_trouble ON inbox_activities (id)
     WHERE state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL);
@@ -251,6 +256,8 @@ CREATE INDEX notifications_recipient ON notifications (recipient_id, id);
 CREATE INDEX notifications_unread ON notifications (recipient_id) WHERE read_at IS NULL;
 
 CREATE INDEX post_recipients_actor ON post_recipients (actor_id, post_id);
+
+CREATE INDEX post_tags_post ON post_tags (post_id);
 
 CREATE INDEX posts_author ON posts (author_id, id);
 
