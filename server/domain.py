@@ -44,6 +44,7 @@ class NotificationKind(enum.StrEnum):
     REPLY = "reply"
     LIKE = "like"
     WALL = "wall"
+    BOOST = "boost"
 
 
 @dataclass(frozen=True, slots=True)

@@ -554,15 +554,27 @@ async def on_announce(ctx: Context, activity: Activity, actor: Actor) -> None:
         object_id = await _fetch_boosted(ctx, object_id)
     now = ctx.clock.now_ms()
 
-    def tx(conn: sqlite3.Connection) -> int | None:
+    def tx(conn: sqlite3.Connection) -> posts.PostCore | None:
         core = posts.select_post_core_by_uri(conn, object_id)
         if core is None or core.visibility != "public":
             return None  # only public posts may be boosted
-        return core.id if posts.insert_announce(conn, actor.id, core.id, activity.id, now) else None
+        if not posts.insert_announce(conn, actor.id, core.id, activity.id, now):
+            return None
+        notifications.insert_notification(
+            conn,
+            recipient_id=core.author_id,
+            kind=NotificationKind.BOOST,
+            actor_id=actor.id,
+            post_id=core.id,
+            now_ms=now,
+        )
+        return core
 
     boosted = await ctx.db.write(tx)
     if boosted is not None:
-        await publish_boost(ctx, actor.id, boosted)
+        await publish_boost(ctx, actor.id, boosted.id)
+        if boosted.is_local_author:
+            await push_unread_counts(ctx, [boosted.author_id])
 
 
 async def _fetch_boosted(ctx: Context, object_id: str) -> str:

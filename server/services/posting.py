@@ -357,6 +357,15 @@ async def boost_post(ctx: Context, actor: Actor, post_id: int, *, boost: bool) -
     def tx(conn: sqlite3.Connection) -> bool:
         if boost:
             changed = posts.insert_announce(conn, actor.id, post.id, announce_uri, now)
+            if changed:
+                notifications.insert_notification(
+                    conn,
+                    recipient_id=post.author.id,
+                    kind=NotificationKind.BOOST,
+                    actor_id=actor.id,
+                    post_id=post.id,
+                    now_ms=now,
+                )
             previous = announce_uri
         else:
             previous = posts.select_announce_uri(conn, actor.id, post.id) or announce_uri
@@ -381,6 +390,8 @@ async def boost_post(ctx: Context, actor: Actor, post_id: int, *, boost: bool) -
     ctx.federator.wake()
     if boost and changed:
         await publish_boost(ctx, actor.id, post.id)
+        if post.author.is_local:
+            await push_unread_counts(ctx, [post.author.id])
     updated = await ctx.db.read(posts.select_post, post.id, actor.id)
     assert updated is not None
     return updated

@@ -137,11 +137,11 @@ CREATE TABLE login_failures (
     window_start INTEGER NOT NULL
 ) WITHOUT ROWID;
 
-CREATE TABLE notifications (
+CREATE TABLE "notifications" (
     id INTEGER PRIMARY KEY,
     recipient_id INTEGER NOT NULL REFERENCES actors (id),
     kind TEXT NOT NULL
-        CHECK (kind IN ('follow', 'follow_request', 'mention', 'reply', 'like', 'wall')),
+        CHECK (kind IN ('follow', 'follow_request', 'mention', 'reply', 'like', 'wall', 'boost')),
     actor_id INTEGER NOT NULL REFERENCES actors (id),
     post_id INTEGER REFERENCES posts (id),
     created_at INTEGER NOT NULL,

@@ -6,10 +6,10 @@ import pytest
 
 from federation import vocab
 from federation.types import AS_PUBLIC
-from server.domain import Visibility
+from server.domain import NotificationKind, Visibility
 from server.errors import Forbidden
 from server.services import following, inbound, posting, remote
-from server.storage import posts
+from server.storage import notifications, posts
 from tests.federation.conftest import Trio
 from tests.federation.support import Forger, follow_across
 
@@ -22,6 +22,14 @@ async def _announces(instance, post_uri: str) -> int:  # type: ignore[no-untyped
         ).fetchone()[0]
 
     return int(await instance.ctx.db.read(count))
+
+
+async def _boost_notices(instance, recipient_id: int) -> list[int]:  # type: ignore[no-untyped-def]
+    """Who the recipient was told boosted one of their posts, oldest first."""
+    page = await instance.ctx.db.read(
+        notifications.select_notifications, recipient_id, before=None, limit=50
+    )
+    return [n.actor.id for n in reversed(page.items) if n.kind is NotificationKind.BOOST]
 
 
 async def test_boost_and_undo_reach_the_author_and_followers(trio: Trio) -> None:
@@ -45,12 +53,14 @@ async def test_boost_and_undo_reach_the_author_and_followers(trio: Trio) -> None
     boosted = await posting.boost_post(trio.alpha.ctx, alice, local_copy, boost=True)
     assert boosted.boosted_by_viewer
     await trio.net.settle()
-    # Then beta (the author's instance) records the Announce once
+    # Then beta (the author's instance) records the Announce once, and tells bob
     assert await _announces(trio.beta, post.uri) == 1
+    assert await _boost_notices(trio.beta, bob.id) == [alice_on_beta.id]
     # And boosting twice changes nothing
     await posting.boost_post(trio.alpha.ctx, alice, local_copy, boost=True)
     await trio.net.settle()
     assert await _announces(trio.beta, post.uri) == 1
+    assert await _boost_notices(trio.beta, bob.id) == [alice_on_beta.id]
     # When alice takes it back, the Undo removes it there too
     await posting.boost_post(trio.alpha.ctx, alice, local_copy, boost=False)
     await trio.net.settle()

@@ -192,3 +192,42 @@ async def test_a_busy_file_moves_the_read_to_a_thread_instead_of_failing(tmp_pat
     finally:
         holder.close()
         await db.close()
+
+
+def test_rebuilding_notifications_keeps_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0008 rebuilds the table to allow 'boost': ids, rows and indexes survive."""
+    real = migrate.available_migrations()
+    before = [m for m in real if m.version < 8]
+    monkeypatch.setattr(migrate, "available_migrations", lambda: before)
+    conn = _fresh(tmp_path)
+    conn.execute(
+        "INSERT INTO actors (id, uri, is_local, username, host, created_at, updated_at)"
+        " VALUES (1, 'https://us.example/users/ann', 1, 'ann', 'us.example', 1, 1),"
+        " (2, 'https://us.example/users/bo', 1, 'bo', 'us.example', 1, 1)"
+    )
+    conn.execute(
+        "INSERT INTO notifications (id, recipient_id, kind, actor_id, created_at, read_at)"
+        " VALUES (7, 1, 'follow', 2, 10, NULL), (9, 1, 'like', 2, 11, 12)"
+    )
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(
+            "INSERT INTO notifications (recipient_id, kind, actor_id, created_at)"
+            " VALUES (1, 'boost', 2, 13)"
+        )
+    monkeypatch.setattr(migrate, "available_migrations", lambda: real)
+    migrate.migrate(conn, backups_dir=tmp_path / "backups", now_ms=2)
+    rows = conn.execute(
+        "SELECT id, recipient_id, kind, actor_id, created_at, read_at FROM notifications"
+    ).fetchall()
+    assert [tuple(r) for r in rows] == [(7, 1, "follow", 2, 10, None), (9, 1, "like", 2, 11, 12)]
+    conn.execute(
+        "INSERT INTO notifications (recipient_id, kind, actor_id, created_at)"
+        " VALUES (1, 'boost', 2, 13)"
+    )
+    plan = conn.execute(
+        "EXPLAIN QUERY PLAN SELECT count(*) FROM notifications"
+        " WHERE recipient_id = 1 AND read_at IS NULL"
+    ).fetchall()
+    assert "notifications_unread" in " ".join(str(r[3]) for r in plan)

@@ -10,6 +10,7 @@ import re
 from quart import Quart
 
 from server.domain import Visibility
+from server.live import LiveEvent
 from server.services import following, posting
 from server.storage import posts
 from tests.conftest import PASSWORD, People, context_of
@@ -27,6 +28,13 @@ async def _feed(app: Quart, viewer_id: int, limit: int = 20) -> list[tuple[int, 
         if page.next_cursor is None:
             return entries
         before = page.next_cursor
+
+
+def _drain(queue: asyncio.Queue[LiveEvent]) -> list[LiveEvent]:
+    found = []
+    while not queue.empty():
+        found.append(queue.get_nowait())
+    return found
 
 
 async def test_a_boost_by_someone_i_follow_is_in_my_feed_once(app: Quart, people: People) -> None:
@@ -116,7 +124,8 @@ async def test_a_boost_reaches_open_feeds_live_with_its_booster(app: Quart, peop
         await posting.boost_post(ctx, bob, post.id, boost=True)
         event = await asyncio.wait_for(alices.get(), 2)
         assert (event.kind, event.data) == ("post", f"{post.id}:{bob.id}")
-        assert carols.empty()  # carol does not follow bob
+        # carol does not follow bob: no post for her feed, only her unread count (a boost)
+        assert [(e.kind, e.data) for e in _drain(carols)] == [("notifications", "1")]
 
     # The card for that event says who boosted it; a made-up booster is ignored.
     client = app.test_client()
@@ -143,3 +152,22 @@ async def test_a_live_boost_of_a_post_already_in_my_feed_inserts_nothing(
     answer = await client.get(f"/posts/{post.id}/card?via={bob.id}")
     assert answer.status_code == 204
     assert await _feed(app, alice.id) == [(post.id, None)]
+
+
+async def test_the_author_is_told_of_a_boost_once_and_not_of_their_own(
+    app: Quart, people: People
+) -> None:
+    ctx = context_of(app)
+    bob, carol = people.bob, people.carol
+    carols = await posting.publish_post(ctx, carol, posting.Draft("Plant tour", Visibility.PUBLIC))
+    # Boosting one's own post tells nobody
+    await posting.boost_post(ctx, carol, carols.id, boost=True)
+    client = app.test_client()
+    await login(client, "carol", PASSWORD)
+    assert (await (await client.get("/notifications/count")).get_json())["unread"] == 0
+    # When bob boosts it (twice: the second changes nothing), carol is told once
+    await posting.boost_post(ctx, bob, carols.id, boost=True)
+    await posting.boost_post(ctx, bob, carols.id, boost=True)
+    assert (await (await client.get("/notifications/count")).get_json())["unread"] == 1
+    html = await (await client.get("/notifications")).get_data(as_text=True)
+    assert re.search(r"Bob Builder</a>\s*boosted your post", html), html
