@@ -154,7 +154,7 @@ def create_app(
         if isinstance(actor_id, int):
             found = await context.db.read(users.select_viewer, actor_id)
             if found and found[0].is_active and found[0].session_epoch == session.get("epoch"):
-                g.account, g.viewer = found
+                g.account, g.viewer, g.unread = found
             else:
                 session.clear()
         if request.method not in ("GET", "HEAD", "OPTIONS") and not await check_csrf():

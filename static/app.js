@@ -311,10 +311,8 @@
 
   function start() {
     localizeTimes(document);
-    if (document.body.dataset.live) {
-      loadUnreadCount();
-      openLive();
-    }
+    /* The badge came with the page; the stream keeps it current from here. */
+    if (document.body.dataset.live) openLive();
   }
 
   /* Pages restored from the back/forward cache need their stream again. */

@@ -60,13 +60,16 @@ def select_notifications(
     return Page(items, items[-1].id if len(rows) > limit and items else None)
 
 
-def count_unread(conn: sqlite3.Connection, recipient_id: int) -> int:
-    return int(
-        conn.execute(
-            "SELECT count(*) FROM notifications WHERE recipient_id = ? AND read_at IS NULL",
-            (recipient_id,),
-        ).fetchone()[0]
+def count_unread(conn: sqlite3.Connection, recipient_id: int, *, cap: int | None = None) -> int:
+    """Unread notifications; with *cap*, counting stops there (a badge shows "99+")."""
+    if cap is None:
+        sql = "SELECT count(*) FROM notifications WHERE recipient_id = ? AND read_at IS NULL"
+        return int(conn.execute(sql, (recipient_id,)).fetchone()[0])
+    sql = (
+        "SELECT count(*) FROM (SELECT 1 FROM notifications"
+        " WHERE recipient_id = ? AND read_at IS NULL LIMIT ?)"
     )
+    return int(conn.execute(sql, (recipient_id, cap)).fetchone()[0])
 
 
 def mark_all_read(conn: sqlite3.Connection, recipient_id: int, now_ms: int) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from server.domain import Account, Actor
+from server.storage.notifications import count_unread
 from server.storage.rows import ACTOR_COLUMNS, actor_from_row
 
 PROFILE_FIELDS = ("display_name", "job_title", "department", "location", "contact", "bio_html")
@@ -293,10 +294,17 @@ def insert_audit(
     )
 
 
-def select_viewer(conn: sqlite3.Connection, actor_id: int) -> tuple[Account, Actor] | None:
-    """The signed-in person's account and actor in one read (runs on every request)."""
+UNREAD_CAP = 100  # the badge shows "99+" beyond; counting further would cost with no use
+
+
+def select_viewer(conn: sqlite3.Connection, actor_id: int) -> tuple[Account, Actor, int] | None:
+    """The signed-in person's account, actor and unread notifications (at most
+    ``UNREAD_CAP``) in one read: it runs on every request, and the count is in the page so
+    the badge needs neither JavaScript nor a second request."""
     account = select_account(conn, actor_id)
     if account is None:
         return None
     actor = select_actor(conn, actor_id)
-    return (account, actor) if actor is not None else None
+    if actor is None:
+        return None
+    return account, actor, count_unread(conn, actor_id, cap=UNREAD_CAP)

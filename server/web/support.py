@@ -180,10 +180,16 @@ async def render_template(name: str, **context: Any) -> str:
     return str(env.get_template(name).render(context))
 
 
+def unread_count() -> int:
+    """The signed-in person's unread notifications as read with them (capped), else 0."""
+    return cast(int, g.get("unread", 0))
+
+
 def template_globals() -> dict[str, Any]:
     return {
         "csrf_token": csrf_token,
         "viewer": viewer,
         "account": account,
         "card_context": card_context,
+        "unread_count": unread_count,
     }

@@ -129,6 +129,8 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     live = bob.locator("article.post", has_text=boosted)
     await live.wait_for(timeout=10_000)
     assert "Alice Anders boosted" in await live.inner_text()
+    # Carol's page, open all along, shows the boost as a new notification without a reload.
+    await carol.locator("[data-unread]", has_text="1").wait_for(timeout=10_000)
     await carol_ctx.close()
     await alice_ctx.close()
     await bob_ctx.close()

@@ -18,6 +18,8 @@ import pytest
 from server.storage import federation as fed
 from server.storage import migrate, posts
 from server.storage.db import open_sync
+from server.storage.notifications import count_unread
+from server.storage.users import UNREAD_CAP
 
 SMALL = 500
 LARGE = 10_000
@@ -116,6 +118,14 @@ def _cost(tmp_path: Path, size: int, seed: Callable[[sqlite3.Connection, int], o
     return _steps(conn, lambda: work(conn, seeded))
 
 
+def _assert_flat_cost(
+    tmp_path: Path,
+    seed: Callable[[sqlite3.Connection, int], object],
+    work: Callable[[sqlite3.Connection, object], object],
+) -> None:
+    _assert_flat(_cost(tmp_path, SMALL, seed, work), _cost(tmp_path, LARGE, seed, work))
+
+
 def _assert_flat(small: int, large: int) -> None:
     # Twenty times the history; an index lookup grows by a step or two of B-tree depth,
     # a scan by the factor itself.
@@ -128,10 +138,7 @@ def test_claiming_inbound_work_does_not_walk_the_applied_archive(tmp_path: Path)
         assert len(claimed) == 3  # the waiting ones, none of the applied
         return claimed
 
-    _assert_flat(
-        _cost(tmp_path, SMALL, _history_inbound, claim),
-        _cost(tmp_path, LARGE, _history_inbound, claim),
-    )
+    _assert_flat_cost(tmp_path, _history_inbound, claim)
 
 
 def test_reading_and_replacing_a_posts_hashtags_is_by_post(tmp_path: Path) -> None:
@@ -145,10 +152,7 @@ def test_reading_and_replacing_a_posts_hashtags_is_by_post(tmp_path: Path) -> No
         )
         return found
 
-    _assert_flat(
-        _cost(tmp_path, SMALL, _history_tags, read_and_edit),
-        _cost(tmp_path, LARGE, _history_tags, read_and_edit),
-    )
+    _assert_flat_cost(tmp_path, _history_tags, read_and_edit)
 
 
 def test_delivery_health_does_not_count_the_delivered_archive(tmp_path: Path) -> None:
@@ -157,10 +161,7 @@ def test_delivery_health_does_not_count_the_delivered_archive(tmp_path: Path) ->
         assert found["h1.example"].queued == 1 and found["h1.example"].failing == 1
         return found
 
-    _assert_flat(
-        _cost(tmp_path, SMALL, _history_deliveries, health),
-        _cost(tmp_path, LARGE, _history_deliveries, health),
-    )
+    _assert_flat_cost(tmp_path, _history_deliveries, health)
 
 
 @pytest.mark.parametrize("index", ["inbox_activities_queue", "post_tags_post"])
@@ -181,3 +182,21 @@ def test_the_guard_notices_a_missing_index(tmp_path: Path, index: str) -> None:
     large = _cost(tmp_path, LARGE, seed, work)
     with pytest.raises(AssertionError, match="grew with the history"):
         _assert_flat(small, large)
+
+
+def test_the_unread_count_read_on_every_page_stops_at_its_cap(tmp_path: Path) -> None:
+    def seed(conn: sqlite3.Connection, size: int) -> object:
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+            " INSERT INTO notifications (recipient_id, kind, actor_id, created_at)"
+            " SELECT 1, 'like', 2, i FROM n",
+            (size,),
+        )
+        return None
+
+    def viewer_count(conn: sqlite3.Connection, _: object) -> object:
+        found = count_unread(conn, 1, cap=UNREAD_CAP)
+        assert found == UNREAD_CAP
+        return found
+
+    _assert_flat_cost(tmp_path, seed, viewer_count)

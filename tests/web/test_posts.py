@@ -50,6 +50,9 @@ async def test_compose_mention_hashtag_and_notification(app: Quart, people: Peop
     notes = await _page(bob, "/notifications")
     assert "mentioned you" in notes
     assert (await (await bob.get("/notifications/count")).get_json())["unread"] == 1
+    # The badge is in the page itself (no JavaScript needed), on every page
+    assert re.search(r'data-unread>1<span class="sr-only"> unread</span>', await _page(bob, "/"))
+    assert re.search(r'data-unread hidden>', await _page(alice, "/"))
     tag = await _page(bob, "/tags/q2tender")
     assert "Tender prep" in tag
 
@@ -244,3 +247,15 @@ async def test_unfollow_removes_followers_posts_from_feed(app: Quart, people: Pe
     assert "followers news" in await _page(bob, "/")
     await post_form(bob, "/people/alice/follow", {"action": "unfollow"})
     assert "followers news" not in await _page(bob, "/")
+
+
+async def test_the_unread_badge_stops_counting_at_99_plus(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    for n in range(120):
+        await posting.publish_post(
+            ctx, people.alice, posting.Draft(f"note {n} for @bob", Visibility.INTERNAL)
+        )
+    bob = await _client(app, "bob")
+    assert re.search(r'data-unread>99\+<span class="sr-only"> unread</span>', await _page(bob, "/"))
+    # the JSON count (for scripts) is exact
+    assert (await (await bob.get("/notifications/count")).get_json())["unread"] == 120
