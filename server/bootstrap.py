@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -39,9 +40,13 @@ def prepare_database(config: Config, clock: Clock) -> None:
     """Migrate the database (backing it up first when it already holds data)."""
     conn = open_sync(config.db_path, config.synchronous)
     try:
-        migrate(conn, backups_dir=config.backups_dir, now_ms=clock.now_ms())
+        migrate(conn, backups_dir=config.backups_dir, now_ms=clock.now_ms(), progress=_tell)
     finally:
         conn.close()
+
+
+def _tell(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 @asynccontextmanager

@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -82,18 +84,35 @@ def pending_migrations(conn: sqlite3.Connection) -> list[Migration]:
     return [m for m in known if m.version not in applied]
 
 
-def migrate(conn: sqlite3.Connection, *, backups_dir: Path, now_ms: int) -> list[Migration]:
-    """Apply pending migrations; back up first when the database already holds data."""
+def migrate(
+    conn: sqlite3.Connection,
+    *,
+    backups_dir: Path,
+    now_ms: int,
+    progress: Callable[[str], None] | None = None,
+) -> list[Migration]:
+    """Apply pending migrations; back up first when the database already holds data.
+
+    *progress* is told each step of an upgrade as it starts and ends (not of a new database's
+    creation): on a large instance the backup and a new index take a while, and an admin
+    starting the server should see why."""
     todo = pending_migrations(conn)
     if not todo:
         return []
     has_data = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] > 0
+    say = progress if progress is not None and has_data else (lambda _: None)
     if has_data:
         backups_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         target = backups_dir / f"pre-migration-{todo[0].version:04d}-{now_ms}.sqlite3"
+        size_mb = _database_bytes(conn) / 1e6
+        say(f"Backing up the database ({size_mb:,.0f} MB) to {target} before migrating ...")
+        started = time.monotonic()
         conn.execute("VACUUM INTO ?", (str(target),))
         target.chmod(0o600)
+        say(f"Backed up in {time.monotonic() - started:.1f} s.")
     for migration in todo:
+        say(f"Applying migration {migration.version:04d}_{migration.name} ...")
+        started = time.monotonic()
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in split_statements(migration.sql):
@@ -107,7 +126,14 @@ def migrate(conn: sqlite3.Connection, *, backups_dir: Path, now_ms: int) -> list
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        took = time.monotonic() - started
+        say(f"Applied {migration.version:04d}_{migration.name} in {took:.1f} s.")
     return todo
+
+
+def _database_bytes(conn: sqlite3.Connection) -> int:
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    return int(pages) * int(conn.execute("PRAGMA page_size").fetchone()[0])
 
 
 def split_statements(sql: str) -> list[str]:

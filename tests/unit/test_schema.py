@@ -16,7 +16,9 @@ SNAPSHOT = Path(__file__).resolve().parents[2] / "server" / "storage" / "schema.
 
 def _fresh(tmp_path: Path) -> sqlite3.Connection:
     conn = open_sync(tmp_path / "db.sqlite3")
-    migrate.migrate(conn, backups_dir=tmp_path / "backups", now_ms=1)
+    told: list[str] = []
+    migrate.migrate(conn, backups_dir=tmp_path / "backups", now_ms=1, progress=told.append)
+    assert told == []  # creating a database is not an upgrade worth narrating
     return conn
 
 
@@ -49,8 +51,16 @@ def test_backup_is_taken_before_migrating_a_database_with_data(
     real = migrate.available_migrations()
     extra = migrate.Migration(len(real) + 1, "extra", "CREATE TABLE extra_table (x INTEGER);")
     monkeypatch.setattr(migrate, "available_migrations", lambda: [*real, extra])
-    applied = migrate.migrate(conn, backups_dir=tmp_path / "backups", now_ms=2)
+    told: list[str] = []
+    applied = migrate.migrate(
+        conn, backups_dir=tmp_path / "backups", now_ms=2, progress=told.append
+    )
     assert [m.name for m in applied] == ["extra"]
+    # An upgrade says what it is doing: the backup (with its size) and each migration
+    assert told[0].startswith("Backing up the database (") and "before migrating" in told[0]
+    assert told[1].startswith("Backed up in ")
+    assert told[2:] == [f"Applying migration {extra.version:04d}_extra ...", told[3]]
+    assert told[3].startswith(f"Applied {extra.version:04d}_extra in ")
     backups = list((tmp_path / "backups").glob("pre-migration-*.sqlite3"))
     assert len(backups) == 1
     copy = sqlite3.connect(backups[0])
