@@ -196,7 +196,13 @@
     source.addEventListener('notifications', function (event) {
       setUnread(event.data);
     });
-    /* EventSource reconnects by itself (the server sends retry: 3000). */
+    /* EventSource reconnects by itself (the server sends retry: 3000); what was counted
+       while it was away is fetched once it is back. */
+    var opened = false;
+    source.addEventListener('open', function () {
+      if (opened) loadUnreadCount();
+      opened = true;
+    });
   }
 
   function closeLive() {
