@@ -333,7 +333,7 @@ async def like_post(ctx: Context, actor: Actor, post_id: int, *, like: bool) -> 
 
     changed = await ctx.db.write(tx)
     ctx.federator.wake()
-    if changed and like:
+    if changed:  # a like adds a notification, an unlike takes it back
         await push_unread_counts(ctx, [post.author.id])
     updated = await ctx.db.read(posts.select_post, post.id, actor.id)
     assert updated is not None
@@ -390,8 +390,8 @@ async def boost_post(ctx: Context, actor: Actor, post_id: int, *, boost: bool) -
     ctx.federator.wake()
     if boost and changed:
         await publish_boost(ctx, actor.id, post.id)
-        if post.author.is_local:
-            await push_unread_counts(ctx, [post.author.id])
+    if changed and post.author.is_local:  # a boost adds a notification, taking it back removes it
+        await push_unread_counts(ctx, [post.author.id])
     updated = await ctx.db.read(posts.select_post, post.id, actor.id)
     assert updated is not None
     return updated

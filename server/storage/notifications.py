@@ -32,6 +32,17 @@ def insert_notification(
     return int(cur.lastrowid or 0)
 
 
+def retract_notification(
+    conn: sqlite3.Connection, *, kind: NotificationKind, actor_id: int, post_id: int
+) -> int:
+    """Remove what *actor* was notified for about *post* (a like or boost taken back)."""
+    cur = conn.execute(
+        "DELETE FROM notifications WHERE post_id = ? AND actor_id = ? AND kind = ?",
+        (post_id, actor_id, kind.value),
+    )
+    return cur.rowcount
+
+
 def select_notifications(
     conn: sqlite3.Connection, recipient_id: int, *, before: int | None, limit: int
 ) -> Page[Notification]:

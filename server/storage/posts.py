@@ -18,7 +18,8 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from server.domain import Actor, Page, Post, PostVersion, Visibility
+from server.domain import Actor, NotificationKind, Page, Post, PostVersion, Visibility
+from server.storage.notifications import retract_notification
 from server.storage.rows import actor_columns, actor_from_row, as_dict
 
 _POST_SELECT = (
@@ -452,11 +453,13 @@ def insert_like(
 
 
 def delete_like(conn: sqlite3.Connection, actor_id: int, post_id: int) -> bool:
+    """Take a like back, and the author's notification of it."""
     cur = conn.execute("DELETE FROM likes WHERE actor_id = ? AND post_id = ?", (actor_id, post_id))
     if cur.rowcount:
         conn.execute(
             "UPDATE posts SET like_count = max(like_count - 1, 0) WHERE id = ?", (post_id,)
         )
+        retract_notification(conn, kind=NotificationKind.LIKE, actor_id=actor_id, post_id=post_id)
     return cur.rowcount > 0
 
 
@@ -518,8 +521,11 @@ def insert_announce(
 
 
 def delete_announce_by_uri(conn: sqlite3.Connection, actor_id: int, uri: str) -> bool:
-    cur = conn.execute("DELETE FROM announces WHERE uri = ? AND actor_id = ?", (uri, actor_id))
-    return cur.rowcount > 0
+    """Take back the boost with this activity id by this actor (see :func:`delete_announce`)."""
+    row = conn.execute(
+        "SELECT post_id FROM announces WHERE uri = ? AND actor_id = ?", (uri, actor_id)
+    ).fetchone()
+    return row is not None and delete_announce(conn, actor_id, int(row[0]))
 
 
 def select_post_for_remote(
@@ -588,7 +594,10 @@ def select_booster(conn: sqlite3.Connection, post_id: int, actor_id: int) -> Act
 
 
 def delete_announce(conn: sqlite3.Connection, actor_id: int, post_id: int) -> bool:
+    """Take a boost back, and the author's notification of it."""
     cur = conn.execute(
         "DELETE FROM announces WHERE actor_id = ? AND post_id = ?", (actor_id, post_id)
     )
+    if cur.rowcount:
+        retract_notification(conn, kind=NotificationKind.BOOST, actor_id=actor_id, post_id=post_id)
     return cur.rowcount > 0

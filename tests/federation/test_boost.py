@@ -61,10 +61,11 @@ async def test_boost_and_undo_reach_the_author_and_followers(trio: Trio) -> None
     await trio.net.settle()
     assert await _announces(trio.beta, post.uri) == 1
     assert await _boost_notices(trio.beta, bob.id) == [alice_on_beta.id]
-    # When alice takes it back, the Undo removes it there too
+    # When alice takes it back, the Undo removes it there too, with bob's notification
     await posting.boost_post(trio.alpha.ctx, alice, local_copy, boost=False)
     await trio.net.settle()
     assert await _announces(trio.beta, post.uri) == 0
+    assert await _boost_notices(trio.beta, bob.id) == []
 
 
 @pytest.mark.parametrize(

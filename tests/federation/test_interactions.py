@@ -100,6 +100,8 @@ async def test_likes_come_back_and_undo_removes_them(trio: Trio) -> None:
     assert json.loads(undo["body"])["object"]["id"] == like_uri
     unliked = await beta.ctx.db.read(posts.select_post, original.id, people.bob.id)
     assert unliked is not None and unliked.like_count == 0
+    # and bob's notification of it went with it (as on Mastodon)
+    assert await _kinds(beta, people.bob.id) == []
 
 
 async def test_remote_like_of_a_local_post_and_undo_by_someone_else(trio: Trio) -> None:
@@ -127,12 +129,14 @@ async def test_remote_like_of_a_local_post_and_undo_by_someone_else(trio: Trio) 
     assert (await dave.post(alpha, dave.activity("Undo", like_uri))).status == 202
     await net.settle()
     assert await _like_count(alpha, mine.id) == 1
+    assert NotificationKind.LIKE in await _kinds(alpha, people.alice.id)
 
     # When bob's Undo names only the like id (no embedded Like): it applies
     bob = await Forger.of(beta, people.bob)
     assert (await bob.post(alpha, bob.activity("Undo", like_uri))).status == 202
     await net.settle()
     assert await _like_count(alpha, mine.id) == 0
+    assert NotificationKind.LIKE not in await _kinds(alpha, people.alice.id)
 
 
 async def test_edits_propagate_in_order_and_keep_history(trio: Trio) -> None:

@@ -164,26 +164,6 @@ def test_delivery_health_does_not_count_the_delivered_archive(tmp_path: Path) ->
     _assert_flat_cost(tmp_path, _history_deliveries, health)
 
 
-@pytest.mark.parametrize("index", ["inbox_activities_queue", "post_tags_post"])
-def test_the_guard_notices_a_missing_index(tmp_path: Path, index: str) -> None:
-    """Without the index the same comparison fails: the tests above can fail."""
-
-    def seed(conn: sqlite3.Connection, size: int) -> object:
-        conn.execute(f"DROP INDEX {index}")
-        return (_history_inbound if index.startswith("inbox") else _history_tags)(conn, size)
-
-    def work(conn: sqlite3.Connection, seeded: object) -> object:
-        if index.startswith("inbox"):
-            return fed.claim_inbound(conn, NOW, 50, 60_000)
-        assert isinstance(seeded, int)
-        return fed.select_post_for_federation(conn, seeded)
-
-    small = _cost(tmp_path, SMALL, seed, work)
-    large = _cost(tmp_path, LARGE, seed, work)
-    with pytest.raises(AssertionError, match="grew with the history"):
-        _assert_flat(small, large)
-
-
 def test_the_unread_count_read_on_every_page_stops_at_its_cap(tmp_path: Path) -> None:
     def seed(conn: sqlite3.Connection, size: int) -> object:
         conn.execute(
@@ -200,3 +180,66 @@ def test_the_unread_count_read_on_every_page_stops_at_its_cap(tmp_path: Path) ->
         return found
 
     _assert_flat_cost(tmp_path, seed, viewer_count)
+
+
+
+def _history_likes(conn: sqlite3.Connection, size: int) -> object:
+    """The author's long notification history, then one like of post 7 by actor 2."""
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+        " INSERT INTO notifications (recipient_id, kind, actor_id, post_id, created_at)"
+        " SELECT 1, 'like', 3 + i, 1000 + i, i FROM n",
+        (size,),
+    )
+    conn.execute("INSERT INTO likes (actor_id, post_id, created_at) VALUES (2, 7, 1)")
+    conn.execute(
+        "INSERT INTO notifications (recipient_id, kind, actor_id, post_id, created_at)"
+        " VALUES (1, 'like', 2, 7, 1)"
+    )
+    return None
+
+
+def _unlike(conn: sqlite3.Connection, _: object) -> object:
+    assert posts.delete_like(conn, 2, 7)
+    left = conn.execute("SELECT count(*) FROM notifications WHERE post_id = 7").fetchone()
+    assert left[0] == 0
+    return None
+
+
+def _claim(conn: sqlite3.Connection, _: object) -> object:
+    return fed.claim_inbound(conn, NOW, 50, 60_000)
+
+
+def _tags_of(conn: sqlite3.Connection, post_id: object) -> object:
+    assert isinstance(post_id, int)
+    return fed.select_post_for_federation(conn, post_id)
+
+
+def test_taking_a_like_back_finds_its_notification_by_post(tmp_path: Path) -> None:
+    _assert_flat_cost(tmp_path, _history_likes, _unlike)
+
+
+@pytest.mark.parametrize(
+    ("index", "seed", "work"),
+    [
+        ("inbox_activities_queue", _history_inbound, _claim),
+        ("post_tags_post", _history_tags, _tags_of),
+        ("notifications_post", _history_likes, _unlike),
+    ],
+)
+def test_the_guard_notices_a_missing_index(
+    tmp_path: Path,
+    index: str,
+    seed: Callable[[sqlite3.Connection, int], object],
+    work: Callable[[sqlite3.Connection, object], object],
+) -> None:
+    """Without the index the same comparison fails: the tests above can fail."""
+
+    def seed_without_index(conn: sqlite3.Connection, size: int) -> object:
+        conn.execute(f"DROP INDEX {index}")
+        return seed(conn, size)
+
+    small = _cost(tmp_path, SMALL, seed_without_index, work)
+    large = _cost(tmp_path, LARGE, seed_without_index, work)
+    with pytest.raises(AssertionError, match="grew with the history"):
+        _assert_flat(small, large)

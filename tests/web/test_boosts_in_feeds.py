@@ -171,3 +171,15 @@ async def test_the_author_is_told_of_a_boost_once_and_not_of_their_own(
     assert (await (await client.get("/notifications/count")).get_json())["unread"] == 1
     html = await (await client.get("/notifications")).get_data(as_text=True)
     assert re.search(r"Bob Builder</a>\s*boosted your post", html), html
+    # Taking the boost back takes its notification back (her open pages hear the count
+    # drop); a like and unlike likewise
+    async with ctx.live.subscribe(carol.id) as carols_pages:
+        await posting.boost_post(ctx, bob, carols.id, boost=False)
+        assert [(e.kind, e.data) for e in _drain(carols_pages)] == [("notifications", "0")]
+    await posting.like_post(ctx, bob, carols.id, like=True)
+    html = await (await client.get("/notifications")).get_data(as_text=True)
+    assert "boosted your post" not in html and "liked your post" in html
+    await posting.like_post(ctx, bob, carols.id, like=False)
+    html = await (await client.get("/notifications")).get_data(as_text=True)
+    assert "liked your post" not in html and "No notifications yet" in html
+    assert (await (await client.get("/notifications/count")).get_json())["unread"] == 0
