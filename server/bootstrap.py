@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from federation.transport import Transport
@@ -36,13 +38,40 @@ def build_context(config: Config, clock: Clock, transport: Transport | None = No
     )
 
 
-def prepare_database(config: Config, clock: Clock) -> None:
-    """Migrate the database (backing it up first when it already holds data)."""
-    conn = open_sync(config.db_path, config.synchronous)
+MIGRATE_LOCK = ".migrate.lock"
+
+
+@contextmanager
+def _migrate_lock(config: Config, *, wait: bool) -> Iterator[bool]:
+    """An exclusive ``flock`` on the instance's migrate lock file while migrating (*wait*:
+    block until it is ours), or, without *wait*, whether someone else holds it now."""
+    fd = os.open(config.instance_path / MIGRATE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        migrate(conn, backups_dir=config.backups_dir, now_ms=clock.now_ms(), progress=_tell)
+        if wait:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield True
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            yield True  # held: a migration is running
+            return
+        yield False
     finally:
-        conn.close()
+        os.close(fd)  # closing releases the lock
+
+
+def prepare_database(config: Config, clock: Clock) -> None:
+    """Migrate the database (backing it up first when it already holds data).
+
+    The migrate lock is held meanwhile, so other processes of the instance wait for as long
+    as the backup and the migrations take (see :func:`wait_for_migrations`)."""
+    with _migrate_lock(config, wait=True):
+        conn = open_sync(config.db_path, config.synchronous)
+        try:
+            migrate(conn, backups_dir=config.backups_dir, now_ms=clock.now_ms(), progress=_tell)
+        finally:
+            conn.close()
 
 
 def _tell(line: str) -> None:
@@ -63,9 +92,15 @@ async def open_context(instance_path: Path, clock: Clock | None = None) -> Async
         await context.db.close()
 
 
-async def wait_for_migrations(config: Config) -> None:
-    """For secondary worker processes: wait (up to a minute) until the lock holder migrated."""
-    deadline = asyncio.get_running_loop().time() + 60.0
+async def wait_for_migrations(config: Config, *, patience: float = 60.0) -> None:
+    """For secondary processes: wait until the first worker has migrated the database.
+
+    As long as a migration runs (its lock is held) this waits, however long the backup of a
+    large instance takes; with migrations pending and nobody migrating for *patience*
+    seconds, it gives up."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    next_word = loop.time() + 10.0
     while True:
         conn = open_sync(config.db_path, config.synchronous)
         try:
@@ -73,6 +108,12 @@ async def wait_for_migrations(config: Config) -> None:
                 return
         finally:
             conn.close()
-        if asyncio.get_running_loop().time() > deadline:
+        with _migrate_lock(config, wait=False) as migrating:
+            if migrating:
+                deadline = loop.time() + patience
+                if loop.time() > next_word:
+                    _tell("Waiting for the first worker to finish migrating the database ...")
+                    next_word = loop.time() + 30.0
+        if loop.time() > deadline:
             raise RuntimeError("the database was not migrated in time by the first worker")
         await asyncio.sleep(0.2)

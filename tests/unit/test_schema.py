@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from server.bootstrap import MIGRATE_LOCK, wait_for_migrations
+from server.config import load_config
 from server.errors import InstanceError
 from server.storage import migrate
 from server.storage.db import Database, open_sync
+from tests.conftest import make_instance
 
 SNAPSHOT = Path(__file__).resolve().parents[2] / "server" / "storage" / "schema.sql"
 
@@ -241,3 +247,28 @@ def test_rebuilding_notifications_keeps_every_row(
         " WHERE recipient_id = 1 AND read_at IS NULL"
     ).fetchall()
     assert "notifications_unread" in " ".join(str(r[3]) for r in plan)
+
+
+async def test_other_processes_wait_for_a_long_migration_and_not_for_nobody(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A secondary worker waits while the migrate lock is held (a large instance's backup may
+    take minutes); with migrations pending and nobody migrating it gives up."""
+    config = load_config(make_instance(tmp_path / "instance"))
+    real = migrate.available_migrations()
+    extra = migrate.Migration(len(real) + 1, "extra", "CREATE TABLE extra_table (x INTEGER);")
+    monkeypatch.setattr(migrate, "available_migrations", lambda: [*real, extra])
+    # Nobody migrating: give up after the patience
+    with pytest.raises(RuntimeError, match="not migrated in time"):
+        await wait_for_migrations(config, patience=0.3)
+    # Someone migrating for longer than the patience: keep waiting, return once it is done
+    fd = os.open(config.instance_path / MIGRATE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    waiting = asyncio.create_task(wait_for_migrations(config, patience=0.3))
+    await asyncio.sleep(1.0)
+    assert not waiting.done()
+    conn = open_sync(config.db_path)
+    migrate.migrate(conn, backups_dir=config.backups_dir, now_ms=3)
+    conn.close()
+    os.close(fd)
+    await asyncio.wait_for(waiting, 5)
