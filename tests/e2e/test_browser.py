@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -132,6 +134,57 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     # Carol's page, open all along, shows the boost as a new notification without a reload.
     await carol.locator("[data-unread]", has_text="1").wait_for(timeout=10_000)
     await carol_ctx.close()
+    await alice_ctx.close()
+    await bob_ctx.close()
+
+
+async def test_the_badge_catches_up_when_the_live_stream_comes_back(  # type: ignore[no-untyped-def]
+    server: ServerProcess, browser
+) -> None:
+    """What was notified while the stream was away shows once it reconnects."""
+    bob_ctx = await browser.new_context()
+    alice_ctx = await browser.new_context()
+    bob = await bob_ctx.new_page()
+    alice = await alice_ctx.new_page()
+    await _sign_in(alice, server.base, "alice")
+    await _sign_in(bob, server.base, "bob")
+
+    # Bob's first stream opens and ends at once; his browser's reconnection is held back.
+    calls = 0
+    reconnecting = asyncio.Event()
+    release = asyncio.Event()
+
+    async def live(route) -> None:  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await route.fulfill(
+                status=200, headers={"Content-Type": "text/event-stream"}, body="retry: 300\n\n"
+            )
+            return
+        reconnecting.set()
+        await release.wait()
+        await route.continue_()
+
+    await bob.route(f"{server.base}/live", live)
+    await bob.goto(f"{server.base}/")
+    await asyncio.wait_for(reconnecting.wait(), 10)
+
+    async def unread() -> int:
+        response = await bob_ctx.request.get(f"{server.base}/notifications/count")
+        return int((await response.json())["unread"])
+
+    before = await unread()
+    # While Bob's stream is away, Alice mentions him.
+    await alice.goto(f"{server.base}/")
+    await alice.get_by_label("What are you working on?").fill("Review the tender with @bob")
+    await alice.get_by_role("button", name="Post").click()
+    await alice.locator("article.post", has_text="Review the tender").first.wait_for()
+    assert await unread() == before + 1
+    # When the stream is back, the badge says so without a reload.
+    release.set()
+    badge = bob.locator("[data-unread]", has_text=re.compile(rf"^{before + 1}\b"))
+    await badge.wait_for(timeout=10_000)
     await alice_ctx.close()
     await bob_ctx.close()
 
