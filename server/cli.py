@@ -254,7 +254,14 @@ def cmd_serve(instance: Path, bind: str | None, workers: int | None = None) -> i
     count = workers if workers is not None else int(config.extra.get("workers", 1))
     if not 1 <= count <= 16:
         raise SteelyardError("--workers must be between 1 and 16.")
+    # Migrate before Hypercorn starts: its startup step may take only startup_timeout (60 s by
+    # default), and the backup before an upgrade of a large instance can take longer.
+    from server.bootstrap import prepare_database
+    from server.clock import SystemClock
+
+    prepare_database(config, SystemClock())
     hyper = HyperConfig()
+    hyper.startup_timeout = 600  # a worker may still wait for another process's migration
     hyper.bind = [bind or config.bind]
     hyper.accesslog = None
     hyper.errorlog = "-"

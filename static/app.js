@@ -196,13 +196,8 @@
     source.addEventListener('notifications', function (event) {
       setUnread(event.data);
     });
-    /* EventSource reconnects by itself (the server sends retry: 3000); what was counted
-       while it was away is fetched once it is back. */
-    var opened = false;
-    source.addEventListener('open', function () {
-      if (opened) loadUnreadCount();
-      opened = true;
-    });
+    /* EventSource reconnects by itself (the server sends retry: 3000); every stream starts
+       with the current unread count, so what was counted while it was away shows. */
   }
 
   function closeLive() {

@@ -191,25 +191,36 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
 
     liked = inner.get("object")
 
-    def tx(conn: sqlite3.Connection) -> bool:
+    def tx(conn: sqlite3.Connection) -> tuple[bool, int | None]:
+        """(undone?, the post whose like or boost was taken back, if any)."""
         # Every lookup is scoped to this actor: an Undo only ever removes its own activity.
         if kind in (None, "Follow"):
             found = follows.select_follow_by_uri(conn, inner_id)
             if found is not None and found[0] == actor.id:
-                return follows.delete_follow(conn, found[0], found[1])
-        if kind in (None, "Like") and posts.delete_like_by_uri(conn, actor.id, inner_id):
-            return True
+                return follows.delete_follow(conn, found[0], found[1]), None
+        if kind in (None, "Like"):
+            post_id = posts.delete_like_by_uri(conn, actor.id, inner_id)
+            if post_id is not None:
+                return True, post_id
         if kind == "Like" and isinstance(liked, str):
             # Mastodon matches Undo{Like} on (actor, object): after a re-like, the id it
             # undoes may not be the one we stored.
             core = posts.select_post_core_by_uri(conn, liked)
-            return core is not None and posts.delete_like(conn, actor.id, core.id)
+            if core is not None and posts.delete_like(conn, actor.id, core.id):
+                return True, core.id
+            return False, None
         if kind in (None, "Announce"):
-            return posts.delete_announce_by_uri(conn, actor.id, inner_id)
-        return False
+            post_id = posts.delete_announce_by_uri(conn, actor.id, inner_id)
+            return post_id is not None, post_id
+        return False, None
 
-    if not await ctx.db.write(tx):
+    undone, post_id = await ctx.db.write(tx)
+    if not undone:
         raise Ignored("Undo of nothing this actor did")
+    if post_id is not None:  # its notification was taken back: the author's badge follows
+        core = await ctx.db.read(posts.select_post_unchecked, post_id)
+        if core is not None and core.author.is_local:
+            await push_unread_counts(ctx, [core.author.id])
 
 
 # --- Create, Update, Delete ---------------------------------------------------------------
@@ -556,8 +567,8 @@ async def on_announce(ctx: Context, activity: Activity, actor: Actor) -> None:
 
     def tx(conn: sqlite3.Connection) -> posts.PostCore | None:
         core = posts.select_post_core_by_uri(conn, object_id)
-        if core is None or core.visibility != "public":
-            return None  # only public posts may be boosted
+        if core is None or core.visibility != "public" or core.deleted_at is not None:
+            return None  # only public posts may be boosted, and not once deleted
         if not posts.insert_announce(conn, actor.id, core.id, activity.id, now):
             return None
         notifications.insert_notification(

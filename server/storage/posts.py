@@ -520,12 +520,15 @@ def insert_announce(
     return cur.rowcount > 0
 
 
-def delete_announce_by_uri(conn: sqlite3.Connection, actor_id: int, uri: str) -> bool:
-    """Take back the boost with this activity id by this actor (see :func:`delete_announce`)."""
+def delete_announce_by_uri(conn: sqlite3.Connection, actor_id: int, uri: str) -> int | None:
+    """Take back the boost with this activity id by this actor (see :func:`delete_announce`);
+    returns its post id."""
     row = conn.execute(
         "SELECT post_id FROM announces WHERE uri = ? AND actor_id = ?", (uri, actor_id)
     ).fetchone()
-    return row is not None and delete_announce(conn, actor_id, int(row[0]))
+    if row is None or not delete_announce(conn, actor_id, int(row[0])):
+        return None
+    return int(row[0])
 
 
 def select_post_for_remote(

@@ -1,6 +1,7 @@
 """Server-Sent Events: the signed-in person's live stream of new posts and unread counts.
 
 Events carry ids only; the browser fetches ``/posts/<id>/card``, which checks visibility.
+Each stream starts with the unread count, read after subscribing.
 A comment line every 20 s keeps proxies from closing an idle stream.
 """
 
@@ -12,6 +13,8 @@ from collections.abc import AsyncIterator
 from quart import Blueprint, make_response
 from quart.typing import ResponseReturnValue
 
+from server.storage import notifications
+from server.storage.users import UNREAD_CAP
 from server.web.support import ctx, login_required, require_viewer
 
 blueprint = Blueprint("live", __name__)
@@ -23,10 +26,15 @@ KEEPALIVE_SECONDS = 20.0
 async def stream() -> ResponseReturnValue:
     me = require_viewer()
     broker = ctx().live
+    db = ctx().db
 
     async def events() -> AsyncIterator[bytes]:
         async with broker.subscribe(me.id) as queue:
             yield b"retry: 3000\n\n"
+            # Read once subscribed, so nothing falls between the page (or the stream this
+            # one replaces) and the first event: the badge is right on every (re)connect.
+            unread = await db.read(notifications.count_unread, me.id, cap=UNREAD_CAP)
+            yield f"event: notifications\ndata: {unread}\n\n".encode()
             while True:
                 try:
                     event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)

@@ -185,3 +185,40 @@ async def test_a_boosted_post_that_is_not_public_is_not_kept(trio: Trio) -> None
         with pytest.raises(inbound.Ignored, match="not public"):
             await inbound._store_note(trio.alpha.ctx, note, bob_on_alpha, for_boost=True)
         assert await trio.alpha.value("SELECT count(*) FROM posts WHERE uri = ?", note.id) == 0
+
+
+async def test_a_partners_boost_of_a_deleted_post_is_not_kept_or_notified(trio: Trio) -> None:
+    alice = await trio.alpha.user("alice")
+    bob = await trio.beta.user("bob")
+    post = await posting.publish_post(
+        trio.alpha.ctx, alice, posting.Draft("Gone soon", Visibility.PUBLIC)
+    )
+    await posting.delete_post(trio.alpha.ctx, alice, post.id)
+    forger = await Forger.of(trio.beta, bob)
+    boost = forger.activity("Announce", post.uri, to=[AS_PUBLIC])
+    assert (await forger.post(trio.alpha, boost)).status == 202
+    await trio.net.settle()
+    assert await _announces(trio.alpha, post.uri) == 0
+    assert await _boost_notices(trio.alpha, alice.id) == []
+
+
+async def test_a_partners_undo_of_a_boost_updates_the_authors_open_badge(trio: Trio) -> None:
+    alice = await trio.alpha.user("alice")
+    bob = await trio.beta.user("bob")
+    post = await posting.publish_post(
+        trio.alpha.ctx, alice, posting.Draft("Worth sharing", Visibility.PUBLIC)
+    )
+    forger = await Forger.of(trio.beta, bob)
+    boost = forger.activity("Announce", post.uri, to=[AS_PUBLIC])
+    assert (await forger.post(trio.alpha, boost)).status == 202
+    await trio.net.settle()
+    assert len(await _boost_notices(trio.alpha, alice.id)) == 1
+    async with trio.alpha.ctx.live.subscribe(alice.id) as alices_pages:
+        undo = forger.activity("Undo", boost["id"])
+        assert (await forger.post(trio.alpha, undo)).status == 202
+        await trio.net.settle()
+        heard = []
+        while not alices_pages.empty():
+            heard.append(alices_pages.get_nowait())
+    assert await _boost_notices(trio.alpha, alice.id) == []
+    assert [(e.kind, e.data) for e in heard] == [("notifications", "0")]

@@ -272,3 +272,31 @@ async def test_other_processes_wait_for_a_long_migration_and_not_for_nobody(
     conn.close()
     os.close(fd)
     await asyncio.wait_for(waiting, 5)
+
+
+def test_serve_migrates_before_hypercorn_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hypercorn gives its startup step a time limit (60 s by default): a long upgrade must
+    not run inside it."""
+    import hypercorn.asyncio
+    from hypercorn.config import Config as HyperConfig
+
+    from server import cli
+
+    instance = make_instance(tmp_path / "instance")
+    real = migrate.available_migrations()
+    extra = migrate.Migration(len(real) + 1, "extra", "CREATE TABLE extra_table (x INTEGER);")
+    monkeypatch.setattr(migrate, "available_migrations", lambda: [*real, extra])
+    seen: dict[str, object] = {}
+
+    async def fake_serve(app: object, hyper: HyperConfig) -> None:
+        conn = open_sync(load_config(instance).db_path)
+        seen["migrated"] = not migrate.pending_migrations(conn)
+        conn.close()
+        seen["startup_timeout"] = hyper.startup_timeout
+
+    monkeypatch.setattr(hypercorn.asyncio, "serve", fake_serve)
+    assert cli.cmd_serve(instance, "127.0.0.1:0") == 0
+    assert seen["migrated"] is True
+    assert isinstance(seen["startup_timeout"], (int, float)) and seen["startup_timeout"] >= 600

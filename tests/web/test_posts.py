@@ -3,6 +3,7 @@ follows, notifications, paging."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from quart import Quart
@@ -259,3 +260,19 @@ async def test_the_unread_badge_stops_counting_at_99_plus(app: Quart, people: Pe
     assert re.search(r'data-unread>99\+<span class="sr-only"> unread</span>', await _page(bob, "/"))
     # the JSON count (for scripts) is exact
     assert (await (await bob.get("/notifications/count")).get_json())["unread"] == 120
+
+
+async def test_the_live_stream_starts_with_the_unread_count(app: Quart, people: People) -> None:
+    """Read after subscribing, so a notification between page and stream is never missed,
+    and a reconnecting page gets what arrived while it was away."""
+    ctx = context_of(app)
+    await posting.publish_post(ctx, people.alice, posting.Draft("ping @bob", Visibility.INTERNAL))
+    bob = await _client(app, "bob")
+    received = b""
+    async with bob.request("/live") as stream:
+        await stream.send_complete()
+        while b"event: notifications" not in received or not received.endswith(b"\n\n"):
+            received += await asyncio.wait_for(stream.receive(), 5)
+        await stream.disconnect()  # the page goes away; the stream ends
+    assert received.startswith(b"retry: 3000\n\n")
+    assert b"event: notifications\ndata: 1\n\n" in received
