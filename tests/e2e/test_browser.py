@@ -88,14 +88,18 @@ async def _sign_in(page, base: str, name: str) -> None:  # type: ignore[no-untyp
     await page.wait_for_url(f"{base}/")
 
 
+async def _signed_in(browser, base: str, name: str):  # type: ignore[no-untyped-def]
+    """A fresh browser context with *name* signed in, and its page (on the home feed)."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    await _sign_in(page, base, name)
+    return context, page
+
+
 async def test_follow_post_and_live_update(server: ServerProcess, browser) -> None:  # type: ignore[no-untyped-def]
     ARTIFACTS.mkdir(exist_ok=True)
-    alice_ctx = await browser.new_context()
-    bob_ctx = await browser.new_context()
-    alice = await alice_ctx.new_page()
-    bob = await bob_ctx.new_page()
-    await _sign_in(alice, server.base, "alice")
-    await _sign_in(bob, server.base, "bob")
+    alice_ctx, alice = await _signed_in(browser, server.base, "alice")
+    bob_ctx, bob = await _signed_in(browser, server.base, "bob")
 
     # Bob follows Alice from her profile.
     await bob.goto(f"{server.base}/people/alice")
@@ -116,9 +120,7 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
 
     # Carol (whom Bob does not follow) posts publicly; Alice boosts it; Bob's open feed shows
     # it without a reload, marked as Alice's boost.
-    carol_ctx = await browser.new_context()
-    carol = await carol_ctx.new_page()
-    await _sign_in(carol, server.base, "carol")
+    carol_ctx, carol = await _signed_in(browser, server.base, "carol")
     boosted = "Plant tour photos are up"
     await carol.get_by_label("What are you working on?").fill(boosted)
     await carol.get_by_label("Visibility").select_option("public")
@@ -142,12 +144,8 @@ async def test_the_badge_catches_up_when_the_live_stream_comes_back(  # type: ig
     server: ServerProcess, browser
 ) -> None:
     """What was notified while the stream was away shows once it reconnects."""
-    bob_ctx = await browser.new_context()
-    alice_ctx = await browser.new_context()
-    bob = await bob_ctx.new_page()
-    alice = await alice_ctx.new_page()
-    await _sign_in(alice, server.base, "alice")
-    await _sign_in(bob, server.base, "bob")
+    alice_ctx, alice = await _signed_in(browser, server.base, "alice")
+    bob_ctx, bob = await _signed_in(browser, server.base, "bob")
 
     # Bob's first stream opens and ends at once; his browser's reconnection is held back.
     calls = 0
