@@ -23,7 +23,7 @@ from federation import vocab
 from federation.fetch import FetchError
 from federation.ports import StoredInbound
 from federation.types import Activity, Attachment, RemoteNote
-from server.domain import Actor, FollowState, NotificationKind, Visibility
+from server.domain import Actor, FollowState, Visibility
 from server.errors import SteelyardError
 from server.live import LiveEvent
 from server.services import federating, remote
@@ -540,14 +540,6 @@ async def on_like(ctx: Context, activity: Activity, actor: Actor) -> None:
         if posts.select_post_for_remote(conn, core.id, actor.id) is None:
             return None  # Internal, or not meant for this actor: never acknowledge it
         if posts.insert_like(conn, actor.id, core.id, activity.id, now):
-            notifications.insert_notification(
-                conn,
-                recipient_id=core.author_id,
-                kind=NotificationKind.LIKE,
-                actor_id=actor.id,
-                post_id=core.id,
-                now_ms=now,
-            )
             return core.author_id
         return None
 
@@ -571,14 +563,6 @@ async def on_announce(ctx: Context, activity: Activity, actor: Actor) -> None:
             return None  # only public posts may be boosted, and not once deleted
         if not posts.insert_announce(conn, actor.id, core.id, activity.id, now):
             return None
-        notifications.insert_notification(
-            conn,
-            recipient_id=core.author_id,
-            kind=NotificationKind.BOOST,
-            actor_id=actor.id,
-            post_id=core.id,
-            now_ms=now,
-        )
         return core
 
     boosted = await ctx.db.write(tx)

@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from server.domain import Actor, NotificationKind, Post, Visibility
+from server.domain import Actor, Post, Visibility
 from server.errors import Forbidden, InvalidInput, NotFound
 from server.live import LiveEvent
 from server.services import federating, remote
@@ -302,15 +302,6 @@ async def like_post(ctx: Context, actor: Actor, post_id: int, *, like: bool) -> 
     def tx(conn: sqlite3.Connection) -> bool:
         if like:
             changed = posts.insert_like(conn, actor.id, post.id, like_uri, now)
-            if changed:
-                notifications.insert_notification(
-                    conn,
-                    recipient_id=post.author.id,
-                    kind=NotificationKind.LIKE,
-                    actor_id=actor.id,
-                    post_id=post.id,
-                    now_ms=now,
-                )
             previous = like_uri
         else:
             previous = posts.select_like_uri(conn, actor.id, post.id) or like_uri
@@ -357,15 +348,6 @@ async def boost_post(ctx: Context, actor: Actor, post_id: int, *, boost: bool) -
     def tx(conn: sqlite3.Connection) -> bool:
         if boost:
             changed = posts.insert_announce(conn, actor.id, post.id, announce_uri, now)
-            if changed:
-                notifications.insert_notification(
-                    conn,
-                    recipient_id=post.author.id,
-                    kind=NotificationKind.BOOST,
-                    actor_id=actor.id,
-                    post_id=post.id,
-                    now_ms=now,
-                )
             previous = announce_uri
         else:
             previous = posts.select_announce_uri(conn, actor.id, post.id) or announce_uri

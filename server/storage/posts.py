@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from server.domain import Actor, NotificationKind, Page, Post, PostVersion, Visibility
-from server.storage.notifications import retract_notification
+from server.storage.notifications import insert_notification, retract_notification
 from server.storage.rows import actor_columns, actor_from_row, as_dict
 
 _POST_SELECT = (
@@ -442,14 +442,31 @@ def select_versions(conn: sqlite3.Connection, post_id: int) -> list[PostVersion]
 def insert_like(
     conn: sqlite3.Connection, actor_id: int, post_id: int, uri: str | None, now_ms: int
 ) -> bool:
-    """Record a like; False if it was already there (idempotent)."""
+    """Record a like and notify the author; False if it was already there (idempotent)."""
     cur = conn.execute(
         "INSERT OR IGNORE INTO likes (actor_id, post_id, uri, created_at) VALUES (?, ?, ?, ?)",
         (actor_id, post_id, uri, now_ms),
     )
     if cur.rowcount:
         conn.execute("UPDATE posts SET like_count = like_count + 1 WHERE id = ?", (post_id,))
+        _notify_author(conn, NotificationKind.LIKE, actor_id, post_id, now_ms)
     return cur.rowcount > 0
+
+
+def _notify_author(
+    conn: sqlite3.Connection, kind: NotificationKind, actor_id: int, post_id: int, now_ms: int
+) -> None:
+    """Tell the post's author (if local, and not the actor) of a like or boost; taking
+    either back retracts it (:func:`delete_like`, :func:`delete_announce`)."""
+    author_id = conn.execute("SELECT author_id FROM posts WHERE id = ?", (post_id,)).fetchone()[0]
+    insert_notification(
+        conn,
+        recipient_id=int(author_id),
+        kind=kind,
+        actor_id=actor_id,
+        post_id=post_id,
+        now_ms=now_ms,
+    )
 
 
 def delete_like(conn: sqlite3.Connection, actor_id: int, post_id: int) -> bool:
@@ -517,6 +534,8 @@ def insert_announce(
         " VALUES (?, ?, ?, ?, ?)",
         (actor_id, post_id, uri, now_ms, next_post_id(conn, now_ms)),
     )
+    if cur.rowcount:
+        _notify_author(conn, NotificationKind.BOOST, actor_id, post_id, now_ms)
     return cur.rowcount > 0
 
 
