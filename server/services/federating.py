@@ -42,6 +42,9 @@ def iso_precise(ms: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
+CREATE_SUFFIX = "/activity"  # our Create of a note is "<note id>/activity"
+
+
 def new_activity_id(urls: Urls, kind: str) -> str:
     return f"{urls.base}/activities/{kind}/{secrets.token_hex(10)}"
 
@@ -131,7 +134,7 @@ def post_in_tx(
     actor = urls.actor(post.author_username)
     note = note_document(urls, post, our_host)
     if kind == "Create":
-        activity = vocab.create(activity_id=f"{post.uri}/activity", actor=actor, obj=note)
+        activity = vocab.create(activity_id=post.uri + CREATE_SUFFIX, actor=actor, obj=note)
     elif kind == "Update":
         activity = vocab.update(
             activity_id=f"{post.uri}#updates/{post.version}", actor=actor, obj=note

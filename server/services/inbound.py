@@ -485,9 +485,6 @@ async def on_delete(ctx: Context, activity: Activity, actor: Actor) -> None:
     await ctx.db.write(tx)
 
 
-_CREATE_SUFFIX = "/activity"  # our Create of a note is "<note id>/activity" (federating.py)
-
-
 def _created_post_uri(activity: Activity) -> str | None:
     """The note of a rejected ``Create`` (embedded, or our ``<note>/activity`` id)."""
     inner = activity.object
@@ -498,8 +495,8 @@ def _created_post_uri(activity: Activity) -> str | None:
         note_id = note.get("id") if isinstance(note, Mapping) else note
         return note_id if isinstance(note_id, str) else None
     object_id = activity.object_id
-    if object_id is not None and object_id.endswith(_CREATE_SUFFIX):
-        return object_id.removesuffix(_CREATE_SUFFIX)
+    if object_id is not None and object_id.endswith(federating.CREATE_SUFFIX):
+        return object_id.removesuffix(federating.CREATE_SUFFIX)
     return None
 
 
