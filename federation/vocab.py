@@ -644,8 +644,9 @@ def _parse_actor(doc: Mapping[str, Any], fetched_url: str) -> RemoteActor:
 
 def _same_origin_or_none(value: Any, actor_uri: str) -> str | None:
     """Lenient, for optional extensions: an http(s) URL on the actor's origin, else None."""
-    if not isinstance(value, str) or len(value) > _MAX_URL or not _is_url(value):
+    if not _is_url(value):  # a string, within the URL length cap, absolute http(s)
         return None
+    assert isinstance(value, str)
     return value if same_origin(value, actor_uri) else None
 
 
