@@ -97,6 +97,7 @@ async def unfollow(ctx: Context, follower: Actor, followee_id: int) -> None:
 
     await ctx.db.write(tx)
     ctx.federator.wake()
+    await push_unread_counts(ctx, [target.id])  # "followed you" was taken back
 
 
 async def answer_request(ctx: Context, followee: Actor, follower_id: int, *, accept: bool) -> None:
@@ -137,6 +138,8 @@ async def answer_request(ctx: Context, followee: Actor, follower_id: int, *, acc
 
     await ctx.db.write(tx)
     ctx.federator.wake()
+    if not accept:  # the request's notification went with it
+        await push_unread_counts(ctx, [followee.id])
 
 
 async def mark_notifications_read(ctx: Context, actor: Actor) -> None:

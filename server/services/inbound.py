@@ -182,7 +182,8 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
         target_uri = inner.get("object")
         if isinstance(target_uri, str):
             target = await _local_actor(ctx, target_uri)
-            await ctx.db.write(follows.delete_follow, actor.id, target.id)
+            if await ctx.db.write(follows.delete_follow, actor.id, target.id):
+                await push_unread_counts(ctx, [target.id])  # its notification went too
             return
     if kind not in (None, "Follow", "Like", "Announce"):
         raise Ignored(f"Undo of {kind!r} is not supported")
@@ -192,35 +193,35 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
     liked = inner.get("object")
 
     def tx(conn: sqlite3.Connection) -> tuple[bool, int | None]:
-        """(undone?, the post whose like or boost was taken back, if any)."""
+        """(undone?, whose notification was taken back with it: the followee, or the author
+        of the post whose like or boost is undone)."""
         # Every lookup is scoped to this actor: an Undo only ever removes its own activity.
         if kind in (None, "Follow"):
             found = follows.select_follow_by_uri(conn, inner_id)
             if found is not None and found[0] == actor.id:
-                return follows.delete_follow(conn, found[0], found[1]), None
+                return follows.delete_follow(conn, found[0], found[1]), found[1]
         if kind in (None, "Like"):
             post_id = posts.delete_like_by_uri(conn, actor.id, inner_id)
             if post_id is not None:
-                return True, post_id
+                return True, posts.select_author_id(conn, post_id)
         if kind == "Like" and isinstance(liked, str):
             # Mastodon matches Undo{Like} on (actor, object): after a re-like, the id it
             # undoes may not be the one we stored.
             core = posts.select_post_core_by_uri(conn, liked)
             if core is not None and posts.delete_like(conn, actor.id, core.id):
-                return True, core.id
+                return True, core.author_id
             return False, None
         if kind in (None, "Announce"):
             post_id = posts.delete_announce_by_uri(conn, actor.id, inner_id)
-            return post_id is not None, post_id
+            if post_id is not None:
+                return True, posts.select_author_id(conn, post_id)
         return False, None
 
-    undone, post_id = await ctx.db.write(tx)
+    undone, told = await ctx.db.write(tx)
     if not undone:
         raise Ignored("Undo of nothing this actor did")
-    if post_id is not None:  # its notification was taken back: the author's badge follows
-        core = await ctx.db.read(posts.select_post_unchecked, post_id)
-        if core is not None and core.author.is_local:
-            await push_unread_counts(ctx, [core.author.id])
+    if told is not None:  # the badge of a local person follows (remote ones have no stream)
+        await push_unread_counts(ctx, [told])
 
 
 # --- Create, Update, Delete ---------------------------------------------------------------

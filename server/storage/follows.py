@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from server.domain import Actor, FollowState, Page
+from server.storage import notifications
 from server.storage.rows import actor_columns, actor_from_row
 
 
@@ -39,19 +40,30 @@ def select_follow_state(
 def update_follow_state(
     conn: sqlite3.Connection, follower_id: int, followee_id: int, state: FollowState
 ) -> bool:
+    """Set the state; a request that becomes accepted is announced as a follow from then on."""
     cur = conn.execute(
         "UPDATE follows SET state = ? WHERE follower_id = ? AND followee_id = ?",
         (state.value, follower_id, followee_id),
     )
+    if cur.rowcount and state is FollowState.ACCEPTED:
+        notifications.approve_follow_notification(
+            conn, followee_id=followee_id, follower_id=follower_id
+        )
     return cur.rowcount > 0
 
 
 def delete_follow(conn: sqlite3.Connection, follower_id: int, followee_id: int) -> bool:
+    """End the relationship, and the notification it caused (Mastodon does the same)."""
     cur = conn.execute(
         "DELETE FROM follows WHERE follower_id = ? AND followee_id = ?",
         (follower_id, followee_id),
     )
-    return cur.rowcount > 0
+    if not cur.rowcount:
+        return False
+    notifications.retract_follow_notification(
+        conn, followee_id=followee_id, follower_id=follower_id
+    )
+    return True
 
 
 def _people(

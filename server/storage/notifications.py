@@ -43,6 +43,30 @@ def retract_notification(
     return cur.rowcount
 
 
+def retract_follow_notification(
+    conn: sqlite3.Connection, *, followee_id: int, follower_id: int
+) -> int:
+    """Remove the "followed you" or "asked to follow you" of a follow that ended."""
+    cur = conn.execute(
+        "DELETE FROM notifications"
+        " WHERE recipient_id = ? AND actor_id = ? AND post_id IS NULL"
+        " AND kind IN ('follow', 'follow_request')",
+        (followee_id, follower_id),
+    )
+    return cur.rowcount
+
+
+def approve_follow_notification(
+    conn: sqlite3.Connection, *, followee_id: int, follower_id: int
+) -> None:
+    """An approved request reads "followed you" from now on; it keeps its place and read mark."""
+    conn.execute(
+        "UPDATE notifications SET kind = 'follow'"
+        " WHERE recipient_id = ? AND actor_id = ? AND post_id IS NULL AND kind = 'follow_request'",
+        (followee_id, follower_id),
+    )
+
+
 def select_notifications(
     conn: sqlite3.Connection, recipient_id: int, *, before: int | None, limit: int
 ) -> Page[Notification]:

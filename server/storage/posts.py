@@ -458,15 +458,21 @@ def _notify_author(
 ) -> None:
     """Tell the post's author (if local, and not the actor) of a like or boost; taking
     either back retracts it (:func:`delete_like`, :func:`delete_announce`)."""
-    author_id = conn.execute("SELECT author_id FROM posts WHERE id = ?", (post_id,)).fetchone()[0]
+    author_id = select_author_id(conn, post_id)
+    assert author_id is not None, "likes and boosts are recorded for existing posts"
     insert_notification(
         conn,
-        recipient_id=int(author_id),
+        recipient_id=author_id,
         kind=kind,
         actor_id=actor_id,
         post_id=post_id,
         now_ms=now_ms,
     )
+
+
+def select_author_id(conn: sqlite3.Connection, post_id: int) -> int | None:
+    row = conn.execute("SELECT author_id FROM posts WHERE id = ?", (post_id,)).fetchone()
+    return int(row[0]) if row else None
 
 
 def delete_like(conn: sqlite3.Connection, actor_id: int, post_id: int) -> bool:

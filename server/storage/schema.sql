@@ -251,6 +251,8 @@ CREATE INDEX inbox_activities_trouble ON inbox_activities (id)
 
 CREATE INDEX likes_actor ON likes (actor_id, post_id);
 
+CREATE INDEX notifications_follow ON notifications (recipient_id, actor_id) WHERE post_id IS NULL;
+
 CREATE INDEX notifications_post ON notifications (post_id, actor_id) WHERE post_id IS NOT NULL;
 
 CREATE INDEX notifications_recipient ON notifications (recipient_id, id);

@@ -813,15 +813,17 @@ async def test_mastodon_like_is_counted_and_notified(trio: Trio) -> None:
 
 
 async def test_mastodon_undo_like_removes_it(trio: Trio) -> None:
-    s, _alice, post_id = await _liked_post(trio)
+    s, alice, post_id = await _liked_post(trio)
     undo = s(load("mastodon_undo_like.json"))
     # The Like this Undo embeds (recorded as sent, minus the envelope's @context) comes first.
     assert not await deliver(trio.alpha, undo["object"])
     assert await _likes(trio.alpha, post_id) == (1, [undo["object"]["id"]])
 
+    assert await notification_kinds(trio.alpha, alice) == ["like"]
     assert not await deliver(trio.alpha, undo)
 
     assert await _likes(trio.alpha, post_id) == (0, [])
+    assert await notification_kinds(trio.alpha, alice) == []
 
 
 async def test_mastodon_undo_like_with_another_like_id_removes_it(trio: Trio) -> None:
@@ -877,6 +879,7 @@ async def test_mastodon_follow_is_accepted_then_undone(trio: Trio) -> None:
     assert not await deliver(alpha, s(load("mastodon_undo_follow.json")))
 
     assert await alpha.ctx.db.read(follows.select_follow_state, asonix.id, testcom.id) is None
+    assert await notification_kinds(alpha, testcom) == []  # "followed you" went with it
 
 
 async def test_lemmy_follow_and_undo_follow(trio: Trio) -> None:
@@ -900,9 +903,11 @@ async def test_lemmy_follow_and_undo_follow(trio: Trio) -> None:
     # Lemmy's recorded Undo embeds another Follow id of the same (actor, object) pair.
     undo = s(load("lemmy_undo_follow.json"))
     assert undo["object"]["id"] != follow["id"]
+    assert await notification_kinds(alpha, main) == ["follow"]
     assert not await deliver(alpha, undo)
 
     assert await alpha.ctx.db.read(follows.select_follow_state, follower.id, main.id) is None
+    assert await notification_kinds(alpha, main) == []
 
 
 async def test_lemmy_follow_of_a_locked_colleague_waits_for_approval(trio: Trio) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from server.storage import federation as fed
-from server.storage import migrate, posts
+from server.storage import follows, migrate, posts
 from server.storage.db import open_sync
 from server.storage.notifications import count_unread
 from server.storage.users import UNREAD_CAP
@@ -85,9 +85,7 @@ def _history_tags(conn: sqlite3.Connection, tagged_posts: int) -> int:
         "INSERT INTO posts (id, uri, author_id, visibility, thread_root_id, content_html,"
         " created_at) VALUES (1, 'https://us.example/p/1', 1, 'public', 1, '<p>x</p>', 1)"
     )
-    conn.executemany(
-        "INSERT INTO post_tags (tag, post_id) VALUES (?, 1)", [("alpha",), ("beta",)]
-    )
+    conn.executemany("INSERT INTO post_tags (tag, post_id) VALUES (?, 1)", [("alpha",), ("beta",)])
     return 1
 
 
@@ -111,8 +109,12 @@ def _history_deliveries(conn: sqlite3.Connection, delivered: int) -> None:
     )
 
 
-def _cost(tmp_path: Path, size: int, seed: Callable[[sqlite3.Connection, int], object],
-          work: Callable[[sqlite3.Connection, object], object]) -> int:
+def _cost(
+    tmp_path: Path,
+    size: int,
+    seed: Callable[[sqlite3.Connection, int], object],
+    work: Callable[[sqlite3.Connection, object], object],
+) -> int:
     conn = _fresh(tmp_path / f"{size}.sqlite3")
     seeded = seed(conn, size)
     return _steps(conn, lambda: work(conn, seeded))
@@ -147,8 +149,13 @@ def test_reading_and_replacing_a_posts_hashtags_is_by_post(tmp_path: Path) -> No
         found = fed.select_post_for_federation(conn, post_id)
         assert found is not None and sorted(found.tags) == ["alpha", "beta"]
         posts.update_post_content(
-            conn, post_id, source="x #gamma", content_html="<p>x</p>", recipient_ids=[],
-            tags=["gamma"], now_ms=NOW,
+            conn,
+            post_id,
+            source="x #gamma",
+            content_html="<p>x</p>",
+            recipient_ids=[],
+            tags=["gamma"],
+            now_ms=NOW,
         )
         return found
 
@@ -182,7 +189,6 @@ def test_the_unread_count_read_on_every_page_stops_at_its_cap(tmp_path: Path) ->
     _assert_flat_cost(tmp_path, seed, viewer_count)
 
 
-
 def _history_likes(conn: sqlite3.Connection, size: int) -> object:
     """The author's long notification history, then one like of post 7 by actor 2."""
     conn.execute(
@@ -206,6 +212,36 @@ def _unlike(conn: sqlite3.Connection, _: object) -> object:
     return None
 
 
+def _history_followers(conn: sqlite3.Connection, size: int) -> object:
+    """Person 1 was followed by many and mentioned often; then person 2 follows too."""
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+        " INSERT INTO notifications (recipient_id, kind, actor_id, post_id, created_at)"
+        " SELECT 1, CASE i % 2 WHEN 0 THEN 'follow' ELSE 'mention' END, 3 + i,"
+        " CASE i % 2 WHEN 0 THEN NULL ELSE 1000 + i END, i FROM n",
+        (size,),
+    )
+    conn.execute(
+        "INSERT INTO follows (follower_id, followee_id, state, created_at)"
+        " VALUES (2, 1, 'accepted', 1)"
+    )
+    conn.execute(
+        "INSERT INTO notifications (recipient_id, kind, actor_id, post_id, created_at)"
+        " VALUES (1, 'follow', 2, NULL, 1)"
+    )
+    return None
+
+
+def _unfollow(conn: sqlite3.Connection, _: object) -> object:
+    assert follows.delete_follow(conn, 2, 1)
+    left = conn.execute(
+        "SELECT count(*) FROM notifications WHERE recipient_id = 1 AND actor_id = 2"
+        " AND post_id IS NULL"
+    ).fetchone()
+    assert left[0] == 0
+    return None
+
+
 def _claim(conn: sqlite3.Connection, _: object) -> object:
     return fed.claim_inbound(conn, NOW, 50, 60_000)
 
@@ -219,12 +255,17 @@ def test_taking_a_like_back_finds_its_notification_by_post(tmp_path: Path) -> No
     _assert_flat_cost(tmp_path, _history_likes, _unlike)
 
 
+def test_an_ended_follow_finds_its_notification_by_the_two_people(tmp_path: Path) -> None:
+    _assert_flat_cost(tmp_path, _history_followers, _unfollow)
+
+
 @pytest.mark.parametrize(
     ("index", "seed", "work"),
     [
         ("inbox_activities_queue", _history_inbound, _claim),
         ("post_tags_post", _history_tags, _tags_of),
         ("notifications_post", _history_likes, _unlike),
+        ("notifications_follow", _history_followers, _unfollow),
     ],
 )
 def test_the_guard_notices_a_missing_index(

@@ -53,7 +53,7 @@ async def test_compose_mention_hashtag_and_notification(app: Quart, people: Peop
     assert (await (await bob.get("/notifications/count")).get_json())["unread"] == 1
     # The badge is in the page itself (no JavaScript needed), on every page
     assert re.search(r'data-unread>1<span class="sr-only"> unread</span>', await _page(bob, "/"))
-    assert re.search(r'data-unread hidden>', await _page(alice, "/"))
+    assert re.search(r"data-unread hidden>", await _page(alice, "/"))
     tag = await _page(bob, "/tags/q2tender")
     assert "Tender prep" in tag
 
@@ -173,6 +173,45 @@ async def test_locked_account_approves_followers(app: Quart, people: People) -> 
     accepted = await post_form(carol, f"/follow-requests/{people.bob.id}", {"action": "accept"})
     assert accepted.status_code == 303
     assert "Followers only news" in await _page(bob, "/people/carol")
+    # The answered request now reads as what it became.
+    notes = await _page(carol, "/notifications")
+    assert "followed you" in notes and "asked to follow you" not in notes
+
+
+async def test_a_refused_request_takes_its_notification_back(app: Quart, people: People) -> None:
+    carol = await _client(app, "carol")
+    await post_form(
+        carol,
+        "/settings/profile",
+        {"display_name": "Carol Clerk", "manually_approves": "on"},
+        token_from="/settings/profile",
+    )
+    bob = await _client(app, "bob")
+    await post_form(bob, "/people/carol/follow", {})
+    assert (await (await carol.get("/notifications/count")).get_json())["unread"] == 1
+
+    refused = await post_form(carol, f"/follow-requests/{people.bob.id}", {"action": "reject"})
+
+    assert refused.status_code == 303
+    assert "asked to follow you" not in await _page(carol, "/notifications")
+    assert (await (await carol.get("/notifications/count")).get_json())["unread"] == 0
+
+
+async def test_unfollowing_takes_the_follow_notification_back(app: Quart, people: People) -> None:
+    """As on Mastodon: a follow that ended no longer says "followed you"; following again
+    says it once more."""
+    bob = await _client(app, "bob")
+    alice = await _client(app, "alice")
+    await post_form(bob, "/people/alice/follow", {})
+    assert "followed you" in await _page(alice, "/notifications")
+
+    unfollowed = await post_form(bob, "/people/alice/follow", {"action": "unfollow"})
+
+    assert unfollowed.status_code == 303
+    assert "followed you" not in await _page(alice, "/notifications")
+    assert (await (await alice.get("/notifications/count")).get_json())["unread"] == 0
+    await post_form(bob, "/people/alice/follow", {})
+    assert (await _page(alice, "/notifications")).count("followed you") == 1
 
 
 async def test_empty_and_oversized_posts_are_refused_and_text_kept(
