@@ -47,11 +47,13 @@ run: install
 
 test: install-test
 	$(BIN)/ruff check server federation tests bench
+	$(BIN)/ruff format --check server federation tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install-test
 	$(BIN)/ruff check server federation tests bench
+	$(BIN)/ruff format --check server federation tests bench
 	$(BIN)/mypy
 
 demo: install

@@ -142,8 +142,9 @@ class Receivers:
     def _verify(self, request: web.Request, body: bytes, host: str) -> tuple[bool, str]:
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
         try:
-            pending = prepare_verification("POST", request.raw_path, headers, body,
-                                           canonical_host=host, now=time.time())
+            pending = prepare_verification(
+                "POST", request.raw_path, headers, body, canonical_host=host, now=time.time()
+            )
         except SignatureError as exc:
             return False, f"{exc.status} {exc.reason}"
         if pending.key_id != self.key_id:
@@ -169,22 +170,30 @@ def seed(instance: Path, ports: list[int], followers: int) -> dict[str, Any]:
         public_pem = fed.select_public_key_pem(conn, poster.id) or ""
         conn.execute("BEGIN IMMEDIATE")
         for port in ports:
-            fed.upsert_allowed_host(conn, f"127.0.0.1:{port}", "partner", "bench/fanout.py",
-                                    "bench", now)
+            fed.upsert_allowed_host(
+                conn, f"127.0.0.1:{port}", "partner", "bench/fanout.py", "bench", now
+            )
         rows = []
         for i in range(followers):
             port = ports[i % len(ports)]
             urls = Urls(f"http://127.0.0.1:{port}")
             name = f"f{i:05d}"
-            rows.append(bench_seed.SeedRemoteActor(
-                uri=urls.actor(name), username=name, host=f"127.0.0.1:{port}",
-                display_name=f"Follower {i}", inbox_url=urls.inbox(name),
-                shared_inbox_url=urls.shared_inbox, followers_url=urls.followers(name),
-                key_id=urls.key_id(name),
-            ))
+            rows.append(
+                bench_seed.SeedRemoteActor(
+                    uri=urls.actor(name),
+                    username=name,
+                    host=f"127.0.0.1:{port}",
+                    display_name=f"Follower {i}",
+                    inbox_url=urls.inbox(name),
+                    shared_inbox_url=urls.shared_inbox,
+                    followers_url=urls.followers(name),
+                    key_id=urls.key_id(name),
+                )
+            )
         ids = bench_seed.insert_remote_actors(conn, rows, now_ms=now)
-        follows = bulk.insert_bulk_follows(conn, ((ids[r.uri], poster.id) for r in rows),
-                                           now_ms=now)
+        follows = bulk.insert_bulk_follows(
+            conn, ((ids[r.uri], poster.id) for r in rows), now_ms=now
+        )
         conn.execute("COMMIT")
         inboxes = fed.select_remote_follower_inboxes(conn, poster.id)
     finally:
@@ -237,29 +246,44 @@ def latest_id(conn: sqlite3.Connection) -> int:
         conn.execute("COMMIT")
 
 
-async def one_post(n: int, session: aiohttp.ClientSession, server: Server,
-                   db: sqlite3.Connection, receivers: Receivers, expected: int,
-                   limit_s: float) -> dict[str, Any]:
+async def one_post(
+    n: int,
+    session: aiohttp.ClientSession,
+    server: Server,
+    db: sqlite3.Connection,
+    receivers: Receivers,
+    expected: int,
+    limit_s: float,
+) -> dict[str, Any]:
     before = await asyncio.to_thread(latest_id, db)
     first_receipt = len(receivers.receipts)
     receivers.max_in_flight = 0
     cpu0 = server.cpu_seconds()
     wall0 = time.time()
     t0 = time.perf_counter()
-    post_s = await publish(session, server.base,
-                           f"Fan-out benchmark post {n}: the Q3 logistics review is online. "
-                           "#logistics")
+    post_s = await publish(
+        session,
+        server.base,
+        f"Fan-out benchmark post {n}: the Q3 logistics review is online. #logistics",
+    )
     found: bench_seed.FanoutProgress | None = None
     all_delivered: float | None = None
     deadline = t0 + limit_s
     while time.perf_counter() < deadline:
         found = await asyncio.to_thread(progress, db, before)
-        if found is not None and sum(found.states.values()) >= expected and \
-                found.states.get("delivered", 0) == sum(found.states.values()):
+        if (
+            found is not None
+            and sum(found.states.values()) >= expected
+            and found.states.get("delivered", 0) == sum(found.states.values())
+        ):
             all_delivered = time.perf_counter() - t0
             break
-        if found is not None and not found.states.get("queued") and \
-                sum(found.states.values()) > 0 and found.states.get("delivered", 0) < expected:
+        if (
+            found is not None
+            and not found.states.get("queued")
+            and sum(found.states.values()) > 0
+            and found.states.get("delivered", 0) < expected
+        ):
             break  # nothing left to try: some rows ended dead, held or cancelled
         await asyncio.sleep(POLL_EVERY)
     # Anything extra (a retry, a duplicate) would arrive within the next second.
@@ -290,7 +314,8 @@ async def one_post(n: int, session: aiohttp.ClientSession, server: Server,
         "signature_problems": sorted({r.problem for r in mine if not r.valid})[:5],
         "all_delivered_s": round(all_delivered, 3) if all_delivered is not None else None,
         "server_side_commit_to_last_delivered_s": round(server_side, 3)
-        if server_side is not None else None,
+        if server_side is not None
+        else None,
         "first_arrival_s": round(arrivals[0], 3) if arrivals else None,
         "median_arrival_s": round(pct(arrivals, 50), 3) if arrivals else None,
         "last_arrival_s": round(arrivals[-1], 3) if arrivals else None,
@@ -300,8 +325,14 @@ async def one_post(n: int, session: aiohttp.ClientSession, server: Server,
     }
 
 
-async def run(args: argparse.Namespace, instance: Path, port: int, ports: list[int],
-              receivers: Receivers, facts: dict[str, Any]) -> dict[str, Any]:
+async def run(
+    args: argparse.Namespace,
+    instance: Path,
+    port: int,
+    ports: list[int],
+    receivers: Receivers,
+    facts: dict[str, Any],
+) -> dict[str, Any]:
     server = Server(instance, port, RESULTS / "fanout-server.log")
     session: aiohttp.ClientSession | None = None
     db: sqlite3.Connection | None = None
@@ -310,21 +341,30 @@ async def run(args: argparse.Namespace, instance: Path, port: int, ports: list[i
     try:
         cold = await asyncio.to_thread(server.start)
         db = open_ro(load_config(instance).db_path)
-        session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
-                                        timeout=REQUEST_TIMEOUT)
+        session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=REQUEST_TIMEOUT
+        )
         await sign_in(session, server.base, POSTER)
         for n in range(1, args.posts + 1):
             quiet = await asyncio.to_thread(wait_for_quiet, args.quiet_wait, [server.pid])
-            posts.append(await one_post(n, session, server, db, receivers, len(ports),
-                                        args.timeout))
+            posts.append(
+                await one_post(n, session, server, db, receivers, len(ports), args.timeout)
+            )
             posts[-1]["quiet_before"] = quiet
-            print(f"  post {n}: all delivered in {posts[-1]['all_delivered_s']} s, "
-                  f"{posts[-1]['deliveries_received_for_this_post']} deliveries received",
-                  file=sys.stderr, flush=True)
-        return {"server_pid": server.pid, "cold_start_s": round(cold, 3), "posts": posts,
-                "unexpected_requests": receivers.unexpected[:20],
-                "server_rss_mb": round(server.rss_mb(), 1),
-                "server_cpu_s_total": round(cpu_seconds(server.pid), 2)}
+            print(
+                f"  post {n}: all delivered in {posts[-1]['all_delivered_s']} s, "
+                f"{posts[-1]['deliveries_received_for_this_post']} deliveries received",
+                file=sys.stderr,
+                flush=True,
+            )
+        return {
+            "server_pid": server.pid,
+            "cold_start_s": round(cold, 3),
+            "posts": posts,
+            "unexpected_requests": receivers.unexpected[:20],
+            "server_rss_mb": round(server.rss_mb(), 1),
+            "server_cpu_s_total": round(cpu_seconds(server.pid), 2),
+        }
     finally:
         if session is not None:
             await session.close()
@@ -338,20 +378,47 @@ def report(result: dict[str, Any]) -> None:
     s = result["seed"]
     print()
     print(f"Steelyard fan-out benchmark  ({result['machine']})")
-    print(f"  {s['remote_followers']:,} remote followers on {result['hosts']} hosts "
-          f"({s['distinct_inboxes']} distinct shared inboxes), receiver latency "
-          f"{result['latency_ms']} ms; seeded in {s['seconds']} s; 1-min load average before "
-          f"the run {result['load_average_1min_before']}")
+    print(
+        f"  {s['remote_followers']:,} remote followers on {result['hosts']} hosts "
+        f"({s['distinct_inboxes']} distinct shared inboxes), receiver latency "
+        f"{result['latency_ms']} ms; seeded in {s['seconds']} s; 1-min load average before "
+        f"the run {result['load_average_1min_before']}"
+    )
     print()
     table(
-        ["post", "rows", "received", "hosts", "valid sig", "POST /posts s", "first s",
-         "median s", "last arrival s", "all delivered s", "server-side s", "in flight",
-         "srv CPU s"],
-        [[p["post"], p["delivery_rows"], p["deliveries_received"], p["hosts_reached"],
-          p["valid_signatures"], p["publish_request_s"], p["first_arrival_s"],
-          p["median_arrival_s"], p["last_arrival_s"], p["all_delivered_s"],
-          p["server_side_commit_to_last_delivered_s"], p["max_in_flight"], p["server_cpu_s"]]
-         for p in result["posts"]],
+        [
+            "post",
+            "rows",
+            "received",
+            "hosts",
+            "valid sig",
+            "POST /posts s",
+            "first s",
+            "median s",
+            "last arrival s",
+            "all delivered s",
+            "server-side s",
+            "in flight",
+            "srv CPU s",
+        ],
+        [
+            [
+                p["post"],
+                p["delivery_rows"],
+                p["deliveries_received"],
+                p["hosts_reached"],
+                p["valid_signatures"],
+                p["publish_request_s"],
+                p["first_arrival_s"],
+                p["median_arrival_s"],
+                p["last_arrival_s"],
+                p["all_delivered_s"],
+                p["server_side_commit_to_last_delivered_s"],
+                p["max_in_flight"],
+                p["server_cpu_s"],
+            ]
+            for p in result["posts"]
+        ],
     )
     for p in result["posts"]:
         if p["signature_problems"]:
@@ -368,45 +435,79 @@ def report(result: dict[str, Any]) -> None:
 def targets(result: dict[str, Any]) -> dict[str, Any]:
     posts = result["posts"]
     hosts = result["hosts"]
-    worst = max((p["all_delivered_s"] if p["all_delivered_s"] is not None else float("inf"))
-                for p in posts)
-    exact = all(p["deliveries_received"] == hosts and p["deliveries_received_for_this_post"]
-                == hosts and p["valid_signatures"] == hosts for p in posts)
+    worst = max(
+        (p["all_delivered_s"] if p["all_delivered_s"] is not None else float("inf")) for p in posts
+    )
+    exact = all(
+        p["deliveries_received"] == hosts
+        and p["deliveries_received_for_this_post"] == hosts
+        and p["valid_signatures"] == hosts
+        for p in posts
+    )
     return {
         "all delivered (s), worst post": check(worst, TARGET_SECONDS, below=True),
         "HTTP deliveries per post == hosts": {
             "value": "/".join(str(p["deliveries_received"]) for p in posts),
-            "target": f"== {hosts}, all signed validly", "met": exact},
+            "target": f"== {hosts}, all signed validly",
+            "met": exact,
+        },
     }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark fan-out: one Followers post to many remote followers on "
-                    "loopback hosts that verify signatures and answer 202 after a delay.")
-    parser.add_argument("--followers", type=int, default=10_000,
-                        help="remote followers (default 10000)")
-    parser.add_argument("--hosts", type=int, default=50,
-                        help="remote hosts, each with a shared inbox (default 50)")
-    parser.add_argument("--latency-ms", type=float, default=100.0,
-                        help="receivers' delay before answering 202 (default 100)")
-    parser.add_argument("--posts", type=int, default=1,
-                        help="posts to publish one after the other (default 1)")
-    parser.add_argument("--timeout", type=float, default=60.0,
-                        help="give up on a post after this many seconds (default 60)")
-    parser.add_argument("--quiet-wait", type=float, default=60.0,
-                        help="before each post, wait at most this many seconds for other "
-                             "processes to use < 15%% of a core (default 60; 0 = don't wait)")
-    parser.add_argument("--instance", type=Path, metavar="DIR",
-                        help="create the instance in DIR (must not exist) and keep it")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary instance (its path is printed)")
+        "loopback hosts that verify signatures and answer 202 after a delay."
+    )
+    parser.add_argument(
+        "--followers", type=int, default=10_000, help="remote followers (default 10000)"
+    )
+    parser.add_argument(
+        "--hosts", type=int, default=50, help="remote hosts, each with a shared inbox (default 50)"
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=100.0,
+        help="receivers' delay before answering 202 (default 100)",
+    )
+    parser.add_argument(
+        "--posts", type=int, default=1, help="posts to publish one after the other (default 1)"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="give up on a post after this many seconds (default 60)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="before each post, wait at most this many seconds for other "
+        "processes to use < 15%% of a core (default 60; 0 = don't wait)",
+    )
+    parser.add_argument(
+        "--instance",
+        type=Path,
+        metavar="DIR",
+        help="create the instance in DIR (must not exist) and keep it",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary instance (its path is printed)"
+    )
     args = parser.parse_args(argv)
-    if not (1 <= args.hosts <= 500 and args.hosts <= args.followers <= 1_000_000
-            and 1 <= args.posts <= 100 and 0 <= args.latency_ms <= 10_000
-            and 0 < args.timeout <= 600):
-        parser.error("need 1 <= --hosts <= 500, --hosts <= --followers <= 1000000, "
-                     "1 <= --posts <= 100, 0 <= --latency-ms <= 10000, 0 < --timeout <= 600")
+    if not (
+        1 <= args.hosts <= 500
+        and args.hosts <= args.followers <= 1_000_000
+        and 1 <= args.posts <= 100
+        and 0 <= args.latency_ms <= 10_000
+        and 0 < args.timeout <= 600
+    ):
+        parser.error(
+            "need 1 <= --hosts <= 500, --hosts <= --followers <= 1000000, "
+            "1 <= --posts <= 100, 0 <= --latency-ms <= 10000, 0 < --timeout <= 600"
+        )
     return args
 
 
@@ -419,15 +520,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         load = load_average()
         port = free_port()
-        ports = sorted({free_port() for _ in range(args.hosts * 2)} - {port})[:args.hosts]
+        ports = sorted({free_port() for _ in range(args.hosts * 2)} - {port})[: args.hosts]
         if len(ports) < args.hosts:
             raise SystemExit("could not find enough free loopback ports")
-        print(f"Instance {instance} on 127.0.0.1:{port}; {args.hosts} receivers on "
-              f"127.0.0.1:{ports[0]}..{ports[-1]}", file=sys.stderr, flush=True)
+        print(
+            f"Instance {instance} on 127.0.0.1:{port}; {args.hosts} receivers on "
+            f"127.0.0.1:{ports[0]}..{ports[-1]}",
+            file=sys.stderr,
+            flush=True,
+        )
         init_instance(instance, port, "Steelyard fan-out bench")
         facts = seed(instance, ports, args.followers)
-        receivers = Receivers(ports, args.latency_ms / 1000, facts["poster_key_id"],
-                              facts.pop("public_pem"))
+        receivers = Receivers(
+            ports, args.latency_ms / 1000, facts["poster_key_id"], facts.pop("public_pem")
+        )
         result: dict[str, Any] = {
             "machine": machine(),
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -447,8 +553,12 @@ def main(argv: list[str] | None = None) -> int:
     (RESULTS / "fanout.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     report(result)
     # A slow fan-out is a finding; a wrong number of deliveries or a lost one is a failure.
-    return 0 if result["targets"]["HTTP deliveries per post == hosts"]["met"] and all(
-        p["all_delivered_s"] is not None for p in result["posts"]) else 1
+    return (
+        0
+        if result["targets"]["HTTP deliveries per post == hosts"]["met"]
+        and all(p["all_delivered_s"] is not None for p in result["posts"])
+        else 1
+    )
 
 
 if __name__ == "__main__":

@@ -152,9 +152,13 @@ def make_actors(hosts: list[int], count: int) -> list[RemoteActor]:
 
 def person_document(actor: RemoteActor) -> dict[str, Any]:
     return vocab.person(
-        actor.urls, username=actor.username, display_name=f"Remote {actor.username}",
-        summary_html="<p>Load generator</p>", public_key_pem=actor.public_pem,
-        manually_approves=False, published_iso="2024-01-01T00:00:00Z",
+        actor.urls,
+        username=actor.username,
+        display_name=f"Remote {actor.username}",
+        summary_html="<p>Load generator</p>",
+        public_key_pem=actor.public_pem,
+        manually_approves=False,
+        published_iso="2024-01-01T00:00:00Z",
     )
 
 
@@ -178,8 +182,11 @@ def activity_body(actors: list[RemoteActor], run: str, n: int) -> tuple[RemoteAc
     published = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     note_id = f"{urls.actor(actor.username)}/notes/{run}-{n}"
     note = vocab.note(
-        note_id=note_id, attributed_to=actor.uri, content_html=content_html(actor, other, n),
-        published_iso=published, to=[vocab.AS_PUBLIC],
+        note_id=note_id,
+        attributed_to=actor.uri,
+        content_html=content_html(actor, other, n),
+        published_iso=published,
+        to=[vocab.AS_PUBLIC],
         cc=[urls.followers(actor.username), other.uri],
         mentions=[(other.uri, f"@{other.username}@{other.host}")],
         hashtags=[(f"{actor.base}/tags/logistics", "logistics")],
@@ -196,8 +203,14 @@ Signed = tuple[bytes, str, str, str]  # body, Date, Digest, Signature
 
 def sign_one(actor: RemoteActor, body: bytes, target: str, keys: KeyCache) -> Signed:
     headers = sign_request(
-        "POST", target, key_id=actor.key_id, private_key_pem=actor.private_pem, body=body,
-        now=time.time(), extra_headers={"Content-Type": AP_JSON}, keys=keys,
+        "POST",
+        target,
+        key_id=actor.key_id,
+        private_key_pem=actor.private_pem,
+        body=body,
+        now=time.time(),
+        extra_headers={"Content-Type": AP_JSON},
+        keys=keys,
     )
     return body, headers["Date"], headers["Digest"], headers["Signature"]
 
@@ -229,7 +242,8 @@ def presign(actors: list[RemoteActor], target: str, run: str, count: int) -> dic
     with ProcessPoolExecutor(max_workers=workers) as pool:
         futures = [
             pool.submit(presign_chunk, actors, target, run, w * per, min(per, count - w * per))
-            for w in range(workers) if w * per < count
+            for w in range(workers)
+            if w * per < count
         ]
         for fut in futures:
             chunk, b, s = fut.result(timeout=600)
@@ -243,16 +257,22 @@ def presign(actors: list[RemoteActor], target: str, run: str, count: int) -> dic
         "processes": workers,
         "build_ms_each": round(1000 * build / max(1, len(items)), 4),
         "sign_ms_each": round(1000 * sign / max(1, len(items)), 4),
-        "avg_body_bytes": round(statistics.fmean(len(i[0]) for i in items[:1000]))
-        if items else 0,
+        "avg_body_bytes": round(statistics.fmean(len(i[0]) for i in items[:1000])) if items else 0,
     }
 
 
 class RequestPool:
     """Hands out pre-signed requests in order; signs on the fly once they run out."""
 
-    def __init__(self, items: list[Signed], actors: list[RemoteActor], target: str,
-                 run: str, *, fixed: bool = False) -> None:
+    def __init__(
+        self,
+        items: list[Signed],
+        actors: list[RemoteActor],
+        target: str,
+        run: str,
+        *,
+        fixed: bool = False,
+    ) -> None:
         self.items, self.actors, self.target, self.run = items, actors, target, run
         self.host = target.split("/")[2]
         self.fixed = fixed  # always the first item (for the empty route: nothing verifies)
@@ -269,8 +289,13 @@ class RequestPool:
             self.on_the_fly += 1
             actor, raw = activity_body(self.actors, self.run, n)
             body, date, digest, signature = sign_one(actor, raw, self.target, self.keys)
-        return body, {"Content-Type": AP_JSON, "Host": self.host, "Date": date,
-                      "Digest": digest, "Signature": signature}
+        return body, {
+            "Content-Type": AP_JSON,
+            "Host": self.host,
+            "Date": date,
+            "Digest": digest,
+            "Signature": signature,
+        }
 
 
 # --- the remote hosts -------------------------------------------------------------------------
@@ -310,8 +335,14 @@ async def allow_hosts(instance: Path, hosts: Iterable[str]) -> None:
     """Put the remote hosts on the allowlist (before the server starts)."""
     async with open_context(instance) as ctx:
         for host in hosts:
-            await ctx.db.write(fed.upsert_allowed_host, host, "partner", "bench/inbox.py",
-                               "bench", ctx.clock.now_ms())
+            await ctx.db.write(
+                fed.upsert_allowed_host,
+                host,
+                "partner",
+                "bench/inbox.py",
+                "bench",
+                ctx.clock.now_ms(),
+            )
 
 
 # --- load -------------------------------------------------------------------------------------
@@ -354,9 +385,15 @@ class Phase:
             if dt <= 0:
                 continue
             total_s += dt
-            others = ((b["machine_cpu_s"] - a["machine_cpu_s"])
-                      - (b["server_cpu_s"] - a["server_cpu_s"])
-                      - (b["own_cpu_s"] - a["own_cpu_s"])) / dt * 100
+            others = (
+                (
+                    (b["machine_cpu_s"] - a["machine_cpu_s"])
+                    - (b["server_cpu_s"] - a["server_cpu_s"])
+                    - (b["own_cpu_s"] - a["own_cpu_s"])
+                )
+                / dt
+                * 100
+            )
             if others >= threshold_pct:
                 continue
             quiet_s += dt
@@ -399,13 +436,16 @@ class Phase:
             "failed_rows_at_end": int(last.get("failed", 0)),
             "server_cpu_pct": round(100 * self.server_cpu_s / secs, 1),
             "server_cpu_ms_per_202": round(1000 * self.server_cpu_s / self.ok, 3)
-            if self.ok else 0.0,
+            if self.ok
+            else 0.0,
             "generator_cpu_pct": round(100 * self.client_cpu_s / secs, 1),
             "generator_cpu_ms_per_request": round(1000 * self.client_cpu_s / sent, 3)
-            if sent else 0.0,
+            if sent
+            else 0.0,
             # Everything else that ran on the machine meanwhile (py-spy, other people's jobs).
             "other_processes_cpu_pct": round(
-                100 * (self.machine_cpu_s - self.server_cpu_s - self.client_cpu_s) / secs, 1),
+                100 * (self.machine_cpu_s - self.server_cpu_s - self.client_cpu_s) / secs, 1
+            ),
             "signed_on_the_fly": self.on_the_fly,
             "quiet_intervals": self.quiet() if len(self.samples) > 1 else None,
         }
@@ -446,8 +486,9 @@ async def open_senders(count: int) -> list[aiohttp.ClientSession]:
     ]
 
 
-async def post_one(session: aiohttp.ClientSession, url: str, body: bytes,
-                   headers: dict[str, str]) -> str:
+async def post_one(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> str:
     try:
         async with session.post(url, data=body, headers=headers) as resp:
             await resp.read()
@@ -456,8 +497,9 @@ async def post_one(session: aiohttp.ClientSession, url: str, body: bytes,
         return type(exc).__name__
 
 
-async def _sender(session: aiohttp.ClientSession, url: str, pool: RequestPool, phase: Phase,
-                  stop_at: float) -> None:
+async def _sender(
+    session: aiohttp.ClientSession, url: str, pool: RequestPool, phase: Phase, stop_at: float
+) -> None:
     while time.perf_counter() < stop_at:
         body, headers = pool.take()
         t0 = time.perf_counter()
@@ -467,8 +509,13 @@ async def _sender(session: aiohttp.ClientSession, url: str, pool: RequestPool, p
 
 
 async def run_phase(
-    name: str, sessions: list[aiohttp.ClientSession], url: str, pool: RequestPool,
-    seconds: float, db: sqlite3.Connection | None, server_pid: int | list[int],
+    name: str,
+    sessions: list[aiohttp.ClientSession],
+    url: str,
+    pool: RequestPool,
+    seconds: float,
+    db: sqlite3.Connection | None,
+    server_pid: int | list[int],
     during: Callable[[], Awaitable[Any]] | None = None,
 ) -> Phase:
     """Load for *seconds*; samples the server's database and CPU every half second."""
@@ -490,12 +537,12 @@ async def run_phase(
                 phase.samples.append(await sample(db, server_pid, t0))
 
     async def end() -> None:
-        await asyncio.gather(*(_sender(s, url, pool, phase, stop_at) for s in sessions),
-                             sampler())
+        await asyncio.gather(*(_sender(s, url, pool, phase, stop_at) for s in sessions), sampler())
 
     tasks = [end()] + ([during()] if during is not None else [])
-    results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True),
-                                     timeout=seconds + 60)
+    results = await asyncio.wait_for(
+        asyncio.gather(*tasks, return_exceptions=True), timeout=seconds + 60
+    )
     for result in results:
         if isinstance(result, BaseException):
             raise result
@@ -510,8 +557,9 @@ async def run_phase(
     return phase
 
 
-async def wait_drained(db: sqlite3.Connection, pid: int, limit_s: float,
-                       samples: list[dict[str, float]] | None = None) -> dict[str, float]:
+async def wait_drained(
+    db: sqlite3.Connection, pid: int, limit_s: float, samples: list[dict[str, float]] | None = None
+) -> dict[str, float]:
     t0 = time.perf_counter()
     last = await sample(db, pid, t0)
     while last["pending"] > 0 and time.perf_counter() - t0 < limit_s:
@@ -527,12 +575,25 @@ async def wait_drained(db: sqlite3.Connection, pid: int, limit_s: float,
 
 async def py_spy(pid: int, seconds: float, out: Path, *, raw: bool) -> str:
     """Run ``py-spy record`` for *seconds*; raw = wall-clock stacks of every thread."""
-    argv = [str(PY_SPY), "record", "--pid", str(pid), "-d", str(max(1, round(seconds))),
-            "-r", "100", "--nonblocking", "-o", str(out)]
-    argv += ["-f", "raw", "--idle", "--threads", "--full-filenames"] if raw else \
-        ["-f", "flamegraph"]
+    argv = [
+        str(PY_SPY),
+        "record",
+        "--pid",
+        str(pid),
+        "-d",
+        str(max(1, round(seconds))),
+        "-r",
+        "100",
+        "--nonblocking",
+        "-o",
+        str(out),
+    ]
+    argv += (
+        ["-f", "raw", "--idle", "--threads", "--full-filenames"] if raw else ["-f", "flamegraph"]
+    )
     proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
     try:
         output, _ = await asyncio.wait_for(proc.communicate(), timeout=seconds + 30)
     except TimeoutError:
@@ -546,13 +607,17 @@ async def py_spy(pid: int, seconds: float, out: Path, *, raw: bool) -> str:
 # the stack does it count as event-loop overhead (or idle: the loop waiting in epoll).
 _COMPONENTS: list[tuple[str, Callable[[str], bool]]] = [
     ("RSA verify (verify_signature)", lambda f: f.startswith("verify_signature (")),
-    ("signature parse, Digest, Date (prepare_verification)",
-     lambda f: f.startswith("prepare_verification (")),
+    (
+        "signature parse, Digest, Date (prepare_verification)",
+        lambda f: f.startswith("prepare_verification ("),
+    ),
     ("JSON parse (loads_activity)", lambda f: f.startswith("loads_activity (")),
     ("HTML sanitize (sanitize_remote)", lambda f: "sanitize_remote (" in f),
     ("ActivityStreams parse (vocab)", lambda f: "/federation/vocab.py" in f),
-    ("DB hand-off, event-loop side (Database, aiosqlite)",
-     lambda f: "/aiosqlite/" in f or "/server/storage/db.py" in f),
+    (
+        "DB hand-off, event-loop side (Database, aiosqlite)",
+        lambda f: "/aiosqlite/" in f or "/server/storage/db.py" in f,
+    ),
     ("inbox receiver, other (federation/inbox.py)", lambda f: "/federation/inbox.py" in f),
     ("key resolution (federation/keys.py)", lambda f: "/federation/keys.py" in f),
     ("apply handlers (server/services)", lambda f: "/server/services/" in f),
@@ -613,13 +678,15 @@ def summarise_raw(path: Path, seconds: float) -> dict[str, Any]:
         total = sum(counter.values())
         result[name] = {
             "samples": total,
-            "share_pct": {k: round(100 * v / max(total, expected), 1)
-                          for k, v in counter.most_common()},
+            "share_pct": {
+                k: round(100 * v / max(total, expected), 1) for k, v in counter.most_common()
+            },
         }
     writers = [n for n in result if "aiosqlite" in n]
     if writers:
-        busiest = max(writers, key=lambda n: result[n]["share_pct"].get(
-            "write transaction (incl. fsync)", 0))
+        busiest = max(
+            writers, key=lambda n: result[n]["share_pct"].get("write transaction (incl. fsync)", 0)
+        )
         result["writer"] = busiest
     return result
 
@@ -647,11 +714,19 @@ def micro_steps(actors: list[RemoteActor], host: str) -> dict[str, float]:
     target = f"http://{host}/inbox"
     actor, body = activity_body(actors, "micro", 1)
     signed = sign_one(actor, body, target, keys)
-    headers = [("Host", host), ("Content-Type", AP_JSON), ("Content-Length", str(len(body))),
-               ("Date", signed[1]), ("Digest", signed[2]), ("Signature", signed[3]),
-               ("User-Agent", "bench"), ("Accept-Encoding", "gzip")]
-    pending = prepare_verification("POST", "/inbox", headers, body, canonical_host=host,
-                                   now=time.time())
+    headers = [
+        ("Host", host),
+        ("Content-Type", AP_JSON),
+        ("Content-Length", str(len(body))),
+        ("Date", signed[1]),
+        ("Digest", signed[2]),
+        ("Signature", signed[3]),
+        ("User-Agent", "bench"),
+        ("Accept-Encoding", "gzip"),
+    ]
+    pending = prepare_verification(
+        "POST", "/inbox", headers, body, canonical_host=host, now=time.time()
+    )
     assert verify_signature(pending, actor.public_pem, keys=keys)
     doc = loads_activity(body)
     note = vocab.parse_note(doc["object"])
@@ -664,23 +739,30 @@ def micro_steps(actors: list[RemoteActor], host: str) -> dict[str, float]:
 
         content = note.content_html
         extra["nh3.clean (Rust ammonia; comparison only, other rules)"] = _timeit(
-            lambda: nh3.clean(content), 5000)
+            lambda: nh3.clean(content), 5000
+        )
     return extra | {
         "build activity JSON (generator)": _timeit(lambda: activity_body(actors, "m", 2), 2000),
-        "sign_request (generator)": _timeit(
-            lambda: sign_one(actor, body, target, keys), 1000),
+        "sign_request (generator)": _timeit(lambda: sign_one(actor, body, target, keys), 1000),
         "prepare_verification (parse, Host, Date, Digest)": _timeit(
-            lambda: prepare_verification("POST", "/inbox", headers, body, canonical_host=host,
-                                         now=time.time()), 5000),
+            lambda: prepare_verification(
+                "POST", "/inbox", headers, body, canonical_host=host, now=time.time()
+            ),
+            5000,
+        ),
         "verify_signature (RSA-2048, cached key)": _timeit(
-            lambda: verify_signature(pending, actor.public_pem, keys=keys), 5000),
+            lambda: verify_signature(pending, actor.public_pem, keys=keys), 5000
+        ),
         "loads_activity (strict JSON)": _timeit(lambda: loads_activity(body), 5000),
         "receiver _parse_activity (JSON + ids/origins)": _timeit(
-            lambda: parse_activity(body), 5000),
+            lambda: parse_activity(body), 5000
+        ),
         "vocab.parse_activity + parse_note (apply)": _timeit(
-            lambda: vocab.parse_note(vocab.parse_activity(doc).object or {}), 5000),
+            lambda: vocab.parse_note(vocab.parse_activity(doc).object or {}), 5000
+        ),
         "sanitize_remote (~300 B HTML, bleach)": _timeit(
-            lambda: renderer.sanitize_remote(note.content_html), 2000),
+            lambda: renderer.sanitize_remote(note.content_html), 2000
+        ),
         "body bytes": float(len(body)),
         "content bytes": float(len(note.content_html)),
     }
@@ -689,12 +771,29 @@ def micro_steps(actors: list[RemoteActor], host: str) -> dict[str, float]:
 def _record(actors: list[RemoteActor], n: int, host: str) -> InboundRecord:
     actor, body = activity_body(actors, f"sql{secrets.token_hex(4)}", n)
     doc = json.loads(body)
-    headers = (("Host", host), ("Content-Type", AP_JSON), ("Content-Length", str(len(body))),
-               ("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("Digest", "SHA-256=" + "A" * 43 + "="),
-               ("Signature", 'keyId="x",algorithm="rsa-sha256",headers="(request-target) host'
-                             ' date digest content-type",signature="' + "B" * 342 + '=="'))
-    return InboundRecord(doc["id"], "Create", actor.uri, actor.host, actor.key_id, "/inbox",
-                         headers, body, int(time.time() * 1000))
+    headers = (
+        ("Host", host),
+        ("Content-Type", AP_JSON),
+        ("Content-Length", str(len(body))),
+        ("Date", "Mon, 01 Jan 2024 00:00:00 GMT"),
+        ("Digest", "SHA-256=" + "A" * 43 + "="),
+        (
+            "Signature",
+            'keyId="x",algorithm="rsa-sha256",headers="(request-target) host'
+            ' date digest content-type",signature="' + "B" * 342 + '=="',
+        ),
+    )
+    return InboundRecord(
+        doc["id"],
+        "Create",
+        actor.uri,
+        actor.host,
+        actor.key_id,
+        "/inbox",
+        headers,
+        body,
+        int(time.time() * 1000),
+    )
 
 
 def micro_sqlite(instance: Path, actors: list[RemoteActor], host: str) -> dict[str, float]:
@@ -710,7 +809,7 @@ def micro_sqlite(instance: Path, actors: list[RemoteActor], host: str) -> dict[s
             t0 = time.perf_counter()
             for i in range(0, n, group):
                 conn.execute("BEGIN IMMEDIATE")
-                for record in records[i:i + group]:
+                for record in records[i : i + group]:
                     fed.insert_inbound(conn, record)
                 conn.execute("COMMIT")
             return (time.perf_counter() - t0) * 1000 / n
@@ -732,14 +831,12 @@ def micro_sqlite(instance: Path, actors: list[RemoteActor], host: str) -> dict[s
     run("FULL", 1, 100)  # warm the file
     results["store_inbound, 1 per commit, synchronous=FULL"] = run("FULL", 1, 600)
     results["store_inbound, 1 per commit, synchronous=NORMAL"] = run("NORMAL", 1, 600)
-    results["store_inbound, 50 per commit, synchronous=FULL (per activity)"] = run(
-        "FULL", 50, 3000)
+    results["store_inbound, 50 per commit, synchronous=FULL (per activity)"] = run("FULL", 50, 3000)
     results["host_spoke (no-op UPDATE) commit, synchronous=FULL"] = noop_commit("FULL", 600)
     return results
 
 
-async def micro_database(instance: Path, actors: list[RemoteActor],
-                         host: str) -> dict[str, float]:
+async def micro_database(instance: Path, actors: list[RemoteActor], host: str) -> dict[str, float]:
     """The same through ``Database`` (aiosqlite thread hop, writer lock), FULL and NORMAL."""
     results: dict[str, float] = {}
     for sync in ("FULL", "NORMAL"):
@@ -752,14 +849,16 @@ async def micro_database(instance: Path, actors: list[RemoteActor],
             t0 = time.perf_counter()
             for record in records:
                 await db.write(fed.insert_inbound, record)
-            results[f"Database.write(insert_inbound) sequential, {sync}"] = \
+            results[f"Database.write(insert_inbound) sequential, {sync}"] = (
                 (time.perf_counter() - t0) * 1000 / len(records)
+            )
             if sync == "FULL":
                 t0 = time.perf_counter()
                 for _ in range(1000):
                     await db.read(fed.select_known_key, actors[0].key_id)
-                results["Database.read(select_known_key) sequential"] = \
+                results["Database.read(select_known_key) sequential"] = (
                     (time.perf_counter() - t0) * 1000 / 1000
+                )
         finally:
             await db.close()
     return results
@@ -767,8 +866,7 @@ async def micro_database(instance: Path, actors: list[RemoteActor],
 
 def uvicorn_available() -> bool:
     """uvicorn with httptools and uvloop importable (not a project dependency: optional)."""
-    return all(importlib.util.find_spec(m) is not None for m in ("uvicorn", "uvloop",
-                                                                  "httptools"))
+    return all(importlib.util.find_spec(m) is not None for m in ("uvicorn", "uvloop", "httptools"))
 
 
 def serve_asgi(app: Any, port: int, stack: str) -> None:
@@ -777,9 +875,18 @@ def serve_asgi(app: Any, port: int, stack: str) -> None:
     if stack == "uvicorn":
         import uvicorn
 
-        uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
-                    lifespan="on", access_log=False, log_level="warning",
-                    timeout_keep_alive=30, timeout_graceful_shutdown=5)
+        uvicorn.run(
+            app,
+            host="127.0.0.1",
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_keep_alive=30,
+            timeout_graceful_shutdown=5,
+        )
         return
     from hypercorn.asyncio import serve
     from hypercorn.config import Config as HyperConfig
@@ -794,8 +901,9 @@ def serve_asgi(app: Any, port: int, stack: str) -> None:
     asyncio.run(serve(app, hyper))
 
 
-async def micro_pipeline(instance: Path, actors: list[RemoteActor], host: str,
-                         senders: int) -> dict[str, Any]:
+async def micro_pipeline(
+    instance: Path, actors: list[RemoteActor], host: str, senders: int
+) -> dict[str, Any]:
     """``InboxReceiver.receive`` and the dispatcher, in-process (no HTTP), per variant."""
     from server.app import create_app
 
@@ -810,34 +918,43 @@ async def micro_pipeline(instance: Path, actors: list[RemoteActor], host: str,
         async with app.test_app():
             ctx = app.config["STEELYARD_CONTEXT"]
             receiver, dispatcher = ctx.federator.receiver, ctx.federator.dispatcher
-            signed = [sign_one(*activity_body(actors, run, n), target, keys)
-                      for n in range(len(actors) + seq + conc)]
+            signed = [
+                sign_one(*activity_body(actors, run, n), target, keys)
+                for n in range(len(actors) + seq + conc)
+            ]
 
             async def receive(item: Signed, receiver: Any = receiver) -> int:
                 body, date, digest, signature = item
-                headers = [("Host", host), ("Content-Type", AP_JSON),
-                           ("Content-Length", str(len(body))), ("Date", date),
-                           ("Digest", digest), ("Signature", signature)]
-                result = await receiver.receive(method="POST", raw_target="/inbox",
-                                                headers=headers, body=body)
+                headers = [
+                    ("Host", host),
+                    ("Content-Type", AP_JSON),
+                    ("Content-Length", str(len(body))),
+                    ("Date", date),
+                    ("Digest", digest),
+                    ("Signature", signature),
+                ]
+                result = await receiver.receive(
+                    method="POST", raw_target="/inbox", headers=headers, body=body
+                )
                 return int(result.status)
 
             # First contact (key fetches from the actor hosts), applied once (actor fetches).
-            warm = [await receive(item) for item in signed[:len(actors)]]
+            warm = [await receive(item) for item in signed[: len(actors)]]
             await dispatcher.run_until_idle()
             if set(warm) != {202}:
                 raise RuntimeError(f"in-process receive answered {warm}")
             # Sequential: the latency of one activity with nothing else running.
             t0 = time.perf_counter()
-            statuses = [await receive(item) for item in signed[len(actors):len(actors) + seq]]
+            statuses = [await receive(item) for item in signed[len(actors) : len(actors) + seq]]
             seq_ms = (time.perf_counter() - t0) * 1000 / seq
             await dispatcher.run_until_idle(max_rounds=10_000)
             # Concurrent: *senders* coroutines like the HTTP senders, with the dispatcher
             # running alongside as in the server.
-            queue = iter(signed[len(actors) + seq:])
+            queue = iter(signed[len(actors) + seq :])
 
-            async def worker(receive: Callable[[Signed], Awaitable[int]] = receive,
-                             queue: Any = queue) -> list[int]:
+            async def worker(
+                receive: Callable[[Signed], Awaitable[int]] = receive, queue: Any = queue
+            ) -> list[int]:
                 return [await receive(item) for item in queue]
 
             before = await ctx.db.read(fed.count_inbound)
@@ -895,38 +1012,65 @@ def serve_empty(port: int, stack: str) -> None:
     serve_asgi(app, port, stack)
 
 
-async def micro_web_stack(pool: RequestPool, senders: int, seconds: float,
-                          stack: str) -> dict[str, Any]:
+async def micro_web_stack(
+    pool: RequestPool, senders: int, seconds: float, stack: str
+) -> dict[str, Any]:
     port = free_port()
     server = Server(Path("/nonexistent"), port, RESULTS / f"inbox-empty-{stack}.log")
     await asyncio.to_thread(
-        server.spawn, [str(PYTHON), str(THIS_FILE), "--serve-empty", str(port), stack],
-        "/login")
+        server.spawn, [str(PYTHON), str(THIS_FILE), "--serve-empty", str(port), stack], "/login"
+    )
     sessions = await open_senders(senders)
     try:
         body, headers = pool.take()
-        fixed = RequestPool([(body, headers["Date"], headers["Digest"], headers["Signature"])],
-                            pool.actors, pool.target, pool.run, fixed=True)
-        await run_phase("empty-warmup", sessions, f"{server.base}/inbox", fixed, 1.0, None,
-                        server.pid)
-        phase = await run_phase("empty", sessions, f"{server.base}/inbox", fixed, seconds, None,
-                                server.pid)
+        fixed = RequestPool(
+            [(body, headers["Date"], headers["Digest"], headers["Signature"])],
+            pool.actors,
+            pool.target,
+            pool.run,
+            fixed=True,
+        )
+        await run_phase(
+            "empty-warmup", sessions, f"{server.base}/inbox", fixed, 1.0, None, server.pid
+        )
+        phase = await run_phase(
+            "empty", sessions, f"{server.base}/inbox", fixed, seconds, None, server.pid
+        )
     finally:
         for s in sessions:
             await s.close()
         await asyncio.to_thread(server.stop)
     s = phase.summary()
-    return {k: s[k] for k in ("seconds", "requests", "accepted_per_s", "p50_ms", "p99_ms",
-                              "non_202", "server_cpu_pct", "server_cpu_ms_per_202",
-                              "generator_cpu_pct", "generator_cpu_ms_per_request")}
+    return {
+        k: s[k]
+        for k in (
+            "seconds",
+            "requests",
+            "accepted_per_s",
+            "p50_ms",
+            "p99_ms",
+            "non_202",
+            "server_cpu_pct",
+            "server_cpu_ms_per_202",
+            "generator_cpu_pct",
+            "generator_cpu_ms_per_request",
+        )
+    }
 
 
 # --- main flow --------------------------------------------------------------------------------
 
 
-async def bench(args: argparse.Namespace, instance: Path, port: int, host_ports: list[int],
-                actors: list[RemoteActor], presigned: dict[str, Any], run: str,
-                micro_dirs: tuple[Path, Path] | None) -> dict[str, Any]:
+async def bench(
+    args: argparse.Namespace,
+    instance: Path,
+    port: int,
+    host_ports: list[int],
+    actors: list[RemoteActor],
+    presigned: dict[str, Any],
+    run: str,
+    micro_dirs: tuple[Path, Path] | None,
+) -> dict[str, Any]:
     hosts = ActorHosts(host_ports, actors)
     await hosts.start()
     server = Server(instance, port, RESULTS / "inbox-server.log")
@@ -947,35 +1091,57 @@ async def bench(args: argparse.Namespace, instance: Path, port: int, host_ports:
         sessions = await open_senders(args.senders)
         first = [await post_one(sessions[0], url, *pool.take()) for _ in actors]
         if set(first) != {"202"}:
-            raise RuntimeError(f"first-contact activities answered {first}; see "
-                               f"{server.log}")
+            raise RuntimeError(f"first-contact activities answered {first}; see {server.log}")
         warm = await asyncio.gather(*(post_one(s, url, *pool.take()) for s in sessions))
         drained = await wait_drained(db, server.pid, 60)
-        result["warmup"] = {"first_contact": first, "per_connection": dict(
-            collections.Counter(warm)), "pending_after": drained["pending"],
-            "actor_fetches": dict(hosts.gets)}
-        print(f"  warm-up done: {len(first) + len(warm)} activities, remote actor GETs "
-              f"{dict(hosts.gets)}", file=sys.stderr, flush=True)
+        result["warmup"] = {
+            "first_contact": first,
+            "per_connection": dict(collections.Counter(warm)),
+            "pending_after": drained["pending"],
+            "actor_fetches": dict(hosts.gets),
+        }
+        print(
+            f"  warm-up done: {len(first) + len(warm)} activities, remote actor GETs "
+            f"{dict(hosts.gets)}",
+            file=sys.stderr,
+            flush=True,
+        )
 
         result["quiet_before_measured"] = await asyncio.to_thread(
-            wait_for_quiet, args.quiet_wait, [server.pid])
+            wait_for_quiet, args.quiet_wait, [server.pid]
+        )
         measured = await run_phase("measured", sessions, url, pool, args.seconds, db, server.pid)
         result["measured"] = measured.summary()
         result["measured_samples"] = measured.samples
-        print(f"  measured: {result['measured']['accepted_per_s']} accepted/s, "
-              f"{result['measured']['applied_per_s']} applied/s", file=sys.stderr, flush=True)
+        print(
+            f"  measured: {result['measured']['accepted_per_s']} accepted/s, "
+            f"{result['measured']['applied_per_s']} applied/s",
+            file=sys.stderr,
+            flush=True,
+        )
 
         if args.profile_seconds > 0:
             svg, raw = RESULTS / "inbox.svg", RESULTS / "inbox-load.raw.txt"
 
             async def spy() -> list[str]:
                 await asyncio.sleep(1.0)
-                return list(await asyncio.gather(
-                    py_spy(server.pid, args.profile_seconds, svg, raw=False),
-                    py_spy(server.pid, args.profile_seconds, raw, raw=True)))
+                return list(
+                    await asyncio.gather(
+                        py_spy(server.pid, args.profile_seconds, svg, raw=False),
+                        py_spy(server.pid, args.profile_seconds, raw, raw=True),
+                    )
+                )
 
-            profiled = await run_phase("profiled (py-spy attached)", sessions, url, pool,
-                                       args.profile_seconds + 3, db, server.pid, during=spy)
+            profiled = await run_phase(
+                "profiled (py-spy attached)",
+                sessions,
+                url,
+                pool,
+                args.profile_seconds + 3,
+                db,
+                server.pid,
+                during=spy,
+            )
             result["profiled"] = profiled.summary()
             result["profile_load"] = summarise_raw(raw, args.profile_seconds)
             result["profile_files"] = [str(svg), str(raw)]
@@ -992,8 +1158,9 @@ async def bench(args: argparse.Namespace, instance: Path, port: int, host_ports:
         end = await wait_drained(db, server.pid, args.drain, drain_samples)
         if spy_task is not None:
             await spy_task
-            result["profile_drain"] = summarise_raw(drain_raw, min(args.profile_seconds,
-                                                                    args.drain))
+            result["profile_drain"] = summarise_raw(
+                drain_raw, min(args.profile_seconds, args.drain)
+            )
         secs = time.perf_counter() - t0
         result["drain"] = {
             "seconds": round(secs, 2),
@@ -1001,8 +1168,9 @@ async def bench(args: argparse.Namespace, instance: Path, port: int, host_ports:
             "pending_at_end": int(end["pending"]),
             "applied": int(end["done"] - start["done"]),
             "applied_per_s": round((end["done"] - start["done"]) / secs, 1) if secs else 0.0,
-            "server_cpu_pct": round(100 * (end["server_cpu_s"] - start["server_cpu_s"]) / secs,
-                                    1) if secs else 0.0,
+            "server_cpu_pct": round(100 * (end["server_cpu_s"] - start["server_cpu_s"]) / secs, 1)
+            if secs
+            else 0.0,
             "failed_rows": int(end["failed"]),
         }
         result["remote_actor_gets"] = dict(hosts.gets)
@@ -1024,8 +1192,9 @@ async def bench(args: argparse.Namespace, instance: Path, port: int, host_ports:
             sessions = await open_senders(args.senders)
             await asyncio.gather(*(post_one(s, url, *pool.take()) for s in sessions))
             await asyncio.to_thread(wait_for_quiet, args.quiet_wait, [server.pid])
-            compared = await run_phase(label, sessions, url, pool, args.compare_seconds, db,
-                                       [server.pid])
+            compared = await run_phase(
+                label, sessions, url, pool, args.compare_seconds, db, [server.pid]
+            )
             result["compared_http"] = [compared.summary()]
             for session in sessions:
                 await session.close()
@@ -1034,14 +1203,16 @@ async def bench(args: argparse.Namespace, instance: Path, port: int, host_ports:
                 await asyncio.to_thread(proc.stop)
             db.close()
             db = None
-            print(f"  {label}: {compared.summary()['accepted_per_s']} accepted/s, "
-                  f"{compared.summary()['applied_per_s']} applied/s",
-                  file=sys.stderr, flush=True)
+            print(
+                f"  {label}: {compared.summary()['accepted_per_s']} accepted/s, "
+                f"{compared.summary()['applied_per_s']} applied/s",
+                file=sys.stderr,
+                flush=True,
+            )
 
         if micro_dirs is not None:
             print("  micro-benchmarks ...", file=sys.stderr, flush=True)
-            result["quiet_before_micro"] = await asyncio.to_thread(
-                wait_for_quiet, args.quiet_wait)
+            result["quiet_before_micro"] = await asyncio.to_thread(wait_for_quiet, args.quiet_wait)
             pipe_dir, sql_dir = micro_dirs
             pipe_host = load_config(pipe_dir).host
             await allow_hosts(pipe_dir, (f"127.0.0.1:{p}" for p in host_ports))
@@ -1056,11 +1227,14 @@ async def bench(args: argparse.Namespace, instance: Path, port: int, host_ports:
                     print(f"  micro-benchmark {name} failed: {exc!r}", file=sys.stderr)
 
             await part("steps_ms", lambda: asyncio.to_thread(micro_steps, actors, pipe_host))
-            await part("sqlite_ms", lambda: asyncio.to_thread(micro_sqlite, sql_dir, actors,
-                                                              pipe_host))
+            await part(
+                "sqlite_ms", lambda: asyncio.to_thread(micro_sqlite, sql_dir, actors, pipe_host)
+            )
             await part("database_ms", lambda: micro_database(sql_dir, actors, pipe_host))
-            await part("pipeline_in_process", lambda: micro_pipeline(
-                pipe_dir, actors, pipe_host, args.senders))
+            await part(
+                "pipeline_in_process",
+                lambda: micro_pipeline(pipe_dir, actors, pipe_host, args.senders),
+            )
             empty: dict[str, Any] = {}
             for stack in ["hypercorn"] + (["uvicorn"] if uvicorn_available() else []):
                 try:
@@ -1082,10 +1256,12 @@ async def bench(args: argparse.Namespace, instance: Path, port: int, host_ports:
 
 def targets(measured: dict[str, Any]) -> dict[str, Any]:
     return {
-        "accepted (202) per second": check(measured["accepted_per_s"],
-                                           TARGETS["accepted_per_s"], below=False),
-        "applied per second": check(measured["applied_per_s"], TARGETS["applied_per_s"],
-                                    below=False),
+        "accepted (202) per second": check(
+            measured["accepted_per_s"], TARGETS["accepted_per_s"], below=False
+        ),
+        "applied per second": check(
+            measured["applied_per_s"], TARGETS["applied_per_s"], below=False
+        ),
         "p99 time to 202 (ms)": check(measured["p99_ms"], TARGETS["p99_ms"], below=True),
     }
 
@@ -1095,45 +1271,96 @@ def report(result: dict[str, Any]) -> None:
     ps = result["presign"]
     print()
     print(f"Steelyard shared-inbox benchmark  ({result['machine']})")
-    print(f"  {result['actors']} remote actors on {result['hosts']} allowed loopback hosts, "
-          f"{m['senders']} senders, {m['seconds']:.1f} s measured; activity body "
-          f"{ps['avg_body_bytes']} B")
+    print(
+        f"  {result['actors']} remote actors on {result['hosts']} allowed loopback hosts, "
+        f"{m['senders']} senders, {m['seconds']:.1f} s measured; activity body "
+        f"{ps['avg_body_bytes']} B"
+    )
     quiet = result.get("quiet_before_measured", {})
-    print(f"  1-min load average before the run: {result['load_average_1min_before']}; other "
-          f"processes before measuring: {quiet.get('others_cpu_pct_before', '?')}% of a core "
-          f"(waited {quiet.get('waited_s', 0)} s); see 'others CPU' below")
-    print(f"  pre-signed {ps['count']:,} activities in {ps['wall_s']} s on {ps['processes']} "
-          f"processes: build {ps['build_ms_each']} ms + sign {ps['sign_ms_each']} ms each")
+    print(
+        f"  1-min load average before the run: {result['load_average_1min_before']}; other "
+        f"processes before measuring: {quiet.get('others_cpu_pct_before', '?')}% of a core "
+        f"(waited {quiet.get('waited_s', 0)} s); see 'others CPU' below"
+    )
+    print(
+        f"  pre-signed {ps['count']:,} activities in {ps['wall_s']} s on {ps['processes']} "
+        f"processes: build {ps['build_ms_each']} ms + sign {ps['sign_ms_each']} ms each"
+    )
     print()
-    phases = [m] + ([result["profiled"]] if "profiled" in result else []) + result.get(
-        "compared_http", [])
+    phases = (
+        [m]
+        + ([result["profiled"]] if "profiled" in result else [])
+        + result.get("compared_http", [])
+    )
     table(
-        ["phase", "202/s", "applied/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "non-202",
-         "backlog", "srv CPU", "CPU ms/202", "gen CPU", "gen ms/req", "others CPU"],
-        [[p["phase"], p["accepted_per_s"], p["applied_per_s"], p["p50_ms"], p["p90_ms"],
-          p["p99_ms"], p["max_ms"], sum(p["non_202"].values()), p["pending_at_end"],
-          f"{p['server_cpu_pct']:.0f}%", p["server_cpu_ms_per_202"],
-          f"{p['generator_cpu_pct']:.0f}%", p["generator_cpu_ms_per_request"],
-          f"{p['other_processes_cpu_pct']:.0f}%"]
-         for p in phases],
+        [
+            "phase",
+            "202/s",
+            "applied/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "max ms",
+            "non-202",
+            "backlog",
+            "srv CPU",
+            "CPU ms/202",
+            "gen CPU",
+            "gen ms/req",
+            "others CPU",
+        ],
+        [
+            [
+                p["phase"],
+                p["accepted_per_s"],
+                p["applied_per_s"],
+                p["p50_ms"],
+                p["p90_ms"],
+                p["p99_ms"],
+                p["max_ms"],
+                sum(p["non_202"].values()),
+                p["pending_at_end"],
+                f"{p['server_cpu_pct']:.0f}%",
+                p["server_cpu_ms_per_202"],
+                f"{p['generator_cpu_pct']:.0f}%",
+                p["generator_cpu_ms_per_request"],
+                f"{p['other_processes_cpu_pct']:.0f}%",
+            ]
+            for p in phases
+        ],
     )
     print(f"  over the half-seconds when other processes used < {QUIET_PCT:.0f}% of a core:")
-    table(["phase", "quiet s", "202/s", "applied/s"],
-          [[p["phase"], f"{q['quiet_seconds']} of {q['of_seconds']}",
-            q["accepted_per_s"] if q["accepted_per_s"] is not None else "-",
-            q["applied_per_s"] if q["applied_per_s"] is not None else "-"]
-           for p in phases if (q := p.get("quiet_intervals"))], indent="    ")
+    table(
+        ["phase", "quiet s", "202/s", "applied/s"],
+        [
+            [
+                p["phase"],
+                f"{q['quiet_seconds']} of {q['of_seconds']}",
+                q["accepted_per_s"] if q["accepted_per_s"] is not None else "-",
+                q["applied_per_s"] if q["applied_per_s"] is not None else "-",
+            ]
+            for p in phases
+            if (q := p.get("quiet_intervals"))
+        ],
+        indent="    ",
+    )
     if m["non_202"]:
         print(f"  non-202 answers by status: {m['non_202']}")
-    print(f"  rows stored in window {m['rows_stored']:,} (202s {m['accepted_202']:,}); "
-          f"signed on the fly {m['signed_on_the_fly']}; remote actor GETs "
-          f"{result['remote_actor_gets']}")
+    print(
+        f"  rows stored in window {m['rows_stored']:,} (202s {m['accepted_202']:,}); "
+        f"signed on the fly {m['signed_on_the_fly']}; remote actor GETs "
+        f"{result['remote_actor_gets']}"
+    )
     d = result["drain"]
-    print(f"  drain (no inbound load): {d['applied_per_s']} applied/s over {d['seconds']} s, "
-          f"backlog {d['pending_at_start']:,} -> {d['pending_at_end']:,}, server CPU "
-          f"{d['server_cpu_pct']:.0f}%, failed rows {d['failed_rows']}")
-    for key, title in (("profile_load", "py-spy under load"),
-                       ("profile_drain", "py-spy while draining (dispatcher only)")):
+    print(
+        f"  drain (no inbound load): {d['applied_per_s']} applied/s over {d['seconds']} s, "
+        f"backlog {d['pending_at_start']:,} -> {d['pending_at_end']:,}, server CPU "
+        f"{d['server_cpu_pct']:.0f}%, failed rows {d['failed_rows']}"
+    )
+    for key, title in (
+        ("profile_load", "py-spy under load"),
+        ("profile_drain", "py-spy while draining (dispatcher only)"),
+    ):
         prof = result.get(key)
         if not prof:
             continue
@@ -1154,87 +1381,165 @@ def report(result: dict[str, Any]) -> None:
         print("  per-step cost, in isolation (ms per activity; 'alone' = the ceiling if it were")
         print("  the only cost, on one core)")
         rows = []
-        for name, ms in (micro.get("steps_ms", {}) | micro.get("sqlite_ms", {})
-                         | micro.get("database_ms", {})).items():
+        for name, ms in (
+            micro.get("steps_ms", {}) | micro.get("sqlite_ms", {}) | micro.get("database_ms", {})
+        ).items():
             if name.endswith("bytes"):
                 continue
             rows.append([name, ms, 1000 / ms if ms else 0.0])
         table(["step", "ms", "alone /s"], rows, indent="    ")
         print()
-        print("  whole pipeline in-process (InboxReceiver.receive, no HTTP), dispatcher alongside;"
-              " then the")
+        print(
+            "  whole pipeline in-process (InboxReceiver.receive, no HTTP), dispatcher alongside;"
+            " then the"
+        )
         print("  dispatcher alone on the rest of the backlog, with synchronous FULL and NORMAL:")
         pipe = micro.get("pipeline_in_process", {})
-        table(["variant", "receive ms (1 at a time)", f"receive/s ({m['senders']} conc.)",
-               "applied/s meanwhile", "CPU ms/receive", "apply ms (alone)", "apply CPU ms",
-               "apply/s (alone)"],
-              [[label, v["receive_ms_sequential"], v["receive_per_s_concurrent"],
-                v["applied_per_s_during"], v["receive_cpu_ms_each_concurrent"],
-                v["apply_ms_each_alone"], v["apply_cpu_ms_each_alone"], v["apply_per_s_alone"]]
-               for label, v in pipe.items()], indent="    ")
+        table(
+            [
+                "variant",
+                "receive ms (1 at a time)",
+                f"receive/s ({m['senders']} conc.)",
+                "applied/s meanwhile",
+                "CPU ms/receive",
+                "apply ms (alone)",
+                "apply CPU ms",
+                "apply/s (alone)",
+            ],
+            [
+                [
+                    label,
+                    v["receive_ms_sequential"],
+                    v["receive_per_s_concurrent"],
+                    v["applied_per_s_during"],
+                    v["receive_cpu_ms_each_concurrent"],
+                    v["apply_ms_each_alone"],
+                    v["apply_cpu_ms_each_alone"],
+                    v["apply_per_s_alone"],
+                ]
+                for label, v in pipe.items()
+            ],
+            indent="    ",
+        )
         print()
-        print(f"  empty Quart route (reads the body, answers 202), same generator, "
-              f"{m['senders']} senders:")
-        table(["server", "req/s", "p50 ms", "p99 ms", "server CPU", "CPU ms/req",
-               "gen ms/req"],
-              [[stack, e["accepted_per_s"], e["p50_ms"], e["p99_ms"],
-                f"{e['server_cpu_pct']:.0f}%", e["server_cpu_ms_per_202"],
-                e["generator_cpu_ms_per_request"]]
-               for stack, e in micro.get("empty_quart", {}).items()], indent="    ")
+        print(
+            f"  empty Quart route (reads the body, answers 202), same generator, "
+            f"{m['senders']} senders:"
+        )
+        table(
+            ["server", "req/s", "p50 ms", "p99 ms", "server CPU", "CPU ms/req", "gen ms/req"],
+            [
+                [
+                    stack,
+                    e["accepted_per_s"],
+                    e["p50_ms"],
+                    e["p99_ms"],
+                    f"{e['server_cpu_pct']:.0f}%",
+                    e["server_cpu_ms_per_202"],
+                    e["generator_cpu_ms_per_request"],
+                ]
+                for stack, e in micro.get("empty_quart", {}).items()
+            ],
+            indent="    ",
+        )
         for name, error in micro.get("errors", {}).items():
             print(f"  micro-benchmark {name} FAILED: {error}")
     print()
     print_targets(result["targets"])
-    print(f"  results: {RESULTS / 'inbox.json'}; flame graph: {RESULTS / 'inbox.svg'}; "
-          f"server log: {RESULTS / 'inbox-server.log'}")
+    print(
+        f"  results: {RESULTS / 'inbox.json'}; flame graph: {RESULTS / 'inbox.svg'}; "
+        f"server log: {RESULTS / 'inbox-server.log'}"
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark Steelyard's shared inbox with signed Create{Note} activities "
-                    "from real (loopback) remote actors.")
-    parser.add_argument("--seconds", type=float, default=30.0,
-                        help="measured seconds of load (default 30)")
-    parser.add_argument("--senders", type=int, default=50,
-                        help="concurrent senders, one connection each (default 50)")
+        "from real (loopback) remote actors."
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=30.0, help="measured seconds of load (default 30)"
+    )
+    parser.add_argument(
+        "--senders",
+        type=int,
+        default=50,
+        help="concurrent senders, one connection each (default 50)",
+    )
     parser.add_argument("--hosts", type=int, default=3, help="allowed remote hosts (default 3)")
     parser.add_argument("--actors", type=int, default=10, help="remote actors (default 10)")
-    parser.add_argument("--profile-seconds", type=float, default=10.0,
-                        help="seconds of extra load profiled with py-spy, 0 for none "
-                             "(default 10)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="steelyard serve --workers N for the measured server (default 1;"
-                             " with 1, a 10 s comparison run with 2 follows the measurement)")
-    parser.add_argument("--drain", type=float, default=30.0,
-                        help="at most this many seconds to watch the backlog drain (default 30)")
-    parser.add_argument("--presign", type=int, default=None,
-                        help=f"activities to pre-sign (default {PRESIGN_RATE} per second of "
-                             "load); more are signed on the fly")
-    parser.add_argument("--no-micro", dest="micro", action="store_false",
-                        help="skip the per-step micro-benchmarks")
-    parser.add_argument("--quiet-wait", type=float, default=60.0,
-                        help="before measuring, wait at most this many seconds for other "
-                             "processes to use < 15%% of a core (default 60; 0 = don't wait)")
-    parser.add_argument("--instance", type=Path, metavar="DIR",
-                        help="create the instance in DIR (must not exist) and keep it")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary instances (their path is printed)")
-    parser.add_argument("--compare-seconds", "--what-if-seconds", type=float, default=10.0,
-                        dest="compare_seconds",
-                        help="with --workers 1: seconds of the same load against "
-                             "'steelyard serve --workers 2' afterwards; 0 for none "
-                             "(default 10)")
-    parser.add_argument("--serve-empty", nargs=2, metavar=("PORT", "STACK"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=10.0,
+        help="seconds of extra load profiled with py-spy, 0 for none (default 10)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="steelyard serve --workers N for the measured server (default 1;"
+        " with 1, a 10 s comparison run with 2 follows the measurement)",
+    )
+    parser.add_argument(
+        "--drain",
+        type=float,
+        default=30.0,
+        help="at most this many seconds to watch the backlog drain (default 30)",
+    )
+    parser.add_argument(
+        "--presign",
+        type=int,
+        default=None,
+        help=f"activities to pre-sign (default {PRESIGN_RATE} per second of "
+        "load); more are signed on the fly",
+    )
+    parser.add_argument(
+        "--no-micro", dest="micro", action="store_false", help="skip the per-step micro-benchmarks"
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help="before measuring, wait at most this many seconds for other "
+        "processes to use < 15%% of a core (default 60; 0 = don't wait)",
+    )
+    parser.add_argument(
+        "--instance",
+        type=Path,
+        metavar="DIR",
+        help="create the instance in DIR (must not exist) and keep it",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary instances (their path is printed)"
+    )
+    parser.add_argument(
+        "--compare-seconds",
+        "--what-if-seconds",
+        type=float,
+        default=10.0,
+        dest="compare_seconds",
+        help="with --workers 1: seconds of the same load against "
+        "'steelyard serve --workers 2' afterwards; 0 for none "
+        "(default 10)",
+    )
+    parser.add_argument("--serve-empty", nargs=2, metavar=("PORT", "STACK"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_empty is None and (
-        args.seconds <= 0 or not 1 <= args.senders <= 1000 or not 1 <= args.hosts <= 50
-        or not 1 <= args.actors <= 1000 or args.seconds > 3600 or args.drain < 0
-        or args.profile_seconds < 0 or args.compare_seconds < 0
+        args.seconds <= 0
+        or not 1 <= args.senders <= 1000
+        or not 1 <= args.hosts <= 50
+        or not 1 <= args.actors <= 1000
+        or args.seconds > 3600
+        or args.drain < 0
+        or args.profile_seconds < 0
+        or args.compare_seconds < 0
         or not 1 <= args.workers <= 16
     ):
-        parser.error("need 0 < --seconds <= 3600, 1 <= --senders <= 1000, "
-                     "1 <= --hosts <= 50, 1 <= --actors <= 1000, --drain >= 0")
+        parser.error(
+            "need 0 < --seconds <= 3600, 1 <= --senders <= 1000, "
+            "1 <= --hosts <= 50, 1 <= --actors <= 1000, --drain >= 0"
+        )
     return args
 
 
@@ -1250,8 +1555,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         port = free_port()
         host_ports = [free_port() for _ in range(args.hosts)]
-        print(f"Instance {instance} on 127.0.0.1:{port}; remote hosts {host_ports}",
-              file=sys.stderr, flush=True)
+        print(
+            f"Instance {instance} on 127.0.0.1:{port}; remote hosts {host_ports}",
+            file=sys.stderr,
+            flush=True,
+        )
         init_instance(instance, port, "Steelyard inbox bench")
         micro_dirs = None
         if args.micro:
@@ -1260,10 +1568,15 @@ def main(argv: list[str] | None = None) -> int:
                 init_instance(d, free_port(), "Steelyard micro bench")
         actors = make_actors(host_ports, args.actors)
         run = secrets.token_hex(4)
-        planned = args.presign if args.presign is not None else int(
-            PRESIGN_RATE * (args.seconds + args.profile_seconds + 3
-                            + args.compare_seconds)
-        ) + 4 * args.senders + 2 * len(actors)
+        planned = (
+            args.presign
+            if args.presign is not None
+            else int(
+                PRESIGN_RATE * (args.seconds + args.profile_seconds + 3 + args.compare_seconds)
+            )
+            + 4 * args.senders
+            + 2 * len(actors)
+        )
         print(f"Pre-signing {planned:,} activities ...", file=sys.stderr, flush=True)
         presigned = presign(actors, f"http://127.0.0.1:{port}/inbox", run, planned)
         result: dict[str, Any] = {
@@ -1273,14 +1586,14 @@ def main(argv: list[str] | None = None) -> int:
             "actors": args.actors,
             "load_average_1min_before": load_average(),
         }
-        result.update(asyncio.run(bench(args, instance, port, host_ports, actors, presigned,
-                                        run, micro_dirs)))
+        result.update(
+            asyncio.run(bench(args, instance, port, host_ports, actors, presigned, run, micro_dirs))
+        )
         result["presign"] = presigned
         result["targets"] = targets(result["measured"])
     finally:
         if keep:
-            print(f"instances kept in {root if not args.instance else instance}",
-                  file=sys.stderr)
+            print(f"instances kept in {root if not args.instance else instance}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)
     (RESULTS / "inbox.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
