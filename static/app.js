@@ -51,15 +51,23 @@
   }
 
   /* The role="alert" element of a form: the one in the markup, or a new one at its end. */
+  /* A form in a post's row of actions shows its error under the row (inside the row it
+     would break the line of buttons apart); any other form shows it at its end. */
+  function errorHost(form) {
+    var actions = form.closest('.post-actions');
+    return actions ? actions.parentNode : form;
+  }
+
   function errorBox(form) {
-    var box = form.querySelector('[data-form-error]');
+    var host = errorHost(form);
+    var box = host.querySelector(':scope > [data-form-error]');
     if (!box) {
       box = document.createElement('p');
       box.className = 'form-error';
       box.setAttribute('role', 'alert');
       box.setAttribute('data-form-error', '');
       box.hidden = true;
-      form.appendChild(box);
+      host.appendChild(box);
     }
     return box;
   }
@@ -71,7 +79,7 @@
   }
 
   function clearError(form) {
-    var box = form.querySelector('[data-form-error]');
+    var box = errorHost(form).querySelector(':scope > [data-form-error]');
     if (box) {
       box.textContent = '';
       box.hidden = true;
@@ -144,6 +152,18 @@
     }, HIGHLIGHT_MS);
   }
 
+  /* Screen readers hear one line per live post (the feed itself is not a live region: a
+     whole card, buttons and counts included, would be read out). */
+  function announce(article) {
+    var status = document.querySelector('[data-feed-status]');
+    var author = article.querySelector('.post-author a');
+    if (!status || !author) return;
+    var booster = article.querySelector('.boost-note a');
+    status.textContent = booster
+      ? booster.textContent + ' boosted a post by ' + author.textContent
+      : 'New post from ' + author.textContent;
+  }
+
   /* The event is "<post id>" for a new post, "<post id>:<booster id>" for a boost. */
   async function insertPost(data) {
     var match = /^(\d{1,20})(?::(\d{1,20}))?$/.exec(String(data).trim());
@@ -175,6 +195,7 @@
       feed.insertBefore(article, feed.firstChild);
       localizeTimes(article);
       highlight(article);
+      announce(article);
     } catch (err) {
       /* Network trouble: the post shows on the next page load. */
     } finally {
@@ -262,12 +283,29 @@
       if (label) label.textContent = data.liked ? 'Unlike' : 'Like';
       var count = form.querySelector('[data-like-count]');
       if (count && typeof data.count === 'number') count.textContent = String(data.count);
+      var noun = form.querySelector('[data-like-noun]');
+      if (noun && typeof data.count === 'number') {
+        noun.textContent = data.count === 1 ? ' like' : ' likes';
+      }
       if (button) button.classList.toggle('is-liked', data.liked);
     } else if (data && data.error) {
       showError(form, data.error);
     } else {
       form.submit();
     }
+  }
+
+  /* The server asks again on a page of its own unless the form says it was confirmed
+     (without JavaScript that page is the only question). */
+  function markConfirmed(form) {
+    var field = form.querySelector('input[name="confirmed"]');
+    if (!field) {
+      field = document.createElement('input');
+      field.type = 'hidden';
+      field.name = 'confirmed';
+      form.appendChild(field);
+    }
+    field.value = 'yes';
   }
 
   /* ---- One submit listener for every form (cards inserted later included) ------------- */
@@ -277,9 +315,12 @@
     if (!(form instanceof HTMLFormElement) || event.defaultPrevented) return;
 
     var question = form.getAttribute('data-confirm');
-    if (question && !window.confirm(question)) {
-      event.preventDefault();
-      return;
+    if (question) {
+      if (!window.confirm(question)) {
+        event.preventDefault();
+        return;
+      }
+      markConfirmed(form);
     }
     if (!window.fetch || !window.FormData) return;
 

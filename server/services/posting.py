@@ -256,12 +256,18 @@ async def edit_post(ctx: Context, editor: Actor, post_id: int, text: str) -> Pos
     return updated
 
 
-async def delete_post(ctx: Context, actor: Actor, post_id: int) -> Post:
-    """Hide a post from everyone; the record and its versions stay in the archive."""
+async def removable_post(ctx: Context, actor: Actor, post_id: int) -> Post:
+    """The post *actor* may remove: their own, or one on their wall."""
     post = await _own_post(ctx, actor, post_id)
     owner_of_wall = post.wall_owner is not None and post.wall_owner.id == actor.id
     if post.author.id != actor.id and not owner_of_wall:
         raise Forbidden("Only the author, or the owner of the wall, can remove a post.")
+    return post
+
+
+async def delete_post(ctx: Context, actor: Actor, post_id: int) -> Post:
+    """Hide a post from everyone; the record and its versions stay in the archive."""
+    post = await removable_post(ctx, actor, post_id)
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> None:

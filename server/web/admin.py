@@ -12,7 +12,14 @@ from server.errors import SteelyardError
 from server.services import accounts, allowlist
 from server.storage import federation as fed
 from server.storage import users
-from server.web.support import admin_required, ctx, render_template, require_viewer
+from server.web.support import (
+    admin_required,
+    ask_to_confirm,
+    ctx,
+    is_confirmed,
+    render_template,
+    require_viewer,
+)
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 INBOUND_SHOWN = 20  # newest inbound activities not applied, listed on the federation page
@@ -57,6 +64,15 @@ async def create_user() -> ResponseReturnValue:
 async def set_active(username: str) -> ResponseReturnValue:
     form = await request.form
     active = form.get("active") == "1"
+    if not active and not is_confirmed(form):
+        return await ask_to_confirm(
+            f"Deactivate {username}?",
+            detail="They are signed out at once and cannot sign in until reactivated."
+            " Their posts stay in the archive.",
+            button="Deactivate",
+            cancel=url_for("admin.user_list"),
+            keep={"active": "0"},
+        )
     actor = await accounts.set_active(ctx(), username, active=active, by=require_viewer().id)
     await flash(f"{actor.username} was {'reactivated' if active else 'deactivated'}.", "success")
     return redirect(url_for("admin.user_list"), 303)
@@ -118,6 +134,17 @@ async def federation_remove(host: str) -> ResponseReturnValue:
     me = require_viewer()
     try:
         canonical = allowlist.canonical_host(ctx(), host)
+        # A host that is not (or no longer) allowed gets deny's clear error straight away.
+        listed = await ctx().federator.allowlist.is_allowed(canonical)
+        if listed and not is_confirmed(await request.form):
+            return await ask_to_confirm(
+                f"Remove {canonical} from the allowlist?",
+                detail="Its queued deliveries are cancelled (kept for the record), follows"
+                " with its people are frozen until it is allowed again, and its requests are"
+                " refused from now on. What it sent stays in the archive.",
+                button="Remove",
+                cancel=url_for("admin.federation"),
+            )
         cancelled = await allowlist.deny(ctx(), canonical, by=me.username, actor_id=me.id)
     except SteelyardError as exc:
         return await _federation_page(error=exc.message, status=exc.status)

@@ -38,6 +38,10 @@ def post_card(
     else:
         delete_next = escape(pc["here"])
     here = escape(pc["here"])
+    # Like and boost come back to this card, not to the top of a long page.
+    back_here = f"{here}#post-{post.id}"
+    # Every card has the same buttons: the screen-reader name says whose post each one acts on.
+    whose = f'<span class="sr-only"> post by {escape(author.name)}</span>'
     csrf = escape(pc["csrf"])
     classes = "post card" + (" focused" if focused else "")
     if on_thread and post.in_reply_to_id:
@@ -91,17 +95,20 @@ def post_card(
     if me is not None:
         liked = post.liked_by_viewer
         out.append(
-            f'<a class="action" href="{thread_url}#reply">Reply</a>\n'
+            f'<a class="action" href="{thread_url}#reply">Reply'
+            f'<span class="sr-only"> to {escape(author.name)}</span></a>\n'
             f'    <form method="post" action="{thread_url}/like" class="inline-form"'
             " data-like-form>\n"
             f'      <input type="hidden" name="csrf_token" value="{csrf}">\n'
             '      <input type="hidden" name="action"'
             f' value="{"unlike" if liked else "like"}">\n'
-            f'      <input type="hidden" name="next" value="{here}">\n'
+            f'      <input type="hidden" name="next" value="{back_here}">\n'
             f'      <button type="submit" class="action{" is-liked" if liked else ""}">'
-            f"<span data-like-label>{'Unlike' if liked else 'Like'}</span> "
-            f'<span class="count" data-like-count>{post.like_count}</span>'
-            '<span class="sr-only"> likes</span></button>\n    </form>\n    '
+            f"<span data-like-label>{'Unlike' if liked else 'Like'}</span>{whose}"
+            f'<span class="sr-only">,</span> <span class="count" data-like-count>'
+            f"{post.like_count}</span>"
+            f'<span class="sr-only" data-like-noun> {_likes(post.like_count)}</span>'
+            "</button>\n    </form>\n    "
         )
         if post.visibility is Visibility.PUBLIC:
             boosted = post.boosted_by_viewer
@@ -110,13 +117,14 @@ def post_card(
                 f'      <input type="hidden" name="csrf_token" value="{csrf}">\n'
                 '      <input type="hidden" name="action"'
                 f' value="{"unboost" if boosted else "boost"}">\n'
-                f'      <input type="hidden" name="next" value="{here}">\n'
+                f'      <input type="hidden" name="next" value="{back_here}">\n'
                 f'      <button type="submit" class="action{" is-liked" if boosted else ""}">'
-                f"{'Unboost' if boosted else 'Boost'}</button>\n    </form>\n    "
+                f"{'Unboost' if boosted else 'Boost'}{whose}</button>\n    </form>\n    "
             )
     else:
-        likes = "like" if post.like_count == 1 else "likes"
-        out.append(f'<span class="action-static">{post.like_count} {likes}</span>\n    ')
+        out.append(
+            f'<span class="action-static">{post.like_count} {_likes(post.like_count)}</span>\n    '
+        )
     replies = "reply" if post.reply_count == 1 else "replies"
     out.append(f'<a class="action" href="{thread_url}">{post.reply_count} {replies}</a>\n    ')
     if is_author or is_wall_owner:
@@ -125,10 +133,10 @@ def post_card(
             if is_author
             else "Remove this post from your wall?"
         )
-        label = "Delete" if is_author else "Remove from my wall"
+        label = f"Delete{whose}" if is_author else f"Remove{whose} from my wall"
         out.append('<span class="action-sep" aria-hidden="true"></span>\n    ')
         if is_author:
-            out.append(f'<a class="action" href="{thread_url}/edit">Edit</a>\n    ')
+            out.append(f'<a class="action" href="{thread_url}/edit">Edit{whose}</a>\n    ')
         out.append(
             f'<form method="post" action="{thread_url}/delete" class="inline-form"'
             f' data-confirm="{confirm}">\n'
@@ -139,6 +147,10 @@ def post_card(
         )
     out.append("\n  </footer>\n</article>")
     return Markup("".join(out))  # noqa: S704 - every interpolated value is escaped above
+
+
+def _likes(count: int) -> str:
+    return "like" if count == 1 else "likes"
 
 
 def _boost_note(post: Post) -> str:

@@ -13,7 +13,9 @@ from server.errors import Forbidden, NotFound, SteelyardError
 from server.services import posting
 from server.storage import posts
 from server.web.support import (
+    ask_to_confirm,
     ctx,
+    is_confirmed,
     login_required,
     parse_id,
     render_template,
@@ -103,11 +105,25 @@ async def history(post_id: str) -> ResponseReturnValue:
 @blueprint.post("/posts/<post_id>/delete")
 @login_required
 async def delete(post_id: str) -> ResponseReturnValue:
-    post = await posting.delete_post(ctx(), require_viewer(), parse_id(post_id))
+    form = await request.form
+    me = require_viewer()
+    if not is_confirmed(form):
+        post = await posting.removable_post(ctx(), me, parse_id(post_id))
+        own = post.author.id == me.id
+        return await ask_to_confirm(
+            "Delete this post?" if own else "Remove this post from your wall?",
+            detail="It disappears for everyone. This cannot be undone."
+            if own
+            else f"It disappears from your wall for everyone; {post.author.name} is told.",
+            excerpt=ctx().text.plain_text(post.content_html, max_len=280),
+            button="Delete" if own else "Remove",
+            cancel=form.get("next") or url_for("posts.thread", post_id=post.id),
+            keep={"next": form.get("next", "")},
+        )
+    post = await posting.delete_post(ctx(), me, parse_id(post_id))
     if wants_fragment():
         return {"deleted": post.id}
     await flash("The post was removed.", "success")
-    form = await request.form
     return redirect(safe_next(form.get("next"), url_for("feed.home")), 303)
 
 

@@ -151,6 +151,37 @@ def wants_fragment() -> bool:
     return request.headers.get("X-Requested-With") == "steelyard"
 
 
+CONFIRMED_FIELD = "confirmed"
+
+
+def is_confirmed(form: Any) -> bool:
+    """A destructive form was confirmed: by app.js's dialog, or on :func:`ask_to_confirm`'s
+    page. Without JavaScript nothing else asks, so one stray tap must not be enough."""
+    return bool(form.get(CONFIRMED_FIELD) == "yes")
+
+
+async def ask_to_confirm(
+    question: str,
+    *,
+    button: str,
+    cancel: str,
+    detail: str = "",
+    excerpt: str = "",
+    keep: dict[str, str] | None = None,
+) -> str:
+    """The page that asks *question* and posts the same form again, confirmed."""
+    return await render_template(
+        "confirm.html",
+        question=question,
+        detail=detail,
+        excerpt=excerpt,
+        button=button,
+        cancel=safe_next(cancel),
+        action=request.path,
+        keep=keep or {},
+    )
+
+
 def card_context() -> dict[str, Any]:
     """What every post card on a page shares, computed once per page (see post_card.html)."""
     home = "/"

@@ -114,9 +114,14 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     await alice.goto(f"{server.base}/")
     await alice.get_by_label("What are you working on?").fill(marker)
     await alice.get_by_label("Visibility").select_option("followers")
-    await alice.get_by_role("button", name="Post").click()
+    await alice.get_by_role("button", name="Post", exact=True).click()
     await bob.locator("article.post", has_text=marker).wait_for(timeout=10_000)
     await bob.screenshot(path=str(ARTIFACTS / "feed.png"), full_page=True)
+    # A screen reader hears one line, not the whole card (the feed is not a live region).
+    status = bob.locator("[data-feed-status]")
+    assert await status.get_attribute("role") == "status"
+    assert await status.inner_text() == "New post from Alice Anders"
+    assert await bob.locator("[data-feed]").get_attribute("aria-live") is None
 
     # Carol (whom Bob does not follow) posts publicly; Alice boosts it; Bob's open feed shows
     # it without a reload, marked as Alice's boost.
@@ -124,7 +129,7 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     boosted = "Plant tour photos are up"
     await carol.get_by_label("What are you working on?").fill(boosted)
     await carol.get_by_label("Visibility").select_option("public")
-    await carol.get_by_role("button", name="Post").click()
+    await carol.get_by_role("button", name="Post", exact=True).click()
     await carol.locator("article.post", has_text=boosted).wait_for(timeout=10_000)
     await alice.goto(f"{server.base}/people/carol")
     card = alice.locator("article.post", has_text=boosted)
@@ -133,6 +138,7 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     live = bob.locator("article.post", has_text=boosted)
     await live.wait_for(timeout=10_000)
     assert "Alice Anders boosted" in await live.inner_text()
+    assert await status.inner_text() == "Alice Anders boosted a post by Carol Cho"
     # Carol's page, open all along, shows the boost as a new notification without a reload.
     await carol.locator("[data-unread]", has_text="1").wait_for(timeout=10_000)
     await carol_ctx.close()
@@ -176,7 +182,7 @@ async def test_the_badge_catches_up_when_the_live_stream_comes_back(  # type: ig
     # While Bob's stream is away, Alice mentions him.
     await alice.goto(f"{server.base}/")
     await alice.get_by_label("What are you working on?").fill("Review the tender with @bob")
-    await alice.get_by_role("button", name="Post").click()
+    await alice.get_by_role("button", name="Post", exact=True).click()
     await alice.locator("article.post", has_text="Review the tender").first.wait_for()
     assert await unread() == before + 1
     # When the stream is back, the badge says so without a reload.
@@ -191,6 +197,7 @@ async def test_the_badge_catches_up_when_the_live_stream_comes_back(  # type: ig
 LONG_URL = "https://intranet.example/projects/" + "very-long-path-segment-" * 8 + "?q=" + "x" * 60
 LONG_WORD = "Supercalifragilistic" * 6
 LONG_TAG = "quarterlyroadmapreviewfortheentireengineeringdepartment"
+LONG_TITLE = "Head of Qualitätssicherungsmaßnahmenkoordinationsabteilung"
 
 
 async def _overflow(page) -> int:  # type: ignore[no-untyped-def]
@@ -199,6 +206,38 @@ async def _overflow(page) -> int:  # type: ignore[no-untyped-def]
             "document.documentElement.scrollWidth - document.documentElement.clientWidth"
         )
     )
+
+
+async def test_deleting_asks_first_with_and_without_javascript(
+    server: ServerProcess, browser
+) -> None:  # type: ignore[no-untyped-def]
+    """With JavaScript a dialog asks; without it the server's own page asks. Either way one
+    stray tap deletes nothing."""
+    for scripts in (True, False):
+        context = await browser.new_context(java_script_enabled=scripts)
+        page = await context.new_page()
+        await _sign_in(page, server.base, "carol")
+        text = f"Draft to delete ({'with' if scripts else 'without'} JavaScript)"
+        await page.get_by_label("What are you working on?").fill(text)
+        await page.get_by_role("button", name="Post", exact=True).click()
+        card = page.locator("article.post", has_text=text)
+        await card.wait_for()
+        delete = card.get_by_role("button", name="Delete post by Carol Cho")
+        if scripts:
+            page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
+            await delete.click()
+            await page.wait_for_timeout(300)
+            assert await card.count() == 1  # dismissed: still there
+            page.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+            await delete.click()
+        else:
+            await delete.click()
+            await page.get_by_role("heading", name="Delete this post?").wait_for()
+            assert text in await page.content()
+            await page.get_by_role("button", name="Delete", exact=True).click()
+        await page.get_by_text("The post was removed.").wait_for()
+        assert await page.locator("article.post", has_text=text).count() == 0
+        await context.close()
 
 
 async def test_phone_sized_screen_has_no_horizontal_scroll(server: ServerProcess, browser) -> None:  # type: ignore[no-untyped-def]
@@ -224,6 +263,10 @@ async def test_phone_sized_screen_has_no_horizontal_scroll(server: ServerProcess
     await page.goto(f"{server.base}{post_path}/edit")
     await page.locator("textarea").fill(f"Edited: {LONG_URL} {LONG_WORD}")
     await page.get_by_role("button", name="Save").click()
+    # A German compound in a job title is one long word on the people pages.
+    await page.goto(f"{server.base}/settings/profile")
+    await page.get_by_label("Job title").fill(LONG_TITLE)
+    await page.get_by_role("button", name="Save profile").click()
     await page.goto(f"{server.base}/people/bob")
     await page.locator("textarea").fill(f"On your wall: {LONG_WORD}")
     await page.locator("form.composer button[type=submit]").click()
@@ -248,6 +291,13 @@ async def test_phone_sized_screen_has_no_horizontal_scroll(server: ServerProcess
     for path in paths:
         await page.goto(f"{server.base}{path}")
         assert await _overflow(page) <= 1, path
+    await page.goto(f"{server.base}/people")
+    assert LONG_TITLE in await page.content()
+    # Text at twice the size (a reader's own setting) wraps instead of widening the page.
+    for path in ("/", "/people", "/people/alice", post_path, "/settings/profile"):
+        await page.goto(f"{server.base}{path}")
+        await page.evaluate("document.documentElement.style.fontSize = '200%'")
+        assert await _overflow(page) <= 1, f"{path} at 200% text"
     ARTIFACTS.mkdir(exist_ok=True)
     await page.goto(f"{server.base}/")
     await page.screenshot(path=str(ARTIFACTS / "phone-feed.png"), full_page=True)

@@ -82,7 +82,7 @@ async def test_non_admin_gets_403_on_get_and_post(app: Quart, people: People) ->
     assert (await client.get(PAGE)).status_code == 403
     added = await post_form(client, PAGE, {"host": "evil.example", "relation": "partner"})
     assert added.status_code == 403
-    removed = await post_form(client, f"{PAGE}/partner.example/remove", {})
+    removed = await post_form(client, f"{PAGE}/partner.example/remove", {"confirmed": "yes"})
     assert removed.status_code == 403
     resent = await post_form(client, f"{PAGE}/partner.example/resend", {})
     assert resent.status_code == 403
@@ -175,7 +175,15 @@ async def test_removal_cancels_queued_deliveries_and_keeps_them(app: Quart, peop
     row = host_row(page, "partner.example")
     assert 'data-confirm="Remove partner.example from the allowlist? Its 3 queued' in row
 
-    response = await post_form(client, f"{PAGE}/partner.example/remove", {}, token_from=PAGE)
+    # Without JavaScript's dialog the server asks first, and nothing changes yet.
+    asked = await post_form(client, f"{PAGE}/partner.example/remove", {}, token_from=PAGE)
+    assert asked.status_code == 200
+    assert "Remove partner.example from the allowlist?" in await asked.get_data(as_text=True)
+    assert await delivery_states(ctx, "partner.example") == ["queued"] * 3
+
+    response = await post_form(
+        client, f"{PAGE}/partner.example/remove", {"confirmed": "yes"}, token_from=PAGE
+    )
     assert response.status_code == 303
     shown = await (await client.get(PAGE)).get_data(as_text=True)
     assert (
@@ -215,7 +223,7 @@ async def test_missing_csrf_is_400_and_changes_nothing(app: Quart, people: Peopl
     )
     client = app.test_client()
     await login(client, "alice", PASSWORD)
-    removed = await client.post(f"{PAGE}/partner.example/remove", form={})
+    removed = await client.post(f"{PAGE}/partner.example/remove", form={"confirmed": "yes"})
     assert removed.status_code == 400
     added = await client.post(PAGE, form={"host": "new.example", "relation": "partner"})
     assert added.status_code == 400

@@ -107,6 +107,28 @@ async def test_deactivated_user_is_signed_out_and_cannot_sign_in(
     assert again.status_code == 400
 
 
+async def test_admin_deactivates_only_after_confirming(app: Quart, people: People) -> None:
+    """Without JavaScript's dialog one tap only asks; reactivating asks nothing."""
+    bob = app.test_client()
+    await login(bob, "bob", PASSWORD)
+    admin = app.test_client()
+    await login(admin, "alice", PASSWORD)
+
+    asked = await post_form(admin, "/admin/users/bob/active", {"active": "0"})
+
+    assert asked.status_code == 200
+    page = await asked.get_data(as_text=True)
+    assert "Deactivate bob?" in page and 'name="active" value="0"' in page
+    assert (await bob.get("/")).status_code == 200  # still signed in
+    done = await post_form(admin, "/admin/users/bob/active", {"active": "0", "confirmed": "yes"})
+    assert done.status_code == 303
+    assert (await bob.get("/")).status_code == 302
+    back = await post_form(admin, "/admin/users/bob/active", {"active": "1"})
+    assert back.status_code == 303
+    await login(bob, "bob", PASSWORD)
+    assert (await bob.get("/")).status_code == 200
+
+
 async def test_password_change_ends_other_sessions(app: Quart, people: People) -> None:
     first, second = app.test_client(), app.test_client()
     await login(first, "carol", PASSWORD)

@@ -106,7 +106,15 @@ async def test_edit_keeps_history_and_delete_keeps_archive(app: Quart, people: P
     assert edited.status_code == 303
     history = await _page(alice, f"/posts/{post.id}/history")
     assert "First draft" in history and "Second draft" in history
-    deleted = await post_form(alice, f"/posts/{post.id}/delete", {})
+    # Without JavaScript nothing asked yet: the server asks, and nothing is deleted.
+    asked = await post_form(alice, f"/posts/{post.id}/delete", {"next": "/people/alice"})
+    assert asked.status_code == 200
+    question = await asked.get_data(as_text=True)
+    assert "Delete this post?" in question and "Second draft" in question
+    assert 'name="confirmed" value="yes"' in question
+    assert 'name="next" value="/people/alice"' in question
+    assert (await alice.get(f"/posts/{post.id}")).status_code == 200
+    deleted = await post_form(alice, f"/posts/{post.id}/delete", {"confirmed": "yes"})
     assert deleted.status_code == 303
     assert (await alice.get(f"/posts/{post.id}")).status_code == 404
     versions = await ctx.db.read(posts.select_versions, post.id)
@@ -122,8 +130,9 @@ async def test_other_peoples_posts_cannot_be_edited_or_deleted(app: Quart, peopl
     assert (await bob.get(f"/posts/{post.id}/edit")).status_code == 403
     edit = await post_form(bob, f"/posts/{post.id}/edit", {"text": "Bob was here"})
     assert edit.status_code == 403
-    delete = await post_form(bob, f"/posts/{post.id}/delete", {})
-    assert delete.status_code == 403
+    for form in ({}, {"confirmed": "yes"}):  # not even asked
+        delete = await post_form(bob, f"/posts/{post.id}/delete", form)
+        assert delete.status_code == 403
     unchanged = await ctx.db.read(posts.select_post, post.id, people.alice.id)
     assert unchanged is not None and unchanged.source == "Alice's words"
 
@@ -145,9 +154,11 @@ async def test_wall_post_and_owner_removes_it(app: Quart, people: People) -> Non
     assert "wrote on your wall" in await _page(alice, "/notifications")
     post_id = _post_ids(profile)[0]
     carol = await _client(app, "carol")
-    refused = await post_form(carol, f"/posts/{post_id}/delete", {})
+    refused = await post_form(carol, f"/posts/{post_id}/delete", {"confirmed": "yes"})
     assert refused.status_code == 403
-    removed = await post_form(alice, f"/posts/{post_id}/delete", {})
+    asked = await post_form(alice, f"/posts/{post_id}/delete", {})
+    assert "Remove this post from your wall?" in await asked.get_data(as_text=True)
+    removed = await post_form(alice, f"/posts/{post_id}/delete", {"confirmed": "yes"})
     assert removed.status_code == 303
     assert "Congrats on the launch!" not in await _page(alice, "/people/alice")
 
