@@ -7,6 +7,7 @@ Everything is derived from the instance base URL (scheme, host and port, no trai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,12 @@ class Urls:
     @property
     def instance_actor(self) -> str:
         return f"{self.base}/actor"
+
+    @property
+    def instance_username(self) -> str:
+        """The instance actor's ``preferredUsername``: the host name, as on Mastodon, whose
+        key fetches check ``acct:<it>@<host>`` by WebFinger before trusting the key."""
+        return urlsplit(self.base).hostname or ""
 
     def tag(self, tag: str) -> str:
         return f"{self.base}/tags/{tag}"

@@ -88,6 +88,9 @@ async def create_user(
 ) -> Actor:
     """Create a local account with a fresh RSA-2048 key pair (kept in the database)."""
     name = validate_username(username)
+    if name == ctx.urls.instance_username:
+        # WebFinger gives acct:<host name>@<host> to the instance actor (it signs our fetches).
+        raise InvalidInput(f"The username {name!r} is reserved.")
     display_name = _clean_line(display_name, "display_name", PROFILE_LIMITS["display_name"])
     passwords.check_policy(password, username=name)
     if await ctx.db.read(users.local_username_taken, name):

@@ -85,15 +85,26 @@ async def webfinger() -> ResponseReturnValue:
     c = ctx()
     resource = request.args.get("resource", "")[:400]
     username: str | None = None
+    instance = resource == c.urls.instance_actor
     if resource.startswith(c.urls.base + "/users/"):
         username = resource[len(c.urls.base) + len("/users/") :]
-    else:
+    elif not instance:
         try:
             username, host = wellknown.parse_acct(resource)
         except ValueError:
-            return _refusal(400, "resource must be acct:user@host")
+            return _refusal(400, "resource must be acct:user@host or an actor's URL")
         if host != c.federator.host:
             return _refusal(404, "not found")
+        instance = username.lower() == c.urls.instance_username
+    if instance:
+        # The instance actor signs our fetches; Mastodon resolves it by WebFinger before it
+        # trusts the key. No person can take this name (accounts.create_user).
+        doc = wellknown.webfinger_document(
+            subject=f"acct:{c.urls.instance_username}@{c.federator.host}",
+            actor_uri=c.urls.instance_actor,
+            profile_url=c.urls.base + "/",
+        )
+        return _json(doc, content_type="application/jrd+json; charset=utf-8")
     actor = await _local(username) if username else None
     if actor is None:
         return _refusal(404, "not found")

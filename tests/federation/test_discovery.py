@@ -8,6 +8,7 @@ from typing import Any
 
 from federation.types import AS_ACCEPT
 from server.domain import Visibility
+from server.errors import InvalidInput
 from server.services import accounts, posting, remote
 from tests.federation.conftest import Trio
 from tests.federation.support import (
@@ -58,6 +59,31 @@ async def test_webfinger_answers_for_our_people_only(trio: Trio) -> None:
     assert status == 404
     status, _, _ = await _get(alpha, "/users/carol", AS_ACCEPT)
     assert status == 404
+
+
+async def test_webfinger_finds_the_instance_actor(trio: Trio) -> None:
+    """Mastodon checks acct:<preferredUsername>@<host> of a key's owner before it trusts the
+    key that signs our fetches; the instance actor must answer like a person does."""
+    alpha = trio.alpha
+    _, actor, _ = await _get(alpha, "/actor", AS_ACCEPT)
+    acct = f"acct:{actor['preferredUsername']}@alpha.example"
+    for resource in (acct, actor["id"], acct.upper().replace("ACCT:", "acct:")):
+        status, doc, _ = await _get(alpha, f"/.well-known/webfinger?resource={resource}")
+        assert status == 200, resource
+        assert doc["subject"] == "acct:alpha.example@alpha.example"
+        selfs = [link["href"] for link in doc["links"] if link["rel"] == "self"]
+        assert selfs == [actor["id"]]
+    # and no colleague can take that name
+    refused = await _refusal_of(accounts.create_user(alpha.ctx, "alpha.example", "x" * 20))
+    assert refused == "The username 'alpha.example' is reserved."
+
+
+async def _refusal_of(call: Any) -> str:
+    try:
+        await call
+    except InvalidInput as exc:
+        return exc.message
+    raise AssertionError("accepted")
 
 
 async def test_remote_lookup_goes_through_webfinger(trio: Trio) -> None:
