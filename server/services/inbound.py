@@ -8,7 +8,10 @@ that the activity id is on the actor's origin. Here, per FEP-fe34 and SECURITY.m
 - Accept/Reject must match a Follow *we* sent to that actor;
 - every handler is idempotent: a repeat changes nothing;
 - inbound HTML is sanitized once, on arrival; deleted objects leave a tombstone so a late or
-  replayed Create cannot bring them back; remote deletion hides content but keeps the record.
+  replayed Create cannot bring them back; remote deletion hides content but keeps the record;
+- an Undo that arrives before what it undoes (senders retry each delivery on its own schedule)
+  leaves a tombstone of that activity's id, so the Follow, Like or Announce arriving later is
+  not applied. Each check runs in the same transaction as the write it guards.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from federation import vocab
 from federation.fetch import FetchError
+from federation.hosts import same_origin
 from federation.ports import StoredInbound
 from federation.types import Activity, Attachment, RemoteNote
 from server.domain import Actor, FollowState, Visibility
@@ -38,6 +42,9 @@ Handler = Callable[[Context, Activity, Actor], Awaitable[None]]
 
 class Ignored(Exception):
     """The activity is valid but has no effect here (logged, not retried)."""
+
+
+_UNDONE_FIRST = "its Undo arrived first"
 
 
 async def handle(ctx: Context, item: StoredInbound) -> None:
@@ -100,7 +107,9 @@ async def on_follow(ctx: Context, activity: Activity, actor: Actor) -> None:
     state = FollowState.PENDING if target.manually_approves else FollowState.ACCEPTED
     now = ctx.clock.now_ms()
 
-    def tx(conn: sqlite3.Connection) -> None:
+    def tx(conn: sqlite3.Connection) -> bool:
+        if fed.is_tombstoned(conn, activity.id):
+            return False
         existing = follows.select_follow_state(conn, actor.id, target.id)
         if existing is None:
             follows.insert_follow(
@@ -128,8 +137,10 @@ async def on_follow(ctx: Context, activity: Activity, actor: Actor) -> None:
                 accept=True,
                 now_ms=now,
             )
+        return True
 
-    await ctx.db.write(tx)
+    if not await ctx.db.write(tx):
+        raise Ignored(_UNDONE_FIRST)
     ctx.federator.wake()
     await push_unread_counts(ctx, [target.id])
 
@@ -178,12 +189,25 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
         raise Ignored("Undo of someone else's activity")
     kind = inner.get("type")
     inner_id = inner.get("id") if isinstance(inner.get("id"), str) else None
+    # Only an id on the actor's own origin may be remembered as undone: nobody can block
+    # another server's future activities by guessing their ids.
+    remember = inner_id if inner_id and same_origin(inner_id, actor.uri) else None
+    now = ctx.clock.now_ms()
     if kind == "Follow":
         target_uri = inner.get("object")
         if isinstance(target_uri, str):
             target = await _local_actor(ctx, target_uri)
-            if await ctx.db.write(follows.delete_follow, actor.id, target.id):
-                await push_unread_counts(ctx, [target.id])  # its notification went too
+
+            def unfollow(conn: sqlite3.Connection) -> bool:
+                if follows.delete_follow(conn, actor.id, target.id):
+                    return True
+                if remember is not None:
+                    fed.insert_tombstone(conn, remember, now)
+                return False
+
+            if not await ctx.db.write(unfollow):
+                raise Ignored("Undo of a Follow not (yet) received; remembered")
+            await push_unread_counts(ctx, [target.id])  # its notification went too
             return
     if kind not in (None, "Follow", "Like", "Announce"):
         raise Ignored(f"Undo of {kind!r} is not supported")
@@ -193,6 +217,12 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
     liked = inner.get("object")
 
     def tx(conn: sqlite3.Connection) -> tuple[bool, int | None]:
+        undone = undo(conn)
+        if not undone[0] and remember is not None:
+            fed.insert_tombstone(conn, remember, now)
+        return undone
+
+    def undo(conn: sqlite3.Connection) -> tuple[bool, int | None]:
         """(undone?, whose notification was taken back with it: the followee, or the author
         of the post whose like or boost is undone)."""
         # Every lookup is scoped to this actor: an Undo only ever removes its own activity.
@@ -219,7 +249,7 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
 
     undone, told = await ctx.db.write(tx)
     if not undone:
-        raise Ignored("Undo of nothing this actor did")
+        raise Ignored("Undo of nothing this actor did (yet); remembered")
     if told is not None:  # the badge of a local person follows (remote ones have no stream)
         await push_unread_counts(ctx, [told])
 
@@ -532,6 +562,8 @@ async def on_like(ctx: Context, activity: Activity, actor: Actor) -> None:
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> int | None:
+        if fed.is_tombstoned(conn, activity.id):
+            return None
         core = posts.select_post_core_by_uri(conn, activity.object_id or "")
         if core is None or core.deleted_at is not None or not core.is_local_author:
             return None
@@ -556,6 +588,8 @@ async def on_announce(ctx: Context, activity: Activity, actor: Actor) -> None:
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> posts.PostCore | None:
+        if fed.is_tombstoned(conn, activity.id):
+            return None
         core = posts.select_post_core_by_uri(conn, object_id)
         if core is None or core.visibility != "public" or core.deleted_at is not None:
             return None  # only public posts may be boosted, and not once deleted

@@ -1,0 +1,77 @@
+"""An Undo that overtakes what it undoes.
+
+A sender retries each delivery on its own schedule (backoff with jitter, several requests at
+once per host), so after an outage a partner's Undo{Follow} can reach us before its Follow.
+Applied in arrival order, the Follow would stand: a follower who has unfollowed, still sent
+followers-only posts. The Undo leaves a tombstone of the id it undoes; the late activity is
+then ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from federation.types import AS_PUBLIC
+from server.domain import Visibility
+from server.services import posting
+from tests.federation.conftest import Trio
+from tests.federation.support import Forger
+from tests.support.network import Instance
+
+
+async def _partner(trio: Trio) -> tuple[Forger, Any]:
+    alice = await trio.alpha.user("alice")
+    bob = await trio.beta.user("bob")
+    return await Forger.of(trio.beta, bob), alice
+
+
+async def _send(trio: Trio, forger: Forger, activity: dict[str, Any]) -> None:
+    assert (await forger.post(trio.alpha, activity)).status == 202
+    await trio.net.settle()
+
+
+async def _count(instance: Instance, sql: str, *params: object) -> int:
+    return int(await instance.value(sql, *params))
+
+
+async def test_an_undo_of_a_follow_that_overtook_it_wins(trio: Trio) -> None:
+    forger, alice = await _partner(trio)
+    follow = forger.activity("Follow", alice.uri)
+    undo = forger.activity("Undo", {k: v for k, v in follow.items() if k != "@context"})
+
+    await _send(trio, forger, undo)
+    await _send(trio, forger, follow)
+
+    assert await _count(trio.alpha, "SELECT count(*) FROM follows") == 0
+    assert await _count(trio.alpha, "SELECT count(*) FROM notifications") == 0
+    # Following again (a new Follow, a new id) works as ever.
+    await _send(trio, forger, forger.activity("Follow", alice.uri))
+    assert await _count(trio.alpha, "SELECT count(*) FROM follows") == 1
+
+
+async def test_an_undo_of_a_like_or_boost_that_overtook_it_wins(trio: Trio) -> None:
+    forger, alice = await _partner(trio)
+    post = await posting.publish_post(
+        trio.alpha.ctx, alice, posting.Draft("Quarterly numbers", Visibility.PUBLIC)
+    )
+    for kind, table in (("Like", "likes"), ("Announce", "announces")):
+        late = forger.activity(kind, post.uri, to=[AS_PUBLIC])
+        await _send(trio, forger, forger.activity("Undo", late["id"]))
+        await _send(trio, forger, late)
+        assert await _count(trio.alpha, f"SELECT count(*) FROM {table}") == 0, kind
+    assert await _count(trio.alpha, "SELECT count(*) FROM notifications") == 0
+
+
+async def test_an_undo_remembers_only_ids_on_its_senders_own_origin(trio: Trio) -> None:
+    """Otherwise a partner could block another server's future activities by their ids."""
+    forger, _alice = await _partner(trio)
+    elsewhere = "https://gamma.example/activities/follow/42"
+
+    await _send(trio, forger, forger.activity("Undo", elsewhere))
+    await _send(trio, forger, forger.activity("Undo", forger.new_id("like")))
+
+    remembered = await _count(
+        trio.alpha, "SELECT count(*) FROM tombstones WHERE uri = ?", elsewhere
+    )
+    assert remembered == 0
+    assert await _count(trio.alpha, "SELECT count(*) FROM tombstones") == 1
