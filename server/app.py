@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +26,7 @@ from server.config import load_config
 from server.errors import SteelyardError
 from server.live import LiveRelay
 from server.services import inbound
-from server.storage import users
+from server.storage import db, users
 from server.web import (
     activitypub,
     admin,
@@ -199,6 +200,18 @@ def create_app(
 
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> ResponseReturnValue:
+        if isinstance(error, sqlite3.Error) and db.is_unavailable(error):
+            # Locked by another process, or a read-only or full disk: it passes, and the
+            # transaction that failed wrote nothing.
+            app.logger.warning(
+                "database unavailable on %s %s: %s", request.method, request.path, error
+            )
+            return await _error_page(
+                503,
+                "The service is busy right now and nothing was changed. Please try again in a"
+                " moment.",
+                {"Retry-After": str(BUSY_RETRY_AFTER_S)},
+            )
         app.logger.exception("unhandled error on %s %s", request.method, request.path)
         return await _error_page(500, "Something went wrong on our side. It has been logged.")
 
@@ -206,6 +219,9 @@ def create_app(
     fast_path = InboxFastPath(cast(ASGIApp, app.asgi_app), context, headers_for_all)
     app.asgi_app = cast(Any, fast_path)  # type: ignore[method-assign]
     return app
+
+
+BUSY_RETRY_AFTER_S = 5  # the database is locked for seconds, not minutes, in practice
 
 
 class _BackgroundLock:
@@ -236,10 +252,13 @@ class _BackgroundLock:
             self._fd, self.held = None, False
 
 
-async def _error_page(status: int, message: str) -> ResponseReturnValue:
+async def _error_page(
+    status: int, message: str, headers: Mapping[str, str] | None = None
+) -> ResponseReturnValue:
+    extra = dict(headers or {})
     if request.headers.get("X-Requested-With") == "steelyard":
-        return {"error": message}, status
-    return await render_template("error.html", status=status, message=message), status
+        return {"error": message}, status, extra
+    return await render_template("error.html", status=status, message=message), status, extra
 
 
 # time.gmtime + time.strftime: a feed page formats forty times, and this is 3.5x cheaper

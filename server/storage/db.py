@@ -162,6 +162,11 @@ class Database:
                 try:
                     outcomes = await _run(self._writer, _group_tx, work)
                 except BaseException as exc:  # BEGIN or COMMIT failed: nothing was written
+                    if isinstance(exc, sqlite3.Error) and is_unavailable(exc):
+                        # Writes queued while this batch waited out busy_timeout would wait
+                        # it out once more: each caller waits at most one timeout, then hears.
+                        batch += self._pending
+                        self._pending.clear()
                     for *_, future in batch:
                         if not future.done():
                             future.set_exception(exc)
@@ -191,6 +196,28 @@ def _in_read_tx(conn: sqlite3.Connection, fn: Callable[..., R], *args: Any, **kw
         return fn(conn, *args, **kwargs)
     finally:
         conn.execute("COMMIT")
+
+
+# The database cannot be written now for reasons outside the request: another process holds
+# the lock, or the file system refuses (read-only, full, failing). Callers answer 503.
+_UNAVAILABLE = frozenset(
+    {
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
+
+
+def is_unavailable(exc: sqlite3.Error) -> bool:
+    """A passing condition of the database or its disk, not a fault of the request."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _UNAVAILABLE
+    return isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
