@@ -8,12 +8,19 @@ Invariants:
   on a newer schema.
 - Before migrating a database that already holds data, a ``VACUUM INTO`` copy is written to
   ``backups/`` so a failed upgrade can be rolled back by hand.
+- Only a complete, fsynced backup carries the name ``pre-migration-NNNN-<ms>.sqlite3`` (NNNN:
+  the first migration to apply). It is written as ``<name>.partial``, owner-only (0600) from
+  its creation, and renamed once complete; a ``.partial`` left by a killed run is removed at
+  the next attempt.
+- At most one complete backup per NNNN is kept: once a new one is complete, older ones of the
+  same NNNN are removed, so a migration that keeps crashing cannot fill the disk.
 - ``schema.sql`` next to this file is the committed snapshot of the result; a test checks it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sqlite3
 import time
@@ -25,6 +32,11 @@ from pathlib import Path
 from server.errors import InstanceError
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_BACKUP = re.compile(r"^pre-migration-(\d{4})-\d+\.sqlite3$")
+_PARTIAL_SUFFIX = ".partial"
+# What SQLite may leave next to a database file; a killed VACUUM INTO leaves a hot journal.
+_COMPANIONS = ("-journal", "-wal", "-shm")
+_PARTIAL = re.compile(r"^pre-migration-\d{4}-\d+\.sqlite3\.partial(?:-journal|-wal|-shm)?$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +114,7 @@ def migrate(
     has_data = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] > 0
     say = progress if progress is not None and has_data else (lambda _: None)
     if has_data:
-        backups_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        target = backups_dir / f"pre-migration-{todo[0].version:04d}-{now_ms}.sqlite3"
-        size_mb = _database_bytes(conn) / 1e6
-        say(f"Backing up the database ({size_mb:,.0f} MB) to {target} before migrating ...")
-        started = time.monotonic()
-        conn.execute("VACUUM INTO ?", (str(target),))
-        target.chmod(0o600)
-        say(f"Backed up in {time.monotonic() - started:.1f} s.")
+        _back_up(conn, backups_dir, version=todo[0].version, now_ms=now_ms, say=say)
     for migration in todo:
         say(f"Applying migration {migration.version:04d}_{migration.name} ...")
         started = time.monotonic()
@@ -129,6 +134,107 @@ def migrate(
         took = time.monotonic() - started
         say(f"Applied {migration.version:04d}_{migration.name} in {took:.1f} s.")
     return todo
+
+
+def _back_up(
+    conn: sqlite3.Connection,
+    backups_dir: Path,
+    *,
+    version: int,
+    now_ms: int,
+    say: Callable[[str], None],
+) -> None:
+    """Write ``pre-migration-<version>-<now_ms>.sqlite3``, then drop older ones of *version*.
+
+    Invariant: whatever happens (an error, a kill -9, a power loss), every file with a
+    backup's final name is complete, and an older backup of *version* is removed only once the
+    new one is durable, so one always exists. The caller holds the migrate lock, so no other
+    process is writing a backup (which is why any ``.partial`` found here is stale)."""
+    backups_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stale = _remove_partials(backups_dir)
+    if stale:
+        say(f"Removed an incomplete backup left by an interrupted run: {', '.join(stale)}.")
+    target = backups_dir / f"pre-migration-{version:04d}-{now_ms}.sqlite3"
+    size_mb = _database_bytes(conn) / 1e6
+    say(f"Backing up the database ({size_mb:,.0f} MB) to {target} before migrating ...")
+    started = time.monotonic()
+    _write_backup(conn, target)
+    say(f"Backed up in {time.monotonic() - started:.1f} s.")
+    # Why a fresh backup every time rather than reusing the complete one an earlier, crashed
+    # attempt left for this version: that one is a copy of the database as it was then, and
+    # nothing cheap proves the data has not changed since (the admin may have run the old
+    # release for a week; in WAL mode file times move without any commit, e.g. when a killed
+    # migration's uncommitted pages reach the -wal). The new copy is of the data as it is now,
+    # so it is the one to roll back to; older copies of the same version are at best equal
+    # to it. Removing them only now that the new one is durable keeps one per version on disk
+    # (two while a backup is being written) and never leaves the instance with none.
+    for old in _other_backups(backups_dir, version, keep=target):
+        _remove_with_companions(old)
+        say(f"Removed {old.name}, an older backup of the same schema version.")
+
+
+def _write_backup(conn: sqlite3.Connection, target: Path) -> None:
+    """Write a complete copy of the database to *target*, or leave nothing of it.
+
+    Invariant: the copy is owner-only (0600) from the moment its file exists, and only a
+    complete copy, fsynced with its directory entry, carries *target*'s name."""
+    partial = target.with_name(target.name + _PARTIAL_SUFFIX)
+    # VACUUM INTO accepts an existing empty file and keeps its mode (SQLite gives its journal
+    # the same mode), so the copy is never readable by others, whatever the umask: no chmod
+    # after the fact, and no process-wide umask change.
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # O_CREAT's mode is narrowed by the umask; SQLite must write it
+    finally:
+        os.close(fd)
+    try:
+        _vacuum_into(conn, partial)
+        _fsync(partial)
+        os.replace(partial, target)
+    except BaseException:
+        _remove_with_companions(partial)
+        raise
+    _fsync(target.parent)  # the rename itself must survive a power loss
+
+
+def _vacuum_into(conn: sqlite3.Connection, path: Path) -> None:
+    conn.execute("VACUUM INTO ?", (str(path),))
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or a directory (a directory's fsync makes renames in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_partials(backups_dir: Path) -> list[str]:
+    """Remove what killed backups left (``*.partial`` and companions); return their names.
+
+    Only this module's own names are touched: the folder may hold the admin's files too."""
+    removed: list[str] = []
+    for entry in sorted(backups_dir.iterdir()):
+        if _PARTIAL.match(entry.name):
+            entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
+
+
+def _other_backups(backups_dir: Path, version: int, *, keep: Path) -> list[Path]:
+    """Complete backups taken before migration *version*, except *keep*."""
+    found: list[Path] = []
+    for entry in sorted(backups_dir.iterdir()):
+        match = _BACKUP.match(entry.name)
+        if match and int(match[1]) == version and entry.name != keep.name:
+            found.append(entry)
+    return found
+
+
+def _remove_with_companions(path: Path) -> None:
+    for suffix in ("", *_COMPANIONS):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
 def _database_bytes(conn: sqlite3.Connection) -> int:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import re
+import signal
 import sqlite3
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,6 +77,195 @@ def test_backup_is_taken_before_migrating_a_database_with_data(
     copy = sqlite3.connect(backups[0])
     names = {r[0] for r in copy.execute("SELECT name FROM sqlite_master")}
     assert "posts" in names and "extra_table" not in names
+
+
+def _with_extra_migration(monkeypatch: pytest.MonkeyPatch, sql: str) -> migrate.Migration:
+    """Make one more migration pending; returns it."""
+    real = migrate.available_migrations()
+    extra = migrate.Migration(len(real) + 1, "extra", sql)
+    monkeypatch.setattr(migrate, "available_migrations", lambda: [*real, extra])
+    return extra
+
+
+_FINAL_NAME = re.compile(r"^pre-migration-\d{4}-\d+\.sqlite3$")
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_backup_is_owner_only_from_its_creation_and_named_only_once_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy holds everything (private keys too): never readable by others, not even while
+    it is written, whatever the umask; and nothing carries a backup's name before it is whole
+    and fsynced."""
+    conn = _fresh(tmp_path)
+    extra = _with_extra_migration(monkeypatch, "CREATE TABLE extra_table (x INTEGER);")
+    backups = tmp_path / "backups"
+    during: list[tuple[Path, int, list[str]]] = []
+    vacuum = migrate._vacuum_into
+
+    def watched(conn: sqlite3.Connection, path: Path) -> None:
+        vacuum(conn, path)
+        during.append((path, _mode(path), sorted(p.name for p in backups.iterdir())))
+
+    synced: list[Path] = []
+    fsync = migrate._fsync
+
+    def recorded(path: Path) -> None:
+        synced.append(path)
+        fsync(path)
+
+    monkeypatch.setattr(migrate, "_vacuum_into", watched)
+    monkeypatch.setattr(migrate, "_fsync", recorded)
+    old_umask = os.umask(0o022)  # the usual umask: files 0644, folders 0755 unless told
+    try:
+        migrate.migrate(conn, backups_dir=backups, now_ms=2)
+    finally:
+        os.umask(old_umask)
+    final = backups / f"pre-migration-{extra.version:04d}-2.sqlite3"
+    partial = backups / (final.name + ".partial")
+    # While written: under the temporary name only, already owner-only
+    [(written, mode, names)] = during
+    assert written == partial
+    assert mode == 0o600
+    assert not any(_FINAL_NAME.match(name) for name in names)
+    # Then: the copy fsynced, renamed, the folder fsynced; nothing else left
+    assert synced == [partial, backups]
+    assert sorted(p.name for p in backups.iterdir()) == [final.name]
+    assert _mode(final) == 0o600
+    assert _mode(backups) == 0o700
+
+
+def test_a_failed_backup_leaves_no_file_and_does_not_migrate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = _fresh(tmp_path)
+    _with_extra_migration(monkeypatch, "CREATE TABLE extra_table (x INTEGER);")
+    backups = tmp_path / "backups"
+    vacuum = migrate._vacuum_into
+
+    def full_disk(conn: sqlite3.Connection, path: Path) -> None:
+        vacuum(conn, path)  # the copy is written, then the fsync or rename fails
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(migrate, "_vacuum_into", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        migrate.migrate(conn, backups_dir=backups, now_ms=2)
+    assert list(backups.iterdir()) == []  # no false backup, no partial
+    assert [m.name for m in migrate.pending_migrations(conn)] == ["extra"]
+
+
+_KILLED_MIDWAY = """
+import os, signal, sys
+from pathlib import Path
+from server.storage import migrate
+from server.storage.db import open_sync
+
+real = migrate.available_migrations()
+extra = migrate.Migration(len(real) + 1, "extra", "CREATE TABLE extra_table (x INTEGER);")
+migrate.available_migrations = lambda: [*real, extra]
+vacuum = migrate._vacuum_into
+
+def killed_midway(conn, path):
+    # kill -9 once SQLite has spilled pages into the copy and has a hot journal for it
+    def check():
+        if os.path.exists(f"{path}-journal") and os.path.getsize(path) > 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return 0
+    conn.set_progress_handler(check, 1000)
+    conn.execute("PRAGMA cache_size = -256")  # the copy's cache: it spills early
+    vacuum(conn, path)
+
+migrate._vacuum_into = killed_midway
+migrate.migrate(open_sync(Path(sys.argv[1])), backups_dir=Path(sys.argv[2]), now_ms=2)
+"""
+
+
+def test_a_backup_killed_midway_is_never_taken_for_one_and_is_removed_next_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill -9 probe: a copy killed halfway rolls back to an empty database when opened, so
+    it must not look like a backup, and the next start clears it before writing a real one."""
+    conn = _fresh(tmp_path)
+    # More than the copy's page cache (256 KB), so it is partly on disk with a hot journal
+    conn.executemany(
+        "INSERT INTO audit_log (at, action) VALUES (?, ?)", ((i, "x" * 2000) for i in range(1000))
+    )
+    conn.close()
+    backups = tmp_path / "backups"
+    root = Path(__file__).resolve().parents[2]
+    child = subprocess.run(
+        [sys.executable, "-c", _KILLED_MIDWAY, str(tmp_path / "db.sqlite3"), str(backups)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    extra = _with_extra_migration(monkeypatch, "CREATE TABLE extra_table (x INTEGER);")
+    final = f"pre-migration-{extra.version:04d}-2.sqlite3"
+    left = sorted(p.name for p in backups.iterdir())
+    assert left == [f"{final}.partial", f"{final}.partial-journal"]  # what the probe found
+    # The next start removes them, says so, and writes a complete backup
+    conn = open_sync(tmp_path / "db.sqlite3")
+    told: list[str] = []
+    migrate.migrate(conn, backups_dir=backups, now_ms=3, progress=told.append)
+    assert told[0] == (
+        "Removed an incomplete backup left by an interrupted run: "
+        f"{final}.partial, {final}.partial-journal."
+    )
+    backup = backups / f"pre-migration-{extra.version:04d}-3.sqlite3"
+    assert sorted(p.name for p in backups.iterdir()) == [backup.name]
+    copy = sqlite3.connect(backup)
+    assert copy.execute("SELECT count(*) FROM audit_log").fetchone()[0] >= 1000
+    copy.close()
+
+
+def test_repeated_failed_attempts_keep_one_backup_per_version_the_newest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A migration that keeps failing under Restart=always must not fill the disk; the backup
+    kept is the latest (the data may have changed between attempts), and a complete one exists
+    at every moment."""
+    conn = _fresh(tmp_path)
+    bad = _with_extra_migration(monkeypatch, "INSERT INTO nowhere VALUES (1);")
+    backups = tmp_path / "backups"
+    backups.mkdir(mode=0o700)
+    same = f"pre-migration-{bad.version:04d}"
+    # Left by older releases: a copy killed halfway under the final name (its hot journal
+    # beside it), a backup before an earlier migration, and a file of the admin's own
+    (backups / f"{same}-1.sqlite3").write_bytes(b"")
+    (backups / f"{same}-1.sqlite3-journal").write_bytes(b"x")
+    (backups / "pre-migration-0001-1.sqlite3").write_bytes(b"older version")
+    (backups / "mine.sqlite3").write_bytes(b"admin's")
+    present: list[list[str]] = []
+    vacuum = migrate._vacuum_into
+
+    def watched(conn: sqlite3.Connection, path: Path) -> None:
+        present.append(sorted(p.name for p in backups.glob(f"{same}-*.sqlite3")))
+        vacuum(conn, path)
+
+    monkeypatch.setattr(migrate, "_vacuum_into", watched)
+    told: list[str] = []
+    for attempt in (2, 3, 4):
+        with pytest.raises(sqlite3.OperationalError):
+            migrate.migrate(conn, backups_dir=backups, now_ms=attempt, progress=told.append)
+        # Meanwhile the instance runs and takes writes (e.g. the old release, back in service)
+        conn.execute("INSERT INTO audit_log (at, action) VALUES (?, 'written')", (attempt,))
+    # While each backup was written, the previous complete one was still there
+    assert present == [[f"{same}-1.sqlite3"], [f"{same}-2.sqlite3"], [f"{same}-3.sqlite3"]]
+    assert sorted(p.name for p in backups.iterdir()) == [
+        "mine.sqlite3",
+        "pre-migration-0001-1.sqlite3",
+        f"{same}-4.sqlite3",
+    ]
+    assert f"Removed {same}-3.sqlite3, an older backup of the same schema version." in told
+    copy = sqlite3.connect(backups / f"{same}-4.sqlite3")
+    kept = [r[0] for r in copy.execute("SELECT at FROM audit_log WHERE action = 'written'")]
+    copy.close()
+    assert kept == [2, 3]  # taken at the last attempt, not a reused older copy
 
 
 def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
