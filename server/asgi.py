@@ -16,10 +16,12 @@ from pathlib import Path
 from quart import Quart
 
 from server.app import create_app
+from server.bootstrap import configure_logging
 from server.processes import die_with_parent
 
 
 def create_from_env() -> Quart:
     die_with_parent()
+    configure_logging()  # a fresh worker process has none of its parent's set-up
     instance = os.environ["STEELYARD_INSTANCE"]
     return create_app(Path(instance), overrides={"live_relay": True})

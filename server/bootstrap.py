@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,16 @@ from server.services.context import Context
 from server.storage.db import Database, open_sync
 from server.storage.migrate import migrate, pending_migrations
 from server.text import TextRenderer
+
+
+def configure_logging() -> None:
+    """Our log lines (``steelyard.*``, ``federation.*``: activities ignored or not applied,
+    delivery trouble, the applier) go to stderr, where a service manager's journal keeps them.
+    Without this, Python drops everything below WARNING. Nothing happens if the process has
+    set up logging already (tests, an embedding program)."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def build_context(config: Config, clock: Clock, transport: Transport | None = None) -> Context:

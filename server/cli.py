@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import datetime as dt
 import getpass
+import logging
 import os
 import secrets
 import shutil
@@ -256,15 +257,17 @@ def cmd_serve(instance: Path, bind: str | None, workers: int | None = None) -> i
         raise SteelyardError("--workers must be between 1 and 16.")
     # Migrate before Hypercorn starts: its startup step may take only startup_timeout (60 s by
     # default), and the backup before an upgrade of a large instance can take longer.
-    from server.bootstrap import prepare_database
+    from server.bootstrap import configure_logging, prepare_database
     from server.clock import SystemClock
 
+    configure_logging()
     prepare_database(config, SystemClock())
     hyper = HyperConfig()
     hyper.startup_timeout = 600  # a worker may still wait for another process's migration
     hyper.bind = [bind or config.bind]
     hyper.accesslog = None
-    hyper.errorlog = "-"
+    # Through our logging set-up (one format, one stream), not a second handler of its own.
+    hyper.errorlog = logging.getLogger("hypercorn.error")
     hyper.graceful_timeout = 5
     hyper.keep_alive_timeout = 30
     hyper.read_timeout = 60
@@ -288,15 +291,14 @@ def cmd_serve(instance: Path, bind: str | None, workers: int | None = None) -> i
 
 
 def cmd_apply_inbound(instance: Path, idle_exit: float | None, parent_pid: int | None) -> int:
-    import logging
-
     from server.applier import run_applier
+    from server.bootstrap import configure_logging
     from server.processes import die_with_parent
 
     if parent_pid is not None:
         die_with_parent(parent_pid)
     load_config(instance)  # a missing or broken instance is reported before anything starts
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging()
     asyncio.run(run_applier(instance, idle_exit=idle_exit))
     return 0
 

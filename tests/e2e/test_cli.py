@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import stat
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from federation.signatures import generate_rsa_keypair, sign_request
 from tests.support.processes import ServerProcess, free_port, run_cli
 
 pytestmark = pytest.mark.slow
@@ -121,6 +124,11 @@ async def test_serve_and_sign_in_over_http(tmp_path: Path) -> None:
         ).returncode
         == 0
     )
+    partner = f"127.0.0.1:{free_port()}"  # allowed, and down
+    allowed = run_cli(
+        "--instance", str(inst), "federation", "allow", partner, "--relation", "partner"
+    )
+    assert allowed.returncode == 0, allowed.stderr
     server = ServerProcess(inst, port, tmp_path / "server.log")
     server.start()
     try:
@@ -143,8 +151,34 @@ async def test_serve_and_sign_in_over_http(tmp_path: Path) -> None:
             async with http.get(f"{server.base}/") as home:
                 assert home.status == 200
                 assert "What are you working on?" in await home.text()
+            # The server's own log lines reach its output (a service manager's journal):
+            # here, why a partner's request was refused.
+            body = json.dumps(
+                {
+                    "@context": "https://www.w3.org/ns/activitystreams",
+                    "id": f"http://{partner}/activities/1",
+                    "type": "Follow",
+                    "actor": f"http://{partner}/users/pat",
+                    "object": f"{server.base}/users/erin",
+                }
+            ).encode()
+            private_pem, _ = generate_rsa_keypair()
+            key_id = f"http://{partner}/users/pat#main-key"
+            headers = sign_request(
+                "POST",
+                f"{server.base}/inbox",
+                key_id=key_id,
+                private_key_pem=private_pem,
+                body=body,
+                now=time.time(),
+                extra_headers={"Content-Type": "application/activity+json"},
+            )
+            async with http.post(f"{server.base}/inbox", data=body, headers=headers) as refused:
+                assert refused.status == 401
     finally:
         server.stop()
+    logged = (tmp_path / "server.log").read_text()
+    assert f"INFO federation.inbox: key {key_id} could not be resolved" in logged, logged
 
 
 def _port_open(port: int) -> bool:
