@@ -87,7 +87,7 @@ class Dispatcher:
         self._batch = batch
         self._max_attempts = max_attempts
         self._base_delay_ms = base_delay_ms
-        self._max_delay_ms = max_delay_ms
+        self.max_delay_ms = max_delay_ms
         self._poll_interval = poll_interval
         self._wake = asyncio.Event()
         self._gate = gate
@@ -100,7 +100,7 @@ class Dispatcher:
     def retry_delay_ms(self, attempts: int) -> int:
         """Delay before the next try after the *attempts*-th failed one (1-based)."""
         exponent = min(max(attempts - 1, 0), 32)
-        return min(self._base_delay_ms << exponent, self._max_delay_ms)
+        return min(self._base_delay_ms << exponent, self.max_delay_ms)
 
     async def run_once(self) -> int:
         """Claim one batch of due rows and work them; return how many were claimed.

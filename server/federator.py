@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from federation.delivery import DeliveryWorker
+from federation.delivery import MAX_DELAY_MS, DeliveryWorker
 from federation.dispatch import Dispatcher
 from federation.fetch import Fetcher
 from federation.hosts import host_of_url
@@ -141,11 +141,18 @@ class Federator:
 
     async def start(self, *, run_workers: bool) -> None:
         await self._load_instance_key()
-        # One server process per instance: whatever a crashed process had claimed is ours.
-        await self.db.write(fed.release_leases)
         if self._own_transport and isinstance(self.transport, AiohttpTransport):
             await self.transport.start()
         if run_workers:
+            # Only the process that runs the workers (it holds the instance's background
+            # lock): whatever a crashed process had claimed is ours. Another worker process
+            # doing this would hand our in-flight work out a second time.
+            await self.db.write(
+                fed.release_leases,
+                self.clock.now_ms(),
+                delivery_delay_ms=MAX_DELAY_MS,
+                inbound_delay_ms=self.dispatcher.max_delay_ms,
+            )
             self._stop.clear()
             self._tasks = [
                 asyncio.create_task(self.dispatcher.run_forever(self._stop)),

@@ -332,6 +332,8 @@ def mark_actor_deleted(conn: sqlite3.Connection, actor_id: int, now_ms: int) -> 
 
 
 def insert_inbound(conn: sqlite3.Connection, record: InboundRecord) -> bool:
+    """Archive and queue an accepted activity, due at once (``next_attempt_at`` 0, not the
+    arrival time: after the wall clock steps back, a time would lie in the future)."""
     cur = conn.execute(
         "INSERT OR IGNORE INTO inbox_activities (activity_id, activity_type, actor_uri,"
         " origin_host, key_id, target, headers_json, body, received_at, state, next_attempt_at)"
@@ -346,7 +348,7 @@ def insert_inbound(conn: sqlite3.Connection, record: InboundRecord) -> bool:
             json.dumps(list(record.headers)),
             record.body,
             record.received_at_ms,
-            record.received_at_ms,
+            0,
         ),
     )
     return cur.rowcount > 0
@@ -448,10 +450,12 @@ def insert_outbox(
         (activity_id, activity_type, actor_id, json.dumps(body, separators=(",", ":")), now_ms),
     )
     outbox_id = int(cur.lastrowid or 0)
+    # Due at once (0), not at now_ms, which a backwards step of the clock would put in the
+    # future; fresh deliveries then go out in the order they were made (ORDER BY ..., id).
     conn.executemany(
         "INSERT OR IGNORE INTO deliveries (outbox_id, inbox_url, host, state, next_attempt_at,"
-        " created_at) VALUES (?, ?, ?, 'queued', ?, ?)",
-        [(outbox_id, inbox, host, now_ms, now_ms) for inbox, host in dict(targets).items()],
+        " created_at) VALUES (?, ?, ?, 'queued', 0, ?)",
+        [(outbox_id, inbox, host, now_ms) for inbox, host in dict(targets).items()],
     )
     return outbox_id
 
@@ -746,9 +750,28 @@ def select_public_key_pem(conn: sqlite3.Connection, actor_id: int) -> str | None
     return str(row[0]) if row and row[0] else None
 
 
-def release_leases(conn: sqlite3.Connection) -> tuple[int, int]:
-    """At start-up (one server process per instance): work claimed by a process that died
-    is due again at once instead of when its lease would have run out."""
+def release_leases(
+    conn: sqlite3.Connection, now_ms: int, *, delivery_delay_ms: int, inbound_delay_ms: int
+) -> tuple[int, int]:
+    """At start-up (the one process that runs the workers): work claimed by a process that
+    died is due again at once instead of when its lease would have run out.
+
+    Also, any retry or circuit pause set further ahead than the longest delay we ever set
+    (``*_delay_ms``) was set by a clock that has since stepped back: it is due now rather than
+    hours late."""
+    conn.execute(
+        "UPDATE deliveries SET next_attempt_at = ? WHERE state = 'queued' AND next_attempt_at > ?",
+        (now_ms, now_ms + delivery_delay_ms),
+    )
+    conn.execute(
+        "UPDATE host_health SET circuit_open_until = ? WHERE circuit_open_until > ?",
+        (now_ms, now_ms + delivery_delay_ms),
+    )
+    conn.execute(
+        "UPDATE inbox_activities SET next_attempt_at = ? WHERE state = 'pending'"
+        " AND next_attempt_at > ?",
+        (now_ms, now_ms + inbound_delay_ms),
+    )
     deliveries = conn.execute(
         "UPDATE deliveries SET locked_until = 0 WHERE state = 'queued' AND locked_until > 0"
     ).rowcount
