@@ -4,13 +4,17 @@
 verification contract in order and fails closed at the first check that does not hold:
 
 1. size (body and ``Content-Length``; duplicated framing headers are refused) → 413 / 400;
-2. media type: ``application/activity+json`` or ``application/ld+json`` with the
-   ActivityStreams profile → 415;
+2. media type: ``application/activity+json``, ``application/ld+json`` (any profile) or
+   ``application/json`` → 415 otherwise. Mastodon does not look at it at all; what makes a
+   POST an activity is its verified signature, and the body is parsed as strict JSON either
+   way. (Fetched documents are another matter: they need an ActivityStreams media type,
+   SECURITY.md §1.1, in :mod:`federation.fetch`.)
 3. :func:`~federation.signatures.prepare_verification`: strict Signature parsing, coverage,
    Host, Date window and body Digest → its status (400 / 401);
 4. the keyId's host must be allowlisted → 403, *before* any key fetch or body parse;
-5. strict JSON (:func:`~federation.jsonsafe.loads_activity`) with ``id``, ``type`` and
-   ``actor`` → 400;
+5. strict JSON (:func:`~federation.jsonsafe.loads_activity`) with ``id``, ``type`` (read by
+   :func:`federation.vocab.primary_type`, the rule the handlers use: ``["Like"]`` is a Like)
+   and ``actor`` → 400;
 6. origins (FEP-fe34): actor on the keyId's host, activity id on the actor's host, a Create's
    object id on the actor's host → 403;
 7. key resolution and verification, refreshing the key at most once per request when the
@@ -20,6 +24,10 @@ verification contract in order and fails closed at the first check that does not
 9. ``host_spoke`` (resets our delivery circuit for that host), then ``store_inbound``, which
    commits the raw headers and body; 202 only after it returned (a duplicate is also 202).
    A failing store is 503 so the sender retries, never 202.
+
+A signed GET (:meth:`InboxReceiver.verify_get`) runs steps 3, 4 and 7, checks that the key's
+owner is on the key's host, and then calls ``host_spoke`` too: any fully verified signed
+request from a host tells us it is up.
 
 Invariants:
 
@@ -48,6 +56,7 @@ from federation.signatures import (
     prepare_verification,
     verify_signature,
 )
+from federation.vocab import primary_type
 
 __all__ = [
     "InboxReceiver",
@@ -55,12 +64,16 @@ __all__ = [
     "KeySource",
     "VerifiedRequester",
     "is_activity_media_type",
+    "is_inbox_media_type",
 ]
 
 _log = logging.getLogger(__name__)
 
 AS_PROFILE = "https://www.w3.org/ns/activitystreams"
 _MAX_ID = 2048  # an activity or actor id longer than this is not an id we will store
+_INBOX_MEDIA_TYPES = frozenset(
+    {"application/activity+json", "application/ld+json", "application/json"}
+)
 
 
 class KeySource(Protocol):
@@ -199,7 +212,8 @@ class InboxReceiver:
 
         Returns the verified signer, or an :class:`InboxResult` refusal: 401 unsigned or
         invalid, 403 host not allowed (checked before any key fetch), 503 if the allowlist
-        itself failed. No digest is required for GET; nothing is stored.
+        itself failed. No digest is required for GET; nothing is stored, except that a fully
+        verified request resets the signer's host circuit (``host_spoke``).
         """
         host: str | None = None
         try:
@@ -215,6 +229,7 @@ class InboxReceiver:
                 raise _RefusedError(401, "key owner is not an http(s) URL") from None
             if owner_host != host:
                 raise _RefusedError(401, "key owner is not on the key's host")
+            await self._host_spoke(host, "signed GET")
             return VerifiedRequester(actor_uri=key.owner_uri, host=host, key_id=pending.key_id)
         except _RefusedError as refused:
             return self._refusal(refused.status, refused.reason, "GET", None, host)
@@ -295,11 +310,7 @@ class InboxReceiver:
     ) -> InboxResult:
         host = pending.key_host
         now_ms = int(self._now() * 1000)
-        try:
-            await self._store.host_spoke(host, now_ms)
-        except Exception:
-            # Only the circuit reset is lost; the activity itself can still be accepted.
-            _log.exception("host_spoke failed (activity %s, host %s)", activity.id, host)
+        await self._host_spoke(host, f"activity {activity.id}")
         record = ports.InboundRecord(
             activity_id=activity.id,
             activity_type=activity.type,
@@ -323,6 +334,14 @@ class InboxReceiver:
             _log.info("inbox %s: duplicate (activity %s, host %s)", where, activity.id, host)
             return InboxResult(202, "accepted (duplicate)", activity.id)
         return InboxResult(202, "accepted", activity.id)
+
+    async def _host_spoke(self, host: str, what: str) -> None:
+        """Reset *host*'s delivery circuit; only ever after a request from it verified."""
+        try:
+            await self._store.host_spoke(host, int(self._now() * 1000))
+        except Exception:
+            # Only the circuit reset is lost; the request itself can still be answered.
+            _log.exception("host_spoke failed (%s, host %s)", what, host)
 
     @staticmethod
     def _refusal(
@@ -360,8 +379,20 @@ def _check_framing(headers: Sequence[tuple[str, str]], body: bytes, max_body: in
         if int(text) != len(body):
             raise _RefusedError(400, "Content-Length does not match the body")
     types = found.get("content-type")
-    if not types or not is_activity_media_type(types[0]):
-        raise _RefusedError(415, "Content-Type must be application/activity+json")
+    if not types or not is_inbox_media_type(types[0]):
+        raise _RefusedError(415, "Content-Type must be application/activity+json (or JSON)")
+
+
+def is_inbox_media_type(value: str) -> bool:
+    """True for what an inbox POST may be labelled: ``application/activity+json``,
+    ``application/ld+json`` (any profile) or ``application/json`` (any parameters).
+
+    Looser than for fetched documents on purpose: an inbox POST is authenticated by its
+    signature, not by where it was served (FEP-96ff protects fetches), and Mastodon, the
+    largest sender, accepts any Content-Type here.
+    """
+    media = value.partition(";")[0].strip(" \t").lower()
+    return media in _INBOX_MEDIA_TYPES
 
 
 def is_activity_media_type(value: str) -> bool:
@@ -390,8 +421,10 @@ def _parse_activity(body: bytes) -> _Activity:
     except JSONRejected as exc:
         raise _RefusedError(400, exc.reason) from None
     activity_id = _id_of(document.get("id"), "activity id")
-    kind = document.get("type")
-    if not isinstance(kind, str) or not kind or len(kind) > 64:
+    # The handlers read the type with the same rule, so the Create check below cannot be
+    # skipped by a spelling the handlers would still treat as a Create.
+    kind = primary_type(document.get("type"))
+    if kind is None:
         raise _RefusedError(400, "activity has no type")
     actor = _id_of(_ref(document.get("actor")), "actor")
     actor_host = _host(actor, "actor")

@@ -12,6 +12,8 @@ Invariants:
   a key object with ``owner`` (then the owner is fetched), or GoToSocial's actor stub served
   at ``…/main-key`` with the owner's id (then the owner is fetched from that id, same
   origin only).
+- An owner that lists several keys (``publicKey`` as a list) is read for the entry whose
+  ``id`` is the keyId asked about; every rule above applies to that entry.
 - The network is asked about one key id at most once per ``refetch_cooldown_ms`` (concurrent
   callers share one fetch): a flood of bad signatures cannot make us refetch each time.
   Inside the cool-off a refresh returns the stored key, or fails with kind ``cooldown``.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from federation.fetch import Fetcher, FetchError
 from federation.hosts import same_origin
@@ -136,10 +138,7 @@ class KeyResolver:
                 if doc.get("publicKeyPem") != actor.public_key_pem:
                     raise KeyResolutionError("rejected", "key and owner disagree on the key")
             else:
-                try:
-                    actor = parse_actor(doc, fetched_url=url)
-                except VocabError as exc:
-                    raise KeyResolutionError("rejected", exc.reason) from None
+                actor = _owner_actor(doc, url, key_id)
         if actor.key_id != key_id:
             raise KeyResolutionError("rejected", "the owner does not list this key id")
         if not same_origin(actor.uri, key_id):
@@ -159,9 +158,18 @@ class KeyResolver:
         if not same_origin(owner, key_id):
             raise KeyResolutionError("rejected", "key owner is on another origin")
         try:
-            return await self._fetcher.fetch_actor(owner)
+            doc = await self._fetcher.fetch_object(owner)
         except FetchError as exc:
             raise _from_fetch(exc) from None
+        return _owner_actor(doc, owner, key_id)
+
+
+def _owner_actor(doc: dict[str, Any], fetched_url: str, key_id: str) -> RemoteActor:
+    """The owner actor served at *fetched_url*, read for its key *key_id* (of several)."""
+    try:
+        return parse_actor(doc, fetched_url=fetched_url, key_id=key_id)
+    except VocabError as exc:
+        raise KeyResolutionError("rejected", exc.reason) from None
 
 
 def _check_key_id(key_id: str) -> None:

@@ -37,6 +37,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -71,6 +72,11 @@ _PARAMS = re.compile(rf"[ \t]*{_PARAM_RE}[ \t]*(?:,[ \t]*{_PARAM_RE}[ \t]*)*")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VALUE = re.compile(r"[\x20-\x7e\t]*")
 _TARGET = re.compile(r"/[\x21-\x22\x24-\x7e]*")  # raw path and query: visible ASCII, no "#"
+# RFC 9110 asctime-date: "Sun Nov  6 08:49:37 1994" (day of month padded with a space).
+_ASCTIME = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)"
+    r" (?:[0-9]{2}| [0-9]) [0-9]{2}:[0-9]{2}:[0-9]{2} [0-9]{4}"
+)
 
 
 class SignatureError(Exception):
@@ -483,10 +489,15 @@ def _check_digest(value: str, body: bytes) -> None:
 
 
 def _parse_date(value: str) -> float:
+    """An HTTP-date in any of its three forms (RFC 9110 §5.6.7: recipients must accept them
+    all; all are GMT): IMF-fixdate, RFC 850, or asctime, which alone carries no zone. Any
+    other date without a zone (``-0000`` included) is refused."""
     try:
         moment = parsedate_to_datetime(value)
         if moment.tzinfo is None:
-            raise ValueError("no time zone")
+            if _ASCTIME.fullmatch(value) is None:
+                raise ValueError("no time zone")
+            moment = moment.replace(tzinfo=UTC)
         return moment.timestamp()
     except (TypeError, ValueError, IndexError, OverflowError, OSError):
         raise SignatureError(401, "unparseable Date") from None

@@ -167,6 +167,8 @@ class RemoteNote:
     audience: str | None = None
     conversation: str | None = None
     attachments: tuple[Attachment, ...] = ()
+    title: str | None = None  # an Article's or Page's ``name``: plain text, escape it
+    poll_options: tuple[str, ...] = ()  # a Question's option names: plain text, escape them
 
     @property
     def addressing(self) -> Addressing:

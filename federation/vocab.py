@@ -8,6 +8,11 @@ Invariants:
 
 - Parsers raise :class:`VocabError` (a ``ValueError``) with a short reason, safe to log, on
   anything malformed, and never any other exception whatever the input.
+- One bad optional sub-value never costs the whole document: a Mention without an http(s)
+  ``href``, an over-long Hashtag, a recipient that is not a URL, an unreadable ``published``
+  or title or poll option is left out (never trusted, never stored). What identifies or binds
+  the document (``id``, ``type``, ``actor``, ``attributedTo``, keys, ``updated``) still fails
+  it.
 - Parsed URLs are absolute http(s) URLs; lists are capped at ``MAX_LIST`` items and strings
   at fixed lengths, so a hostile document cannot make us store unbounded data.
 - ``parse_actor`` binds the actor to the URL it was fetched from and every endpoint and the
@@ -22,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal, NoReturn, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
@@ -42,6 +48,7 @@ __all__ = [
     "ACTOR_TYPES",
     "MAX_ATTACHMENTS",
     "MAX_LIST",
+    "MAX_POLL_OPTIONS",
     "NOTE_TYPES",
     "AudienceKind",
     "VocabError",
@@ -58,6 +65,7 @@ __all__ = [
     "like",
     "note",
     "note_context",
+    "note_title",
     "ordered_collection",
     "ordered_collection_page",
     "parse_activity",
@@ -65,6 +73,8 @@ __all__ = [
     "parse_note",
     "person",
     "person_context",
+    "poll_options",
+    "primary_type",
     "reject",
     "strip_fragment",
     "undo",
@@ -83,6 +93,9 @@ ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organizat
 NOTE_TYPES = frozenset({"Note", "Article", "Page", "Question", "ChatMessage"})
 MAX_LIST = 1000
 MAX_ATTACHMENTS = 8  # Mastodon allows 4 per post; others a few more
+MAX_POLL_OPTIONS = 20  # Mastodon allows 4 by default, Pleroma 20 (CVE-2026-23962: cap them)
+# Lemmy posts and blog articles carry a title (``name``); on a Note it is not shown (Mastodon).
+_TITLED_TYPES = frozenset({"Article", "Page"})
 _MAX_ATTACHMENT_NAME = 1500  # Mastodon's limit for a media description
 _MAX_URL = 2048
 _MAX_TYPE = 64
@@ -539,14 +552,80 @@ def parse_activity(doc: Mapping[str, Any]) -> Activity:
     return _guarded(_parse_activity, doc)
 
 
-def parse_actor(doc: Mapping[str, Any], *, fetched_url: str) -> RemoteActor:
-    """Parse an actor fetched from *fetched_url*, enforcing the origin rules."""
-    return _guarded(_parse_actor, doc, fetched_url)
+def parse_actor(
+    doc: Mapping[str, Any], *, fetched_url: str, key_id: str | None = None
+) -> RemoteActor:
+    """Parse an actor fetched from *fetched_url*, enforcing the origin rules.
+
+    An actor may publish several keys (``publicKey`` as a list): the one whose ``id`` is
+    *key_id* is taken (the first when *key_id* is None or no entry has it, which a caller
+    binding a key id then refuses). The chosen key passes every rule a single key does.
+    """
+    return _guarded(_parse_actor, doc, fetched_url, key_id)
 
 
 def parse_note(obj: Mapping[str, Any]) -> RemoteNote:
     """Parse a Note, Article, Page or Question."""
     return _guarded(_parse_note, obj)
+
+
+def primary_type(value: Any) -> str | None:
+    """The type name of an ActivityStreams ``type`` value, or None when it has none.
+
+    A string, or the first item of a list of at most 8 (JSON-LD allows several types:
+    ``["Like"]``, ``["Note", "https://example.org/ns#Extra"]``); 1 to 64 characters. The
+    one rule for every reader of ``type``: the inbox, the parsers and the handlers must
+    agree on what an activity is, or a check made for one type could be skipped by another.
+    """
+    if isinstance(value, list) and value and len(value) <= 8:
+        value = value[0]
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_TYPE:
+        return None
+    return value
+
+
+def note_title(obj: Mapping[str, Any]) -> str | None:
+    """The title of an Article or Page (its ``name``, else the first ``nameMap`` value).
+
+    Plain text, at most 512 characters; None for other types and for a missing, empty or
+    malformed title (left out, never failing the note). Escape it when rendering.
+    """
+    if not isinstance(obj, Mapping) or primary_type(obj.get("type")) not in _TITLED_TYPES:
+        return None
+    return _plain_name(obj)
+
+
+def poll_options(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    """The option names of a Question (``oneOf``, else ``anyOf``), in order, deduplicated.
+
+    Plain text, each at most 512 characters, at most ``MAX_POLL_OPTIONS``; a malformed option
+    is left out. Empty for other types. Escape them when rendering.
+    """
+    if not isinstance(obj, Mapping) or primary_type(obj.get("type")) != "Question":
+        return ()
+    choices = obj.get("oneOf")
+    if not isinstance(choices, list):
+        choices = obj.get("anyOf")
+    if not isinstance(choices, list):
+        return ()
+    found: list[str] = []
+    for choice in choices[:MAX_LIST]:
+        name = _plain_name(choice) if isinstance(choice, Mapping) else None
+        if name is not None and name not in found:
+            found.append(name)
+            if len(found) == MAX_POLL_OPTIONS:
+                break
+    return tuple(found)
+
+
+def _plain_name(obj: Mapping[str, Any]) -> str | None:
+    name = obj.get("name")
+    name_map = obj.get("nameMap")
+    if name is None and isinstance(name_map, Mapping):
+        name = next((v for v in name_map.values() if isinstance(v, str)), None)
+    if not isinstance(name, str) or len(name) > _MAX_NAME or not name.strip():
+        return None
+    return name
 
 
 def _guarded(parse: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -569,7 +648,8 @@ def _parse_activity(doc: Mapping[str, Any]) -> Activity:
     else:
         object_id = _opt_ref(obj, "object")
     published = doc.get("published")
-    _iso_ms(published, "published")
+    if _published_ms(published) is None:
+        published = None  # unreadable: left out, like any bad optional value
     return Activity(
         id=_url(doc.get("id"), "id"),
         type=_type_name(doc.get("type")),
@@ -585,7 +665,7 @@ def _parse_activity(doc: Mapping[str, Any]) -> Activity:
     )
 
 
-def _parse_actor(doc: Mapping[str, Any], fetched_url: str) -> RemoteActor:
+def _parse_actor(doc: Mapping[str, Any], fetched_url: str, wanted_key: str | None) -> RemoteActor:
     doc = _mapping(doc, "actor")
     uri = _url(doc.get("id"), "id")
     if strip_fragment(uri) != strip_fragment(_url(fetched_url, "fetched URL")):
@@ -610,7 +690,9 @@ def _parse_actor(doc: Mapping[str, Any], fetched_url: str) -> RemoteActor:
     shared = endpoints.get("sharedInbox") if isinstance(endpoints, Mapping) else None
     key = doc.get("publicKey")
     if isinstance(key, list) and key:
-        key = key[0]
+        # Several keys (a rotation in progress, a key per device): the one asked for.
+        listed = (k for k in key[:MAX_LIST] if isinstance(k, Mapping) and k.get("id") == wanted_key)
+        key = next(listed, key[0])
     if not isinstance(key, Mapping):
         _fail("publicKey missing")
     key_id = endpoint(key.get("id"), "publicKey.id", required=True)
@@ -671,7 +753,7 @@ def _parse_note(obj: Mapping[str, Any]) -> RemoteNote:
         content_html=_text(content, "content", _MAX_CONTENT) or "",
         summary=_text(obj.get("summary"), "summary", _MAX_SUMMARY) or None,
         in_reply_to=_opt_ref(obj.get("inReplyTo"), "inReplyTo"),
-        published_ms=_iso_ms(obj.get("published"), "published"),
+        published_ms=_published_ms(obj.get("published")),
         updated_ms=_iso_ms(obj.get("updated"), "updated"),
         to=_recipients(obj.get("to"), "to"),
         cc=_recipients(obj.get("cc"), "cc"),
@@ -684,6 +766,8 @@ def _parse_note(obj: Mapping[str, Any]) -> RemoteNote:
         audience=_opt_ref(obj.get("audience"), "audience"),
         conversation=context if isinstance(context, str) and _is_url(context) else None,
         attachments=_attachments(obj.get("attachment")),
+        title=note_title(obj),
+        poll_options=poll_options(obj),
     )
 
 
@@ -769,11 +853,10 @@ def _text(value: Any, what: str, max_len: int) -> str | None:
 
 
 def _type_name(value: Any) -> str:
-    if isinstance(value, list) and value and len(value) <= 8:
-        value = value[0]
-    if not isinstance(value, str) or not 0 < len(value) <= _MAX_TYPE:
+    name = primary_type(value)
+    if name is None:
         _fail("type missing or malformed")
-    return value
+    return name
 
 
 def _recipients(value: Any, what: str) -> tuple[str, ...]:
@@ -787,8 +870,10 @@ def _recipients(value: Any, what: str) -> tuple[str, ...]:
         iri = item.get("id") if isinstance(item, Mapping) else item
         if isinstance(iri, str) and iri in PUBLIC_ALIASES:
             found.append(AS_PUBLIC)
-        else:
-            found.append(_url(iri, what))
+        elif isinstance(iri, str) and _is_url(iri):
+            found.append(iri)
+        # Anything else ("", an acct: URI, junk) addresses nobody we could reach: left out.
+        # Leaving a recipient out never widens who may read the post.
     return tuple(dict.fromkeys(found))
 
 
@@ -803,10 +888,15 @@ def _mentions_and_hashtags(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]
     for tag in tags:
         if not isinstance(tag, Mapping):
             continue  # a bare link or junk: not a tag we act on
+        # A tag we cannot use (no http(s) href, a name too long) is left out, not fatal.
         if tag.get("type") == "Mention":
-            mentions.append(_url(tag.get("href"), "Mention href"))
+            href = tag.get("href")
+            if isinstance(href, str) and _is_url(href):
+                mentions.append(href)
         elif tag.get("type") == "Hashtag":
-            name = _text(tag.get("name"), "Hashtag name", 4 * _MAX_HASHTAG) or ""
+            name = tag.get("name")
+            if not isinstance(name, str) or len(name) > 4 * _MAX_HASHTAG:
+                continue
             name = name.strip().removeprefix("#").lower()
             if 0 < len(name) <= _MAX_HASHTAG and not any(c.isspace() or c == "#" for c in name):
                 hashtags.append(name)
@@ -833,15 +923,38 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _iso_ms(value: Any, what: str) -> int | None:
-    """ISO-8601 to epoch milliseconds; a time without a zone is taken as UTC."""
+    """A date-time (:func:`_date_ms`) to epoch milliseconds; fails on an unreadable one.
+
+    For ``updated``, which decides whether an Update replaces what we have."""
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > 64:
-        _fail(f"{what} is not an ISO-8601 string")
+    moment = _date_ms(value)
+    if moment is None:
+        _fail(f"{what} is not an ISO-8601 date-time")
+    return moment
+
+
+def _published_ms(value: Any) -> int | None:
+    """``published`` in epoch milliseconds, or None when missing or unreadable: it only
+    places a post in time (callers fall back to its arrival), so it never fails the post."""
+    return _date_ms(value)
+
+
+def _date_ms(value: Any) -> int | None:
+    """ISO-8601 (AS2) or an RFC 1123 / RFC 850 HTTP date, seen in the wild, to epoch
+    milliseconds; a time without a zone is taken as UTC. None when it is neither."""
+    if not isinstance(value, str) or not value or len(value) > 64:
+        return None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        _fail(f"{what} is not an ISO-8601 date-time")
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+    try:
+        return (moment - _EPOCH) // timedelta(milliseconds=1)
+    except OverflowError:
+        return None

@@ -154,7 +154,7 @@ async def _our_follow(ctx: Context, activity: Activity, actor: Actor) -> tuple[i
         if found is not None and found[1] == actor.id:
             return found[0], found[1]
     # Fall back to (actor, object) of an embedded Follow, as PROTOCOL.md §4 allows.
-    if inner.get("type") == "Follow" and inner.get("object") == actor.uri:
+    if vocab.primary_type(inner.get("type")) == "Follow" and inner.get("object") == actor.uri:
         inner_actor = inner.get("actor")
         follower = await _local_actor(ctx, inner_actor if isinstance(inner_actor, str) else None)
         state = await ctx.db.read(follows.select_follow_state, follower.id, actor.id)
@@ -187,7 +187,7 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
     inner_actor = inner.get("actor")
     if inner_actor is not None and inner_actor != actor.uri:
         raise Ignored("Undo of someone else's activity")
-    kind = inner.get("type")
+    kind = vocab.primary_type(inner.get("type"))
     inner_id = inner.get("id") if isinstance(inner.get("id"), str) else None
     # Only an id on the actor's own origin may be remembered as undone: nobody can block
     # another server's future activities by guessing their ids.
@@ -295,6 +295,11 @@ def _display_html(ctx: Context, note: RemoteNote) -> str:
         # Sanitized on its own, so markup left open in the content cannot swallow it, and
         # through the same rules, so its links pass the same URL checks as the partner's.
         content += ctx.text.sanitize_remote(f"<p><strong>Attachments</strong></p><ul>{items}</ul>")
+    if note.poll_options:  # plain text from the parser: escaped here, nothing to sanitize
+        choices = "".join(f"<li>{html.escape(option)}</li>" for option in note.poll_options)
+        content += f"<p><strong>Poll</strong></p><ul>{choices}</ul>"
+    if note.title:  # a Lemmy post's or a blog article's title
+        content = f"<p><strong>{html.escape(note.title)}</strong></p>{content}"
     if note.summary:
         warning = html.escape(ctx.text.plain_text(note.summary, max_len=500))
         content = f"<p><strong>Content warning: {warning}</strong></p>{content}"
@@ -332,7 +337,7 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
         if activity.object_id is None:
             raise Ignored("Create without object")
         obj = await ctx.federator.fetcher.fetch_object(activity.object_id)
-    if str(obj.get("type")) not in vocab.NOTE_TYPES:
+    if vocab.primary_type(obj.get("type")) not in vocab.NOTE_TYPES:
         raise Ignored(f"Create of {obj.get('type')!r} is not supported")
     note = vocab.parse_note(obj)
     if note.attributed_to != actor.uri:
@@ -455,8 +460,8 @@ async def on_update(ctx: Context, activity: Activity, actor: Actor) -> None:
     obj = activity.object
     if obj is None:
         raise Ignored("Update without an embedded object")
-    kind = str(obj.get("type"))
-    if kind in ("Person", "Service", "Application", "Group", "Organization"):
+    kind = vocab.primary_type(obj.get("type"))
+    if kind in vocab.ACTOR_TYPES:
         if obj.get("id") != actor.uri:
             raise Ignored("Update of another actor")
         parsed = vocab.parse_actor(obj, fetched_url=actor.uri)
@@ -520,7 +525,7 @@ def _created_post_uri(activity: Activity) -> str | None:
     """The note of a rejected ``Create`` (embedded, or our ``<note>/activity`` id)."""
     inner = activity.object
     if inner is not None:
-        if inner.get("type") != "Create":
+        if vocab.primary_type(inner.get("type")) != "Create":
             return None
         note = inner.get("object")
         note_id = note.get("id") if isinstance(note, Mapping) else note
@@ -618,7 +623,7 @@ async def _fetch_boosted(ctx: Context, object_id: str) -> str:
             raise  # the partner is down or busy: the dispatcher retries later
         # Not allowed, gone, or not a document we take: retrying would not change that.
         raise Ignored(f"the boosted post cannot be fetched: {exc}") from None
-    if str(obj.get("type")) not in vocab.NOTE_TYPES:
+    if vocab.primary_type(obj.get("type")) not in vocab.NOTE_TYPES:
         raise Ignored(f"a boost of {obj.get('type')!r}")
     note = vocab.parse_note(obj)
     author = await remote.ensure_actor(ctx, note.attributed_to)

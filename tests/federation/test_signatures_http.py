@@ -262,8 +262,8 @@ async def test_framing_rules(scene: tuple[Trio, Cast, Forger]) -> None:
     body = json.dumps(_create(forger, "framing")).encode()
     headers = forger.signed_headers(alpha, "/inbox", body)
 
-    # Not an ActivityStreams media type
-    sent = await forger.post(alpha, body, headers={**headers, "Content-Type": "application/json"})
+    # Not JSON at all
+    sent = await forger.post(alpha, body, headers={**headers, "Content-Type": "text/plain"})
     await _refused(alpha, sent, 415, before)
     # Two Signature headers (only the first would be looked at by a naive reader)
     pairs = [*headers.items(), ("Signature", headers["Signature"])]
