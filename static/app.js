@@ -3,7 +3,7 @@
  * 1. Live updates (Server-Sent Events): new posts (and boosts) appear at the top of the home feed,
  *    the unread badge follows the notification count.
  * 2. The home composer posts without a page reload.
- * 3. Like / Unlike without a page reload.
+ * 3. Like / Unlike and Boost / Unboost without a page reload.
  * 4. Confirmation before destructive forms ([data-confirm]).
  * 5. Times shown in the reader's own time zone.
  *
@@ -260,9 +260,11 @@
     }
   }
 
-  /* ---- Like / Unlike ----------------------------------------------------------------- */
+  /* ---- Like / Unlike, Boost / Unboost, in place --------------------------------------- */
 
-  async function submitLike(form) {
+  /* Posts the form and lets *apply* update the card from the JSON answer; anything else (an
+     error page, a sign-in redirect) falls back to a normal submit, which shows it. */
+  async function submitInPlace(form, apply) {
     var button = form.querySelector('button[type="submit"]');
     if (button) button.disabled = true;
     var response;
@@ -275,24 +277,39 @@
       if (button) button.disabled = false;
     }
     var data = await readJson(response);
-    if (response.ok && data && typeof data.liked === 'boolean') {
+    if (response.ok && data && apply(form, button, data)) {
       clearError(form);
-      var action = form.querySelector('input[name="action"]');
-      if (action) action.value = data.liked ? 'unlike' : 'like';
-      var label = form.querySelector('[data-like-label]');
-      if (label) label.textContent = data.liked ? 'Unlike' : 'Like';
-      var count = form.querySelector('[data-like-count]');
-      if (count && typeof data.count === 'number') count.textContent = String(data.count);
-      var noun = form.querySelector('[data-like-noun]');
-      if (noun && typeof data.count === 'number') {
-        noun.textContent = data.count === 1 ? ' like' : ' likes';
-      }
-      if (button) button.classList.toggle('is-liked', data.liked);
     } else if (data && data.error) {
       showError(form, data.error);
     } else {
       form.submit();
     }
+  }
+
+  function applyLike(form, button, data) {
+    if (typeof data.liked !== 'boolean') return false;
+    var action = form.querySelector('input[name="action"]');
+    if (action) action.value = data.liked ? 'unlike' : 'like';
+    var label = form.querySelector('[data-like-label]');
+    if (label) label.textContent = data.liked ? 'Unlike' : 'Like';
+    var count = form.querySelector('[data-like-count]');
+    if (count && typeof data.count === 'number') count.textContent = String(data.count);
+    var noun = form.querySelector('[data-like-noun]');
+    if (noun && typeof data.count === 'number') {
+      noun.textContent = data.count === 1 ? ' like' : ' likes';
+    }
+    if (button) button.classList.toggle('is-liked', data.liked);
+    return true;
+  }
+
+  function applyBoost(form, button, data) {
+    if (typeof data.boosted !== 'boolean') return false;
+    var action = form.querySelector('input[name="action"]');
+    if (action) action.value = data.boosted ? 'unboost' : 'boost';
+    var label = form.querySelector('[data-boost-label]');
+    if (label) label.textContent = data.boosted ? 'Unboost' : 'Boost';
+    if (button) button.classList.toggle('is-liked', data.boosted);
+    return true;
   }
 
   /* The server asks again on a page of its own unless the form says it was confirmed
@@ -326,7 +343,10 @@
 
     if (form.hasAttribute('data-like-form')) {
       event.preventDefault();
-      submitLike(form);
+      submitInPlace(form, applyLike);
+    } else if (form.hasAttribute('data-boost-form')) {
+      event.preventDefault();
+      submitInPlace(form, applyBoost);
     } else if (form.hasAttribute('data-composer') && homeFeed()) {
       event.preventDefault();
       submitComposer(form);

@@ -113,13 +113,15 @@ def post_card(
         if post.visibility is Visibility.PUBLIC:
             boosted = post.boosted_by_viewer
             out.append(
-                f'<form method="post" action="{thread_url}/boost" class="inline-form">\n'
+                f'<form method="post" action="{thread_url}/boost" class="inline-form"'
+                " data-boost-form>\n"
                 f'      <input type="hidden" name="csrf_token" value="{csrf}">\n'
                 '      <input type="hidden" name="action"'
                 f' value="{"unboost" if boosted else "boost"}">\n'
                 f'      <input type="hidden" name="next" value="{back_here}">\n'
                 f'      <button type="submit" class="action{" is-liked" if boosted else ""}">'
-                f"{'Unboost' if boosted else 'Boost'}{whose}</button>\n    </form>\n    "
+                f"<span data-boost-label>{'Unboost' if boosted else 'Boost'}</span>{whose}"
+                "</button>\n    </form>\n    "
             )
     else:
         out.append(

@@ -133,8 +133,11 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     await carol.locator("article.post", has_text=boosted).wait_for(timeout=10_000)
     await alice.goto(f"{server.base}/people/carol")
     card = alice.locator("article.post", has_text=boosted)
+    await alice.evaluate("window.stillThisPage = true")
     await card.get_by_role("button", name="Boost").click()
-    await alice.wait_for_load_state()
+    # In place, like a like: the button turns into Unboost without a reload.
+    await card.get_by_role("button", name="Unboost").wait_for(timeout=10_000)
+    assert await alice.evaluate("window.stillThisPage === true")
     live = bob.locator("article.post", has_text=boosted)
     await live.wait_for(timeout=10_000)
     assert "Alice Anders boosted" in await live.inner_text()
