@@ -13,9 +13,11 @@ class SteelyardError(Exception):
 
     status = 400
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        # The form field at fault (its name), so a page can mark it (aria-invalid).
+        self.field = field
 
 
 class InvalidInput(SteelyardError):

@@ -37,14 +37,16 @@ _COMMON = frozenset(
 def check_policy(password: str, *, username: str = "") -> None:
     """Raise :class:`InvalidInput` with the reason if the password is too weak."""
     if len(password) < MIN_LENGTH:
-        raise InvalidInput(f"The password must have at least {MIN_LENGTH} characters.")
+        raise InvalidInput(
+            f"The password must have at least {MIN_LENGTH} characters.", field="password"
+        )
     if len(password) > MAX_LENGTH:
-        raise InvalidInput("The password is too long.")
+        raise InvalidInput("The password is too long.", field="password")
     lowered = password.lower()
     if lowered in _COMMON or len(set(password)) < 4:
-        raise InvalidInput("The password is too easy to guess; choose another.")
+        raise InvalidInput("The password is too easy to guess; choose another.", field="password")
     if username and username.lower() in lowered:
-        raise InvalidInput("The password must not contain the username.")
+        raise InvalidInput("The password must not contain the username.", field="password")
 
 
 def hash_password(password: str) -> str:

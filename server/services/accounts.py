@@ -63,17 +63,20 @@ def validate_username(username: str) -> str:
     if not USERNAME_RE.match(name):
         raise InvalidInput(
             "A username has 1-30 characters: lowercase letters, digits, '_', '.' or '-',"
-            " and starts with a letter, digit or '_'."
+            " and starts with a letter, digit or '_'.",
+            field="username",
         )
     if name in RESERVED:
-        raise InvalidInput(f"The username {name!r} is reserved.")
+        raise InvalidInput(f"The username {name!r} is reserved.", field="username")
     return name
 
 
 def _clean_line(value: str, field: str, limit: int) -> str:
     value = " ".join(value.split())
     if len(value) > limit:
-        raise InvalidInput(f"{field.replace('_', ' ').capitalize()} is too long (max {limit}).")
+        raise InvalidInput(
+            f"{field.replace('_', ' ').capitalize()} is too long (max {limit}).", field=field
+        )
     return value
 
 
@@ -90,11 +93,11 @@ async def create_user(
     name = validate_username(username)
     if name == ctx.urls.instance_username:
         # WebFinger gives acct:<host name>@<host> to the instance actor (it signs our fetches).
-        raise InvalidInput(f"The username {name!r} is reserved.")
+        raise InvalidInput(f"The username {name!r} is reserved.", field="username")
     display_name = _clean_line(display_name, "display_name", PROFILE_LIMITS["display_name"])
     passwords.check_policy(password, username=name)
     if await ctx.db.read(users.local_username_taken, name):
-        raise Conflict(f"The username {name!r} is already taken.")
+        raise Conflict(f"The username {name!r} is already taken.", field="username")
     # Slow on purpose (scrypt, RSA): off the event loop so other requests keep flowing.
     password_hash = await asyncio.to_thread(passwords.hash_password, password)
     private_pem, public_pem = await asyncio.to_thread(generate_rsa_keypair)
@@ -102,7 +105,7 @@ async def create_user(
 
     def tx(conn: sqlite3.Connection) -> int:
         if users.local_username_taken(conn, name):
-            raise Conflict(f"The username {name!r} is already taken.")
+            raise Conflict(f"The username {name!r} is already taken.", field="username")
         actor_id = users.insert_local_user(
             conn,
             uri=ctx.urls.actor(name),
@@ -179,7 +182,7 @@ async def change_password(ctx: Context, actor_id: int, current: str, new: str) -
     if stored is None or account is None:
         raise NotFound("No such account.")
     if not await asyncio.to_thread(passwords.verify_password, current, stored):
-        raise InvalidInput("The current password is wrong.")
+        raise InvalidInput("The current password is wrong.", field="current_password")
     passwords.check_policy(new, username=account.username)
     await set_password(ctx, actor_id, new)
 
@@ -271,7 +274,9 @@ async def update_profile(
     }
     if bio_source is not None:
         if len(bio_source) > BIO_LIMIT:
-            raise InvalidInput(f"The CV / bio is too long (max {BIO_LIMIT} characters).")
+            raise InvalidInput(
+                f"The CV / bio is too long (max {BIO_LIMIT} characters).", field="bio"
+            )
         # Plain text keeps its paragraphs and line breaks; HTML is sanitized to the rich set.
         if "<" in bio_source:
             cleaned["bio_html"] = ctx.text.sanitize_rich(bio_source)
@@ -292,7 +297,7 @@ async def set_avatar(ctx: Context, actor_id: int, data: bytes) -> str:
             images.reencode_avatar, data, max_bytes=ctx.config.max_upload_bytes
         )
     except images.ImageRejected as exc:
-        raise InvalidInput(str(exc)) from None
+        raise InvalidInput(str(exc), field="photo") from None
     name = f"avatar-{actor_id}-{secrets.token_hex(8)}.jpg"
     folder = ctx.config.uploads_dir
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -78,14 +78,17 @@ def canonical_host(ctx: Context, value: str) -> str:
     """The canonical spelling of an admin-typed host, or :class:`InvalidInput`."""
     raw = value.strip()
     if not raw:
-        raise InvalidInput("Enter a host name, e.g. partner.example or partner.example:8443.")
+        raise InvalidInput(
+            "Enter a host name, e.g. partner.example or partner.example:8443.", field="host"
+        )
     try:
         host = normalize_host(raw)
     except ValueError:
         shown = raw if len(raw) <= _ECHO_LIMIT else raw[:_ECHO_LIMIT] + "…"
         raise InvalidInput(
             f"{shown!r} is not a valid host name: enter only the host, e.g. partner.example"
-            " or partner.example:8443 (no scheme, user, path or spaces)."
+            " or partner.example:8443 (no scheme, user, path or spaces).",
+            field="host",
         ) from None
     # The policy drops the scheme's default port from URLs (https://h:443/ is host h): an
     # entry spelled with it would never match, so store it the way it will be compared.
@@ -104,9 +107,9 @@ def _clean_by(by: str) -> str:
 def _clean_note(note: str) -> str:
     cleaned = " ".join(note.split())
     if any(unicodedata.category(ch)[0] == "C" for ch in cleaned):
-        raise InvalidInput("The note may not contain control characters.")
+        raise InvalidInput("The note may not contain control characters.", field="note")
     if len(cleaned) > NOTE_LIMIT:
-        raise InvalidInput(f"The note is too long (max {NOTE_LIMIT} characters).")
+        raise InvalidInput(f"The note is too long (max {NOTE_LIMIT} characters).", field="note")
     return cleaned
 
 
@@ -131,9 +134,13 @@ async def allow(
     log (``None`` for the CLI). Returns the canonical host."""
     canonical = canonical_host(ctx, host)
     if canonical == ctx.federator.host:
-        raise InvalidInput(f"{canonical} is this instance's own host; it cannot be allowed.")
+        raise InvalidInput(
+            f"{canonical} is this instance's own host; it cannot be allowed.", field="host"
+        )
     if relation not in RELATIONS:
-        raise InvalidInput(f"The relation must be one of: {', '.join(RELATIONS)}.")
+        raise InvalidInput(
+            f"The relation must be one of: {', '.join(RELATIONS)}.", field="relation"
+        )
     cleaned_note = _clean_note(note)
     who = _clean_by(by)
     now = ctx.clock.now_ms()

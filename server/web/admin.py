@@ -50,7 +50,11 @@ async def create_user() -> ResponseReturnValue:
         listing = await ctx().db.read_in_thread(users.select_accounts)
         return (
             await render_template(
-                "admin_users.html", listing=listing, error=exc.message, form=form
+                "admin_users.html",
+                listing=listing,
+                error=exc.message,
+                error_field=exc.field,
+                form=form,
             ),
             exc.status,
         )
@@ -82,7 +86,11 @@ async def set_active(username: str) -> ResponseReturnValue:
 
 
 async def _federation_page(
-    *, error: str | None = None, form: Any = None, status: int = 200
+    *,
+    error: str | None = None,
+    error_field: str | None = None,
+    form: Any = None,
+    status: int = 200,
 ) -> ResponseReturnValue:
     listing = await allowlist.listing(ctx())
     failed, retrying, trouble = await ctx().db.read(fed.select_inbound_trouble, INBOUND_SHOWN)
@@ -96,6 +104,7 @@ async def _federation_page(
         note_limit=allowlist.NOTE_LIMIT,
         own_host=ctx().federator.host,
         error=error,
+        error_field=error_field,
         form=form,
     )
     return body, status
@@ -123,7 +132,9 @@ async def federation_allow() -> ResponseReturnValue:
             actor_id=me.id,
         )
     except SteelyardError as exc:
-        return await _federation_page(error=exc.message, form=form, status=exc.status)
+        return await _federation_page(
+            error=exc.message, error_field=exc.field, form=form, status=exc.status
+        )
     await flash(allowlist.added_message(host, relation), "success")
     return redirect(url_for("admin.federation"), 303)
 

@@ -70,13 +70,20 @@ async def password_post() -> ResponseReturnValue:
     new = form.get("new_password", "")
     if new != form.get("confirm_password", ""):
         return (
-            await render_template("settings_password.html", error="The two new passwords differ."),
+            await render_template(
+                "settings_password.html",
+                error="The two new passwords differ.",
+                error_field="confirm_password",
+            ),
             400,
         )
     try:
         await accounts.change_password(ctx(), me.id, form.get("current_password", ""), new)
     except SteelyardError as exc:
-        return await render_template("settings_password.html", error=exc.message), exc.status
+        page = await render_template(
+            "settings_password.html", error=exc.message, error_field=exc.field
+        )
+        return page, exc.status
     # The epoch moved: other sessions end, this one is renewed.
     acc = await accounts_epoch(me.id)
     session["epoch"] = acc

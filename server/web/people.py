@@ -187,7 +187,13 @@ async def edit_profile_post() -> ResponseReturnValue:
         )
     except SteelyardError as exc:
         return (
-            await render_template("settings_profile.html", person=me, error=exc.message, form=form),
+            await render_template(
+                "settings_profile.html",
+                person=me,
+                error=exc.message,
+                error_field=exc.field,
+                form=form,
+            ),
             exc.status,
         )
     await flash("Your profile was saved.", "success")
@@ -207,7 +213,9 @@ async def upload_photo() -> ResponseReturnValue:
         await accounts.set_avatar(ctx(), me.id, data)
     except SteelyardError as exc:
         return (
-            await render_template("settings_profile.html", person=me, error=exc.message),
+            await render_template(
+                "settings_profile.html", person=me, error=exc.message, error_field="photo"
+            ),
             exc.status,
         )
     await flash("Your photo was updated.", "success")

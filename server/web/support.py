@@ -12,6 +12,9 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar, cast
 
+from jinja2 import pass_context
+from jinja2.runtime import Context as JinjaContext
+from markupsafe import Markup
 from quart import current_app, g, redirect, request, session, url_for
 from quart.typing import ResponseReturnValue
 
@@ -216,6 +219,19 @@ def unread_count() -> int:
     return cast(int, g.get("unread", 0))
 
 
+@pass_context
+def invalid(context: JinjaContext, field: str, described_by: str = "") -> Markup:
+    """A form field's ``aria-describedby`` (its help text's id, *described_by*), and when the
+    error shown on the page is about this field (``error_field`` in the page's context), the
+    field marked invalid and described by the error message first."""
+    if context.get("error_field") == field:
+        ids = f"form-error {described_by}".strip()
+        return Markup(' aria-invalid="true" aria-describedby="{}"').format(ids)
+    if described_by:
+        return Markup(' aria-describedby="{}"').format(described_by)
+    return Markup("")
+
+
 def template_globals() -> dict[str, Any]:
     return {
         "csrf_token": csrf_token,
@@ -223,4 +239,5 @@ def template_globals() -> dict[str, Any]:
         "account": account,
         "card_context": card_context,
         "unread_count": unread_count,
+        "invalid": invalid,
     }

@@ -369,3 +369,15 @@ async def test_inbound_activities_that_failed_to_apply_are_listed(
     assert body.count('data-inbound="retrying"') == 1
     assert "RuntimeError: table posts is &lt;b&gt;locked&lt;/b&gt;" in body
     assert "activities/1&lt;script&gt;" in body and "<script>" not in body.split("<main")[1]
+
+
+async def test_a_refused_host_is_the_field_marked_invalid(app: Quart, people: People) -> None:
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    refused = await post_form(
+        client, PAGE, {"host": "https://x.example/path", "relation": "partner"}, token_from=PAGE
+    )
+    page = await refused.get_data(as_text=True)
+    assert refused.status_code == 400
+    assert re.search(r'name="host"[^>]*aria-invalid="true" aria-describedby="form-error ', page)
+    assert page.count('aria-invalid="true"') == 1

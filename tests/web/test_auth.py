@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from quart import Quart
@@ -188,3 +189,40 @@ async def test_admin_pages_are_for_admins(app: Quart, people: People) -> None:
     assert made.status_code == 303
     listing = await (await admin.get("/admin/users")).get_data(as_text=True)
     assert "frank" in listing and "One-time password" in listing
+
+
+async def test_the_field_at_fault_is_marked_for_screen_readers(app: Quart, people: People) -> None:
+    """The error names its field: that field is aria-invalid and described by the message,
+    which takes the focus; the other fields are left as they were."""
+    client = app.test_client()
+    await login(client, "carol", PASSWORD)
+    weak = await post_form(
+        client,
+        "/settings/password",
+        {"current_password": PASSWORD, "new_password": "short", "confirm_password": "short"},
+    )
+    page = await weak.get_data(as_text=True)
+    assert weak.status_code == 400
+    assert 'id="form-error" tabindex="-1" autofocus' in page
+    assert re.search(
+        r'name="new_password"[^>]*aria-invalid="true" aria-describedby="form-error pw-help"', page
+    )
+    assert page.count('aria-invalid="true"') == 1
+    wrong = await post_form(
+        client,
+        "/settings/password",
+        {
+            "current_password": "not it at all",
+            "new_password": "x" * 12,
+            "confirm_password": "x" * 12,
+        },
+    )
+    page = await wrong.get_data(as_text=True)
+    assert re.search(r'name="current_password"[^>]*aria-invalid="true"', page)
+    assert re.search(r'name="new_password"[^>]*aria-describedby="pw-help">', page)
+
+    admin = app.test_client()
+    await login(admin, "alice", PASSWORD)
+    taken = await post_form(admin, "/admin/users", {"username": "bob"}, token_from="/admin/users")
+    assert taken.status_code == 409
+    assert re.search(r'name="username"[^>]*aria-invalid="true"', await taken.get_data(as_text=True))
