@@ -191,12 +191,20 @@ async def publish_post(ctx: Context, author: Actor, draft: Draft) -> Post:
     return post
 
 
+def reply_visibilities(parent: Visibility) -> list[Visibility]:
+    """What a reply to a post of *parent* visibility may be: never readable by anyone who
+    could not read the parent's audience. Internal is every colleague, so it is wider than a
+    Followers post's audience, not narrower."""
+    if parent is Visibility.PUBLIC:
+        return list(Visibility)
+    if parent is Visibility.FOLLOWERS:
+        return [Visibility.FOLLOWERS, Visibility.DIRECT]
+    return [parent]  # Internal stays Internal, Direct stays Direct
+
+
 def _reply_visibility(parent: Visibility, chosen: Visibility) -> Visibility:
-    if parent in (Visibility.INTERNAL, Visibility.DIRECT):
-        return parent
-    if parent is Visibility.FOLLOWERS and chosen is Visibility.PUBLIC:
-        return Visibility.FOLLOWERS
-    return chosen
+    allowed = reply_visibilities(parent)
+    return chosen if chosen in allowed else allowed[0]
 
 
 async def _announce(ctx: Context, post: Post, recipients: Iterable[int]) -> None:

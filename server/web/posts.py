@@ -42,7 +42,10 @@ async def thread(post_id: str) -> ResponseReturnValue:
     post = await _visible_post(post_id)
     thread_posts = await ctx().db.read(posts.select_thread, post.thread_root_id, viewer_id())
     return await render_template(
-        "thread.html", post=post, thread=thread_posts, visibilities=list(Visibility)
+        "thread.html",
+        post=post,
+        thread=thread_posts,
+        visibilities=posting.reply_visibilities(post.visibility),
     )
 
 

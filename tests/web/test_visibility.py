@@ -122,6 +122,27 @@ async def test_cannot_reply_to_or_like_invisible_posts(
         await posting.like_post(ctx, people.bob, setup[Visibility.DIRECT], like=True)
 
 
+@pytest.mark.parametrize("chosen", list(Visibility))
+async def test_a_reply_to_a_followers_post_is_never_wider(
+    app: Quart, people: People, setup: dict[Visibility, int], chosen: Visibility
+) -> None:
+    """Internal is every colleague: wider than the followers who could read the parent."""
+    ctx = context_of(app)
+    reply = await posting.publish_post(
+        ctx,
+        people.bob,
+        posting.Draft("quoting: secret-followers", chosen, in_reply_to=setup[Visibility.FOLLOWERS]),
+    )
+    assert reply.visibility in (Visibility.FOLLOWERS, Visibility.DIRECT)
+    carol = await _client(app, "carol")  # follows neither alice nor bob
+    assert (await carol.get(f"/posts/{reply.id}")).status_code == 404
+    # and the reply form offers only what the server would keep
+    page = await (await _client(app, "bob")).get(f"/posts/{setup[Visibility.FOLLOWERS]}")
+    offered = await page.get_data(as_text=True)
+    assert 'value="internal"' not in offered and 'value="public"' not in offered
+    assert 'value="followers" selected' in offered
+
+
 async def test_reply_to_direct_stays_direct_with_same_people(
     app: Quart, people: People, setup: dict[Visibility, int]
 ) -> None:
