@@ -37,6 +37,9 @@ class Config:
     synchronous: str = "FULL"
     max_upload_bytes: int = 5 * 1024 * 1024
     max_form_bytes: int = 256 * 1024
+    # Reverse proxies in front that each append the client's address to X-Forwarded-For; 0
+    # (the default) trusts no such header, since anyone can send one.
+    proxy_hops: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -133,6 +136,7 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
         "name": section.get("name", "Steelyard"),
         "bind": os.environ.get("STEELYARD_BIND", server.get("bind", "127.0.0.1:8000")),
         "synchronous": server.get("synchronous", "FULL"),
+        "proxy_hops": server.get("proxy_hops", 0),
         "workers": server.get("workers", 1),
         # Start an applier process when the inbox backs up (server/applier.py).
         "applier": bool(server.get("applier", True)),
@@ -145,7 +149,10 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
     synchronous = str(values["synchronous"]).upper()
     if synchronous not in ("FULL", "NORMAL", "EXTRA"):
         raise InstanceError(f"{config_file}: synchronous must be FULL, EXTRA or NORMAL.")
-    known = {"url", "name", "bind", "synchronous"}
+    hops = values["proxy_hops"]
+    if not isinstance(hops, int) or isinstance(hops, bool) or not 0 <= hops <= 5:
+        raise InstanceError(f"{config_file}: proxy_hops must be a whole number from 0 to 5.")
+    known = {"url", "name", "bind", "synchronous", "proxy_hops"}
     return Config(
         instance_path=instance_path,
         url=url,
@@ -153,6 +160,7 @@ def load_config(instance_path: Path, overrides: Mapping[str, Any] | None = None)
         secret_key=secret_key,
         bind=str(values["bind"]),
         synchronous=synchronous,
+        proxy_hops=hops,
         extra={k: v for k, v in values.items() if k not in known},
     )
 

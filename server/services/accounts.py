@@ -44,8 +44,11 @@ RESERVED = frozenset(
         "root",
     }
 )
-# Sign-in throttle: after this many failures in the window, refuse until it passes.
+# Sign-in throttle: after this many failures in the window, refuse until it passes. Per
+# account it is tight; per client address it is looser, because people behind one NAT or an
+# unconfigured reverse proxy share an address (README: [server] proxy_hops).
 MAX_FAILURES = 5
+MAX_CLIENT_FAILURES = 30
 FAILURE_WINDOW_MS = 15 * 60 * 1000
 
 PROFILE_LIMITS = {
@@ -144,15 +147,26 @@ async def authenticate(ctx: Context, username: str, password: str, client: str) 
     The same message for unknown users, wrong passwords and deactivated accounts, and the
     same time spent, so the form does not tell which usernames exist.
     """
-    keys = [f"user:{username.strip().lower()[:64]}", f"client:{client[:64]}"]
+    user_key = f"user:{username.strip().lower()[:64]}"
+    client_key = f"client:{client[:64]}"
+    limits = ((user_key, MAX_FAILURES), (client_key, MAX_CLIENT_FAILURES))
     now = ctx.clock.now_ms()
-    for key in keys:
-        found = await ctx.db.read(users.select_login_failures, key)
-        if found and found[0] >= MAX_FAILURES and found[1] >= now - FAILURE_WINDOW_MS:
-            wait_min = max(1, (found[1] + FAILURE_WINDOW_MS - now) // 60000)
-            raise TooManyRequests(
-                f"Too many failed sign-ins. Try again in about {wait_min} minutes."
-            )
+
+    def reserve(conn: sqlite3.Connection) -> int | None:
+        """Count this attempt as a failure before the password is checked, in the same
+        transaction as the check of the limit: concurrent guesses cannot all slip in while
+        each other's scrypt runs. Returns the minutes to wait when refused."""
+        for key, limit in limits:
+            found = users.select_login_failures(conn, key)
+            if found and found[0] >= limit and found[1] >= now - FAILURE_WINDOW_MS:
+                return max(1, (found[1] + FAILURE_WINDOW_MS - now) // 60000)
+        for key, _ in limits:
+            users.record_login_failure(conn, key, now, FAILURE_WINDOW_MS)
+        return None
+
+    wait_min = await ctx.db.write(reserve)
+    if wait_min is not None:
+        raise TooManyRequests(f"Too many failed sign-ins. Try again in about {wait_min} minutes.")
     creds = await ctx.db.read(users.select_credentials, username.strip())
     if creds is None:
         await asyncio.to_thread(passwords.dummy_verify, password)
@@ -161,16 +175,11 @@ async def authenticate(ctx: Context, username: str, password: str, client: str) 
         matches = await asyncio.to_thread(passwords.verify_password, password, creds.password_hash)
         ok = matches and creds.account.is_active
     if not ok or creds is None:
-
-        def fail(conn: sqlite3.Connection) -> None:
-            for key in keys:
-                users.record_login_failure(conn, key, now, FAILURE_WINDOW_MS)
-
-        await ctx.db.write(fail)
-        raise InvalidInput("Wrong username or password.")
+        raise InvalidInput("Wrong username or password.")  # counted already, by reserve()
 
     def succeed(conn: sqlite3.Connection) -> None:
-        users.clear_login_failures(conn, keys[0])
+        users.clear_login_failures(conn, user_key)
+        users.forgive_login_failure(conn, client_key)  # this attempt did not fail
 
     await ctx.db.write(succeed)
     return creds.account

@@ -285,6 +285,11 @@ def clear_login_failures(conn: sqlite3.Connection, key: str) -> None:
     conn.execute("DELETE FROM login_failures WHERE key = ?", (key,))
 
 
+def forgive_login_failure(conn: sqlite3.Connection, key: str) -> None:
+    """Take back one counted failure (an attempt counted in advance that succeeded)."""
+    conn.execute("UPDATE login_failures SET failures = max(failures - 1, 0) WHERE key = ?", (key,))
+
+
 def insert_audit(
     conn: sqlite3.Connection, *, actor_id: int | None, action: str, detail: str, now_ms: int
 ) -> None:

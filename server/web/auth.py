@@ -9,6 +9,7 @@ from server.errors import SteelyardError
 from server.services import accounts
 from server.storage import users
 from server.web.support import (
+    client_address,
     ctx,
     login_required,
     render_template,
@@ -34,7 +35,7 @@ async def login_post() -> ResponseReturnValue:
     next_url = safe_next(form.get("next"))
     try:
         account = await accounts.authenticate(
-            ctx(), username, form.get("password", "")[:1024], request.remote_addr or "?"
+            ctx(), username, form.get("password", "")[:1024], client_address()
         )
     except SteelyardError as exc:
         return (

@@ -8,7 +8,7 @@ import re
 from quart import Blueprint, flash, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 
-from server.domain import Post, Visibility
+from server.domain import Post
 from server.errors import Forbidden, NotFound, SteelyardError
 from server.services import posting
 from server.storage import posts

@@ -7,6 +7,7 @@ ends the session at once.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from collections.abc import Awaitable, Callable
 from functools import wraps
@@ -138,6 +139,23 @@ def parse_id(value: str) -> int:
     if not value.isdigit() or len(value) > 20:
         raise NotFound("No such page.")
     return int(value)
+
+
+def client_address() -> str:
+    """The client's IP address: the peer's, or behind ``proxy_hops`` trusted reverse proxies
+    the address the outermost of them saw (X-Forwarded-For, counted from the right: entries
+    further left are whatever the client chose to send)."""
+    peer = request.remote_addr or "?"
+    hops = ctx().config.proxy_hops
+    if hops == 0:
+        return peer
+    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",")]
+    if len(forwarded) < hops:
+        return peer
+    try:
+        return str(ipaddress.ip_address(forwarded[-hops]))
+    except ValueError:
+        return peer
 
 
 def safe_next(target: str | None, default: str = "/") -> str:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
+import pytest
 from quart import Quart
 
 from server.app import create_app
+from server.errors import InvalidInput, SteelyardError, TooManyRequests
 from server.services import accounts
+from server.web.support import client_address
 from tests.conftest import PASSWORD, People, context_of, make_instance
 from tests.support.web import csrf_of, login, post_form
 
@@ -55,6 +59,62 @@ async def test_failed_sign_ins_are_throttled(app: Quart, people: People) -> None
     )
     assert blocked.status_code == 429
     assert "Too many failed sign-ins" in await blocked.get_data(as_text=True)
+
+
+async def test_concurrent_guesses_are_counted_before_they_are_checked(
+    app: Quart, people: People
+) -> None:
+    """Each attempt is counted in the same transaction that checks the limit, so guesses
+    sent at once cannot all reach the password check while each other's scrypt runs."""
+    ctx = context_of(app)
+
+    async def guess(n: int) -> str:
+        try:
+            await accounts.authenticate(ctx, "bob", f"guess number {n}", "192.0.2.7")
+        except SteelyardError as exc:
+            return type(exc).__name__
+        return "signed in"
+
+    outcomes = await asyncio.gather(*(guess(n) for n in range(20)))
+
+    assert outcomes.count("InvalidInput") == accounts.MAX_FAILURES
+    assert outcomes.count("TooManyRequests") == 20 - accounts.MAX_FAILURES
+
+
+async def test_one_persons_failures_do_not_lock_out_colleagues_on_the_same_address(
+    app: Quart, people: People
+) -> None:
+    """Behind one NAT or proxy everyone shares an address: its own limit is looser."""
+    ctx = context_of(app)
+    for n in range(accounts.MAX_FAILURES):
+        with pytest.raises(InvalidInput):
+            await accounts.authenticate(ctx, "bob", f"typo {n}", "192.0.2.8")
+    signed_in = await accounts.authenticate(ctx, "carol", PASSWORD, "192.0.2.8")
+    assert signed_in.actor_id == people.carol.id
+    # ... but an address that keeps failing, across usernames, is stopped too.
+    for n in range(accounts.MAX_CLIENT_FAILURES - accounts.MAX_FAILURES):
+        with pytest.raises(InvalidInput):
+            await accounts.authenticate(ctx, f"nobody{n}", "whatever it is", "192.0.2.8")
+    with pytest.raises(TooManyRequests):
+        await accounts.authenticate(ctx, "alice", PASSWORD, "192.0.2.8")
+
+
+async def test_the_client_address_comes_from_trusted_proxies_only(tmp_path: Path) -> None:
+    """X-Forwarded-For is believed only as far as proxy_hops says: its leftmost entries are
+    whatever the client wrote."""
+    for hops, expected in ((0, "<peer>"), (1, "198.51.100.9"), (2, "203.0.113.5")):
+        instance = make_instance(tmp_path / f"hops{hops}")
+        app = create_app(instance, overrides={"proxy_hops": hops})
+        async with (
+            app.test_app(),
+            app.test_request_context(
+                "/login", headers={"X-Forwarded-For": "203.0.113.5, 198.51.100.9"}
+            ),
+        ):
+            from quart import request
+
+            peer = request.remote_addr or "?"
+            assert client_address() == (peer if expected == "<peer>" else expected)
 
 
 async def test_login_without_or_with_wrong_csrf_is_refused(app: Quart, people: People) -> None:
