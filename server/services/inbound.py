@@ -108,7 +108,7 @@ async def on_follow(ctx: Context, activity: Activity, actor: Actor) -> None:
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> bool:
-        if fed.is_tombstoned(conn, activity.id):
+        if fed.is_tombstoned(conn, activity.id, actor.id):
             return False
         existing = follows.select_follow_state(conn, actor.id, target.id)
         if existing is None:
@@ -202,7 +202,7 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
                 if follows.delete_follow(conn, actor.id, target.id):
                     return True
                 if remember is not None:
-                    fed.insert_tombstone(conn, remember, now)
+                    fed.insert_tombstone(conn, remember, actor.id, now)
                 return False
 
             if not await ctx.db.write(unfollow):
@@ -219,7 +219,7 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
     def tx(conn: sqlite3.Connection) -> tuple[bool, int | None]:
         undone = undo(conn)
         if not undone[0] and remember is not None:
-            fed.insert_tombstone(conn, remember, now)
+            fed.insert_tombstone(conn, remember, actor.id, now)
         return undone
 
     def undo(conn: sqlite3.Connection) -> tuple[bool, int | None]:
@@ -385,7 +385,9 @@ async def _store_note(
     mentioned = {p.id for p in local_people if p.uri in set(note.mentions)}
 
     def tx(conn: sqlite3.Connection) -> tuple[int, set[int]] | None:
-        if fed.is_tombstoned(conn, note.id) or posts.select_post_core_by_uri(conn, note.id):
+        if fed.is_tombstoned(conn, note.id, actor.id) or posts.select_post_core_by_uri(
+            conn, note.id
+        ):
             return None
         parent = _parent_for(conn, note.in_reply_to, actor)
         recipients = {p.id for p in local_people}
@@ -514,7 +516,7 @@ async def on_delete(ctx: Context, activity: Activity, actor: Actor) -> None:
         if core is not None and core.author_id != actor.id:
             raise Ignored("Delete by someone other than the stored author")
         # Tombstone first: a Create arriving after this Delete is never applied.
-        fed.insert_tombstone(conn, object_id, now)
+        fed.insert_tombstone(conn, object_id, actor.id, now)
         if core is not None:
             posts.mark_post_deleted(conn, core.id, now)
 
@@ -567,7 +569,7 @@ async def on_like(ctx: Context, activity: Activity, actor: Actor) -> None:
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> int | None:
-        if fed.is_tombstoned(conn, activity.id):
+        if fed.is_tombstoned(conn, activity.id, actor.id):
             return None
         core = posts.select_post_core_by_uri(conn, activity.object_id or "")
         if core is None or core.deleted_at is not None or not core.is_local_author:
@@ -593,7 +595,7 @@ async def on_announce(ctx: Context, activity: Activity, actor: Actor) -> None:
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> posts.PostCore | None:
-        if fed.is_tombstoned(conn, activity.id):
+        if fed.is_tombstoned(conn, activity.id, actor.id):
             return None
         core = posts.select_post_core_by_uri(conn, object_id)
         if core is None or core.visibility != "public" or core.deleted_at is not None:

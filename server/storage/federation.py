@@ -633,12 +633,21 @@ def resend_held(conn: sqlite3.Connection, host: str | None, now_ms: int) -> int:
     ).rowcount
 
 
-def insert_tombstone(conn: sqlite3.Connection, uri: str, now_ms: int) -> None:
-    conn.execute("INSERT OR IGNORE INTO tombstones (uri, deleted_at) VALUES (?, ?)", (uri, now_ms))
+def insert_tombstone(conn: sqlite3.Connection, uri: str, actor_id: int, now_ms: int) -> None:
+    """*actor_id* deleted (or undid) *uri*: a later activity of theirs with it is ignored."""
+    conn.execute(
+        "INSERT OR IGNORE INTO tombstones (uri, actor_id, deleted_at) VALUES (?, ?, ?)",
+        (uri, actor_id, now_ms),
+    )
 
 
-def is_tombstoned(conn: sqlite3.Connection, uri: str) -> bool:
-    return conn.execute("SELECT 1 FROM tombstones WHERE uri = ?", (uri,)).fetchone() is not None
+def is_tombstoned(conn: sqlite3.Connection, uri: str, actor_id: int) -> bool:
+    """Did *actor_id* delete or undo *uri* before (0: a tombstone from before they were kept
+    per actor, which stops everyone)?"""
+    row = conn.execute(
+        "SELECT 1 FROM tombstones WHERE uri = ? AND actor_id IN (?, 0)", (uri, actor_id)
+    ).fetchone()
+    return row is not None
 
 
 # --- what outgoing activities are built from ----------------------------------------------

@@ -217,9 +217,11 @@ CREATE TABLE remote_keys (
 
 CREATE TABLE schema_migrations ( version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL);
 
-CREATE TABLE tombstones (
-    uri TEXT PRIMARY KEY,
-    deleted_at INTEGER NOT NULL
+CREATE TABLE "tombstones" (
+    uri TEXT NOT NULL,
+    actor_id INTEGER NOT NULL,
+    deleted_at INTEGER NOT NULL,
+    PRIMARY KEY (uri, actor_id)
 ) WITHOUT ROWID;
 
 CREATE INDEX actors_followers_url ON actors (followers_url) WHERE followers_url IS NOT NULL;

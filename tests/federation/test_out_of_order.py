@@ -75,3 +75,27 @@ async def test_an_undo_remembers_only_ids_on_its_senders_own_origin(trio: Trio) 
     )
     assert remembered == 0
     assert await _count(trio.alpha, "SELECT count(*) FROM tombstones") == 1
+
+
+async def test_one_actor_cannot_block_another_actors_future_activities(trio: Trio) -> None:
+    """A tombstone stops only the actor who left it: mallory, on carol's own server, naming
+    carol's future ids in a Delete or an Undo changes nothing for carol."""
+    alice = await trio.alpha.user("alice")
+    post = await posting.publish_post(
+        trio.alpha.ctx, alice, posting.Draft("Open for comments", Visibility.PUBLIC)
+    )
+    carol = await Forger.of(trio.beta, await trio.beta.user("carol"))
+    mallory = await Forger.of(trio.beta, await trio.beta.user("mallory"))
+    like = carol.activity("Like", post.uri)
+    follow = carol.activity("Follow", alice.uri)
+    note = carol.note("Carol's own words", to=[AS_PUBLIC])
+
+    await _send(trio, mallory, mallory.activity("Undo", like["id"]))
+    await _send(trio, mallory, mallory.activity("Undo", {"id": follow["id"], "type": "Follow"}))
+    await _send(trio, mallory, mallory.activity("Delete", note["id"]))
+    for activity in (like, follow, carol.activity("Create", note)):
+        await _send(trio, carol, activity)
+
+    assert await _count(trio.alpha, "SELECT count(*) FROM likes") == 1
+    assert await _count(trio.alpha, "SELECT count(*) FROM follows") == 1
+    assert await _count(trio.alpha, "SELECT count(*) FROM posts WHERE uri = ?", note["id"]) == 1

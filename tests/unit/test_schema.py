@@ -443,6 +443,38 @@ def test_rebuilding_notifications_keeps_every_row(
     assert "notifications_unread" in " ".join(str(r[3]) for r in plan)
 
 
+def test_tombstones_keep_their_author_when_kept_per_actor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0011: a tombstone of a known post belongs to its author; one of an unknown
+    object (its author never seen) keeps stopping everyone (0)."""
+    real = migrate.available_migrations()
+    monkeypatch.setattr(
+        migrate, "available_migrations", lambda: [m for m in real if m.version < 11]
+    )
+    conn = _fresh(tmp_path)
+    conn.execute(
+        "INSERT INTO actors (id, uri, is_local, username, host, created_at, updated_at)"
+        " VALUES (5, 'https://p.example/users/pat', 0, 'pat', 'p.example', 1, 1)"
+    )
+    conn.execute(
+        "INSERT INTO posts (id, uri, author_id, visibility, content_html, created_at,"
+        " thread_root_id, deleted_at) VALUES (3, 'https://p.example/notes/3', 5, 'public',"
+        " '', 1, 3, 2)"
+    )
+    conn.execute(
+        "INSERT INTO tombstones (uri, deleted_at) VALUES ('https://p.example/notes/3', 2),"
+        " ('https://p.example/notes/4', 3)"
+    )
+    monkeypatch.setattr(migrate, "available_migrations", lambda: real)
+    migrate.migrate(conn, backups_dir=tmp_path / "backups", now_ms=4)
+    rows = conn.execute("SELECT uri, actor_id, deleted_at FROM tombstones ORDER BY uri")
+    assert [tuple(r) for r in rows] == [
+        ("https://p.example/notes/3", 5, 2),
+        ("https://p.example/notes/4", 0, 3),
+    ]
+
+
 async def test_other_processes_wait_for_a_long_migration_and_not_for_nobody(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
