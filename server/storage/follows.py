@@ -153,14 +153,23 @@ def select_follow_by_uri(conn: sqlite3.Connection, uri: str) -> tuple[int, int, 
 
 
 def select_follower_uris(
-    conn: sqlite3.Connection, actor_id: int, *, before: int | None, limit: int, followers: bool
+    conn: sqlite3.Connection,
+    actor_id: int,
+    *,
+    host: str,
+    before: int | None,
+    limit: int,
+    followers: bool,
 ) -> tuple[list[str], int | None]:
-    """Actor ids (URIs) of accepted followers (or followees), newest first, with a cursor."""
+    """Actor ids (URIs) of accepted followers (or followees) on *host* only, newest first,
+    with a cursor: a partner learns who of its own people follow ours (what it needs to keep
+    its side in sync), never our colleagues' or other partners' connections."""
     mine, other = ("followee_id", "follower_id") if followers else ("follower_id", "followee_id")
     rows = conn.execute(
         f"SELECT f.id, a.uri FROM follows f JOIN actors a ON a.id = f.{other}"
-        f" WHERE f.{mine} = ? AND f.state = 'accepted' AND f.id < ? ORDER BY f.id DESC LIMIT ?",
-        (actor_id, before or 2**62, limit + 1),
+        f" WHERE f.{mine} = ? AND f.state = 'accepted' AND f.id < ? AND a.is_local = 0"
+        " AND a.host = ? AND a.deleted_at IS NULL ORDER BY f.id DESC LIMIT ?",
+        (actor_id, before or 2**62, host, limit + 1),
     ).fetchall()
     uris = [str(r[1]) for r in rows[:limit]]
     return uris, (int(rows[limit - 1][0]) if len(rows) > limit else None)

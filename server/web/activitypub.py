@@ -70,6 +70,10 @@ async def _signed_requester() -> VerifiedRequester | Response:
     )
     if isinstance(result, InboxResult):
         return _refusal(result.status, result.reason)
+    signer = await ctx().db.read(users.select_actor_by_uri, result.actor_uri)
+    if signer is not None and signer.deleted_at is not None:
+        # Its server said Delete{Person}: its keys no longer open anything here.
+        return _refusal(401, "the signing actor was deleted")
     return result
 
 
@@ -238,6 +242,7 @@ async def _collection(username: str, kind: str) -> ResponseReturnValue:
         items, cursor = await c.db.read(
             follows.select_follower_uris,
             person.id,
+            host=requester.host,
             before=before,
             limit=PAGE,
             followers=kind == "followers",

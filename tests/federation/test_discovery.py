@@ -9,7 +9,8 @@ from typing import Any
 from federation.types import AS_ACCEPT
 from server.domain import Visibility
 from server.errors import InvalidInput
-from server.services import accounts, posting, remote
+from server.services import accounts, following, posting, remote
+from server.storage import federation as fed
 from tests.federation.conftest import Trio
 from tests.federation.support import (
     cast,
@@ -303,3 +304,43 @@ async def test_outbox_lists_public_posts_only(trio: Trio) -> None:
     assert "Public one" in body
     for hidden in ("Followers one", "Internal one", "Direct one"):
         assert hidden not in body
+
+
+async def test_follower_lists_show_a_partner_only_its_own_people(trio: Trio) -> None:
+    """Who of our colleagues follows whom, and who at other partners does, is not a
+    partner's business: it sees the totals and its own people."""
+    people = await cast(trio)
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    await follow_across(net, beta, people.bob, "alice@alpha.example")
+    await following.follow(alpha.ctx, people.carol, people.alice.id)
+    await following.follow(alpha.ctx, people.alice, people.carol.id)
+    key_id, pem = await instance_key(beta)
+
+    async def items(path: str) -> tuple[int, list[str]]:
+        _, root, _ = await signed_get(alpha, path, key_id=key_id, private_key_pem=pem)
+        _, page, _ = await signed_get(
+            alpha, f"{path}?page=true", key_id=key_id, private_key_pem=pem
+        )
+        return root["totalItems"], page["orderedItems"]
+
+    assert await items("/users/alice/followers") == (2, [people.bob.uri])
+    assert await items("/users/alice/following") == (1, [])
+
+
+async def test_a_deleted_actors_signature_opens_nothing(trio: Trio) -> None:
+    """After its server sent Delete{Person}, the actor's still-cached key reads nothing."""
+    people = await cast(trio)
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    await follow_across(net, beta, people.bob, "alice@alpha.example")
+    post = await posting.publish_post(
+        alpha.ctx, people.alice, posting.Draft("Followers news", Visibility.FOLLOWERS)
+    )
+    key_id, pem = await person_key(beta, people.bob)
+    path = f"/users/alice/notes/{post.id}"
+    assert (await signed_get(alpha, path, key_id=key_id, private_key_pem=pem))[0] == 200
+    bob_on_alpha = await remote.find_person(alpha.ctx, "bob@beta.example")
+
+    await alpha.ctx.db.write(fed.mark_actor_deleted, bob_on_alpha.id, alpha.ctx.clock.now_ms())
+
+    status, _, _ = await signed_get(alpha, path, key_id=key_id, private_key_pem=pem)
+    assert status == 401
