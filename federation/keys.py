@@ -17,6 +17,10 @@ Invariants:
 - The network is asked about one key id at most once per ``refetch_cooldown_ms`` (concurrent
   callers share one fetch): a flood of bad signatures cannot make us refetch each time.
   Inside the cool-off a refresh returns the stored key, or fails with kind ``cooldown``.
+- Fetches to one host are also budgeted (``host_budget`` at once, then one per
+  ``host_refill_ms``), whatever the key ids: anyone can write a Signature header, so without
+  a budget a stream of unsigned requests naming ever new paths on a partner would make us
+  send it signed GETs of the sender's choosing. Over budget fails with kind ``cooldown``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from federation.fetch import Fetcher, FetchError
-from federation.hosts import same_origin
+from federation.hosts import host_of_url, same_origin
 from federation.ports import KeyStore, KnownKey
 from federation.signatures import KeyCache
 from federation.types import RemoteActor
@@ -67,6 +71,8 @@ class KeyResolver:
         refetch_cooldown_ms: int = 300_000,
         *,
         keys: KeyCache | None = None,
+        host_budget: int = 30,
+        host_refill_ms: int = 2_000,
     ) -> None:
         self._fetcher = fetcher
         self._store = store
@@ -75,6 +81,10 @@ class KeyResolver:
         self._keys = keys if keys is not None else KeyCache()
         self._last_fetch: OrderedDict[str, int] = OrderedDict()
         self._inflight: dict[str, asyncio.Future[Resolved]] = {}
+        self._host_budget = host_budget
+        self._host_refill_ms = host_refill_ms
+        # host -> (fetches left, when that was counted): a token bucket per host.
+        self._host_tokens: OrderedDict[str, tuple[float, int]] = OrderedDict()
 
     async def known_key(self, key_id: str) -> KnownKey | None:
         """The stored key for exactly *key_id*, or None; never fetches."""
@@ -104,6 +114,8 @@ class KeyResolver:
             if known is not None:
                 return known, None
             raise KeyResolutionError("cooldown", "key was fetched moments ago")
+        if not self._take_host_token(key_id, now):
+            raise KeyResolutionError("cooldown", "too many key fetches for this host just now")
         self._last_fetch[key_id] = now
         self._last_fetch.move_to_end(key_id)
         while len(self._last_fetch) > _MAX_TRACKED:
@@ -112,6 +124,21 @@ class KeyResolver:
         self._inflight[key_id] = task
         task.add_done_callback(lambda done: self._finished(key_id, done))
         return await asyncio.shield(task)
+
+    def _take_host_token(self, key_id: str, now: int) -> bool:
+        try:
+            host = host_of_url(key_id)
+        except ValueError:
+            return False
+        tokens, counted_at = self._host_tokens.get(host, (float(self._host_budget), now))
+        tokens = min(float(self._host_budget), tokens + (now - counted_at) / self._host_refill_ms)
+        if tokens < 1:
+            return False
+        self._host_tokens[host] = (tokens - 1, now)
+        self._host_tokens.move_to_end(host)
+        while len(self._host_tokens) > _MAX_TRACKED:
+            self._host_tokens.popitem(last=False)
+        return True
 
     def _finished(self, key_id: str, task: asyncio.Future[Resolved]) -> None:
         if self._inflight.get(key_id) is task:

@@ -277,6 +277,26 @@ async def test_failures_are_not_retried_inside_the_cooldown(
     assert len(peer.seen) == 2
 
 
+async def test_fetches_to_one_host_are_budgeted_whatever_the_key_ids(
+    peer: Peer, fetcher: Fetcher
+) -> None:
+    """Anyone can name a keyId: ever new paths on a partner must not each become a signed
+    GET from us to that partner."""
+    clock = Clock()
+    resolver = KeyResolver(
+        fetcher, MemoryKeyStore(), clock, COOLDOWN, host_budget=3, host_refill_ms=1_000
+    )
+    for n in range(3):
+        await expect_key_error("unavailable", resolver.resolve(peer.url(f"/any/{n}#k")))
+    assert len(peer.seen) == 3
+
+    await expect_key_error("cooldown", resolver.resolve(peer.url("/any/3#k")))
+    assert len(peer.seen) == 3  # refused without asking the partner
+    clock.ms += 1_000
+    await expect_key_error("unavailable", resolver.resolve(peer.url("/any/4#k")))
+    assert len(peer.seen) == 4
+
+
 async def test_concurrent_resolutions_share_one_fetch(
     peer: Peer, setup: Setup, actor_keys: tuple[str, str]
 ) -> None:
