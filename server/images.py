@@ -40,8 +40,10 @@ _log = logging.getLogger(__name__)
 AVATAR_CONTENT_TYPE = "image/jpeg"
 AVATAR_SIZE = 400
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
-# 40 MP covers every phone camera; decoded as RGBA that is 160 MB of memory at most.
-DEFAULT_MAX_PIXELS = 40_000_000
+# 24 MP covers what phone cameras save by default (12-24 MP; their 48-200 MP modes are opt-in
+# and say "downsize first"); decoded as RGBA that is 96 MB at most, and the picture is
+# shrunk right after decoding, so no full-size copy is ever made.
+DEFAULT_MAX_PIXELS = 24_000_000
 
 _DECODERS = ("PNG", "JPEG", "GIF", "WEBP")
 _ACCEPTED_FORMATS = frozenset({*_DECODERS, "MPO"})
@@ -103,7 +105,7 @@ def _reencode(data: bytes, *, max_pixels: int, size: int) -> bytes:
             # and time for large photos.
             image.draft("RGB", (size, size))
         image.load()
-        upright = _upright(image)
+        upright = _upright(_shrunk(image, size))
         rgb = _to_rgb(upright)
         square = ImageOps.fit(rgb, (size, size), method=Image.Resampling.LANCZOS)
     # A brand-new image carries no info dictionary, so nothing from the upload can leak
@@ -113,6 +115,19 @@ def _reencode(data: bytes, *, max_pixels: int, size: int) -> bytes:
     out = io.BytesIO()
     clean.save(out, format="JPEG", quality=_JPEG_QUALITY, optimize=True)
     return out.getvalue()
+
+
+def _shrunk(image: Image.Image, size: int) -> Image.Image:
+    """The decoded picture reduced by a whole factor (a fast box filter) to no less than twice
+    the final size on its short side: the orientation, colour conversion and the final
+    high-quality resize then work on a small image, never on full-size copies."""
+    factor = min(image.size) // (2 * size)
+    if factor < 2:
+        return image
+    try:
+        return image.reduce(factor)
+    except ValueError:  # modes reduce() does not support (palette, 1-bit) are small anyway
+        return image
 
 
 def _upright(image: Image.Image) -> Image.Image:

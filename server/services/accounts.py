@@ -302,9 +302,10 @@ async def set_avatar(ctx: Context, actor_id: int, data: bytes) -> str:
     from server import images
 
     try:
-        encoded = await asyncio.to_thread(
-            images.reencode_avatar, data, max_bytes=ctx.config.max_upload_bytes
-        )
+        async with ctx.image_slots:
+            encoded = await asyncio.to_thread(
+                images.reencode_avatar, data, max_bytes=ctx.config.max_upload_bytes
+            )
     except images.ImageRejected as exc:
         raise InvalidInput(str(exc), field="photo") from None
     name = f"avatar-{actor_id}-{secrets.token_hex(8)}.jpg"

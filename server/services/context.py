@@ -6,7 +6,8 @@ Services are plain async functions taking a :class:`Context` first, like GoToSoc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from federation.urls import Urls
 from server.clock import Clock
@@ -26,3 +27,6 @@ class Context:
     live: LiveBroker
     urls: Urls
     federator: Federator
+    # Decoding an upload needs memory in proportion to its pixels (up to ~100 MB): one at a
+    # time, so a few concurrent uploads cannot exhaust the server's memory.
+    image_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))

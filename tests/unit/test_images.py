@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import time
 import zlib
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -234,8 +237,8 @@ def test_header_claiming_huge_dimensions_is_rejected() -> None:
 
 
 def test_dimensions_over_our_limit_but_under_pillows_are_rejected() -> None:
-    # 48 MP: above our 40 MP default, below Pillow's own warning threshold (~89 MP).
-    data = _png(8_000, 6_000)
+    # 30 MP: above our 24 MP default, below Pillow's own warning threshold (~89 MP).
+    data = _png(6_000, 5_000)
     started = time.monotonic()
     with pytest.raises(ImageRejected, match="dimensions are too large"):
         reencode_avatar(data)
@@ -263,3 +266,35 @@ def test_bytearray_and_memoryview_are_accepted() -> None:
     data = _encode(Image.new("RGB", (20, 20), RED), "PNG")
     _assert_clean_avatar(reencode_avatar(bytearray(data)))  # type: ignore[arg-type]
     _assert_clean_avatar(reencode_avatar(memoryview(data)))  # type: ignore[arg-type]
+
+
+_PEAK_SCRIPT = """
+import io, resource, sys
+from PIL import Image
+from server.images import reencode_avatar
+side = int(sys.argv[1])
+buf = io.BytesIO()
+Image.new("RGBA", (side, side), (10, 20, 30, 128)).save(buf, "PNG")
+data = buf.getvalue()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+reencode_avatar(data)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_a_large_small_file_costs_one_decoded_picture_of_memory() -> None:
+    """A 70 KB PNG can decode to tens of MB: after decoding, the picture is shrunk at once,
+    so the peak is that one decoded picture, not several full-size copies (a review measured
+    720 MB for one upload before)."""
+    side = 3_000  # 9 MP of RGBA: 36 MB decoded
+    decoded_kb = side * side * 4 // 1024
+    run = subprocess.run(
+        [sys.executable, "-c", _PEAK_SCRIPT, str(side)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    )
+    grown_kb = int(run.stdout.strip())
+    assert grown_kb < 1.5 * decoded_kb, (grown_kb, decoded_kb)
