@@ -152,12 +152,15 @@ def create_app(
         g.viewer = None
         g.account = None
         actor_id = session.get("uid")
-        if isinstance(actor_id, int):
-            found = await context.db.read(users.select_viewer, actor_id)
+        sid = session.get("sid")
+        if isinstance(actor_id, int) and isinstance(sid, str):
+            found = await context.db.read(users.select_viewer, actor_id, sid)
             if found and found[0].is_active and found[0].session_epoch == session.get("epoch"):
                 g.account, g.viewer, g.unread = found
             else:
                 session.clear()
+        elif actor_id is not None:
+            session.clear()  # a session from before sessions had ids: sign in again
         if request.method not in ("GET", "HEAD", "OPTIONS") and not await check_csrf():
             return await _error_page(
                 400,

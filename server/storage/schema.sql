@@ -215,6 +215,11 @@ CREATE TABLE remote_keys (
     PRIMARY KEY (key_id, public_key_pem)
 ) WITHOUT ROWID;
 
+CREATE TABLE revoked_sessions (
+    sid TEXT PRIMARY KEY,
+    revoked_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
 CREATE TABLE schema_migrations ( version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL);
 
 CREATE TABLE "tombstones" (

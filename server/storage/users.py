@@ -285,6 +285,25 @@ def clear_login_failures(conn: sqlite3.Connection, key: str) -> None:
     conn.execute("DELETE FROM login_failures WHERE key = ?", (key,))
 
 
+def session_is_valid(conn: sqlite3.Connection, actor_id: int, sid: str, epoch: int) -> bool:
+    """Is this session still signed in: not signed out, the account active, and its password
+    (epoch) unchanged since?"""
+    row = conn.execute(
+        "SELECT 1 FROM accounts WHERE actor_id = ? AND is_active = 1 AND session_epoch = ?"
+        " AND NOT EXISTS (SELECT 1 FROM revoked_sessions WHERE sid = ?)",
+        (actor_id, epoch, sid),
+    ).fetchone()
+    return row is not None
+
+
+def revoke_session(conn: sqlite3.Connection, sid: str, now_ms: int, lifetime_ms: int) -> None:
+    """Sign out session *sid* for good; forget revocations of sessions that expired anyway."""
+    conn.execute(
+        "INSERT OR IGNORE INTO revoked_sessions (sid, revoked_at) VALUES (?, ?)", (sid, now_ms)
+    )
+    conn.execute("DELETE FROM revoked_sessions WHERE revoked_at < ?", (now_ms - lifetime_ms,))
+
+
 def forgive_login_failure(conn: sqlite3.Connection, key: str) -> None:
     """Take back one counted failure (an attempt counted in advance that succeeded)."""
     conn.execute("UPDATE login_failures SET failures = max(failures - 1, 0) WHERE key = ?", (key,))
@@ -302,10 +321,16 @@ def insert_audit(
 UNREAD_CAP = 100  # the badge shows "99+" beyond; counting further would cost with no use
 
 
-def select_viewer(conn: sqlite3.Connection, actor_id: int) -> tuple[Account, Actor, int] | None:
+def select_viewer(
+    conn: sqlite3.Connection, actor_id: int, sid: str
+) -> tuple[Account, Actor, int] | None:
     """The signed-in person's account, actor and unread notifications (at most
     ``UNREAD_CAP``) in one read: it runs on every request, and the count is in the page so
-    the badge needs neither JavaScript nor a second request."""
+    the badge needs neither JavaScript nor a second request. None when the session *sid* was
+    signed out."""
+    revoked = conn.execute("SELECT 1 FROM revoked_sessions WHERE sid = ?", (sid,)).fetchone()
+    if revoked is not None:
+        return None
     account = select_account(conn, actor_id)
     if account is None:
         return None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, flash, redirect, request, session, url_for
+import secrets
+
+from quart import Blueprint, current_app, flash, redirect, request, session, url_for
 from quart.typing import ResponseReturnValue
 
 from server.errors import SteelyardError
@@ -48,11 +50,16 @@ async def login_post() -> ResponseReturnValue:
     session.permanent = True
     session["uid"] = account.actor_id
     session["epoch"] = account.session_epoch
+    session["sid"] = secrets.token_urlsafe(18)  # what signing out revokes (server side)
     return redirect(next_url)
 
 
 @blueprint.post("/logout")
 async def logout() -> ResponseReturnValue:
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        lifetime_ms = int(current_app.permanent_session_lifetime.total_seconds() * 1000)
+        await ctx().db.write(users.revoke_session, sid, ctx().clock.now_ms(), lifetime_ms)
     session.clear()
     return redirect(url_for("auth.login"))
 

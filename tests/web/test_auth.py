@@ -10,8 +10,9 @@ import pytest
 from quart import Quart
 
 from server.app import create_app
+from server.domain import Visibility
 from server.errors import InvalidInput, SteelyardError, TooManyRequests
-from server.services import accounts
+from server.services import accounts, following, posting
 from server.web.support import client_address
 from tests.conftest import PASSWORD, People, context_of, make_instance
 from tests.support.web import csrf_of, login, post_form
@@ -286,3 +287,55 @@ async def test_the_field_at_fault_is_marked_for_screen_readers(app: Quart, peopl
     taken = await post_form(admin, "/admin/users", {"username": "bob"}, token_from="/admin/users")
     assert taken.status_code == 409
     assert re.search(r'name="username"[^>]*aria-invalid="true"', await taken.get_data(as_text=True))
+
+
+async def test_signing_out_ends_the_session_on_the_server(app: Quart, people: People) -> None:
+    """A copy of the cookie taken before signing out (a shared computer, a proxy log) no
+    longer signs anyone in."""
+    client = app.test_client()
+    await login(client, "bob", PASSWORD)
+    stolen = app.test_client()
+    for cookie in client.cookie_jar:
+        stolen.cookie_jar.set_cookie(cookie)
+    assert (await stolen.get("/")).status_code == 200
+
+    await post_form(client, "/logout", {})
+
+    assert (await stolen.get("/")).status_code == 302
+    await login(client, "bob", PASSWORD)  # signing in again makes a new session
+    assert (await client.get("/")).status_code == 200
+
+
+@pytest.mark.parametrize("ending", ["deactivated", "signed out", "password changed"])
+async def test_an_open_live_stream_ends_with_its_session(
+    app: Quart, people: People, ending: str
+) -> None:
+    """The live stream checks its session before each event: ids of new posts stop reaching
+    a deactivated account, a signed-out session or one whose password changed."""
+    ctx = context_of(app)
+    await following.follow(ctx, people.bob, people.alice.id)  # her posts reach his stream
+    bob = app.test_client()
+    await login(bob, "bob", PASSWORD)
+    received = b""
+    async with bob.request("/live") as stream:
+        await stream.send_complete()
+        while b"event: notifications" not in received:
+            received += await asyncio.wait_for(stream.receive(), 5)
+        if ending == "deactivated":
+            await accounts.set_active(ctx, "bob", active=False, by=None)
+        elif ending == "signed out":
+            await post_form(bob, "/logout", {})
+        else:
+            await accounts.set_password(ctx, people.bob.id, "a brand new passphrase 8")
+        await posting.publish_post(
+            ctx, people.alice, posting.Draft("Plant news", Visibility.INTERNAL)
+        )
+        after = b""
+        try:
+            while True:
+                after += await asyncio.wait_for(stream.receive(), 2)
+        except Exception:  # ended, or went quiet: either way nothing more came
+            pass
+        await stream.disconnect()
+    assert b"event: post" not in after
+    assert b"event: notifications" not in after
