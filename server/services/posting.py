@@ -121,6 +121,9 @@ async def publish_post(ctx: Context, author: Actor, draft: Draft) -> Post:
             raise NotFound("No such person.")
         if wall_owner.id == author.id:
             wall_owner = None  # writing on one's own wall is just a post
+        elif wall_owner.is_local and not await ctx.db.read(users.is_active_account, wall_owner.id):
+            # Nobody could remove it: the owner cannot sign in (mentions refuse them too).
+            raise InvalidInput(f"{wall_owner.name}'s account is deactivated: the wall is closed.")
         else:
             if not wall_owner.is_local and visibility is Visibility.INTERNAL:
                 raise InvalidInput(

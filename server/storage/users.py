@@ -285,6 +285,12 @@ def clear_login_failures(conn: sqlite3.Connection, key: str) -> None:
     conn.execute("DELETE FROM login_failures WHERE key = ?", (key,))
 
 
+def is_active_account(conn: sqlite3.Connection, actor_id: int) -> bool:
+    """A local person who may sign in (False for deactivated accounts and remote people)."""
+    row = conn.execute("SELECT is_active FROM accounts WHERE actor_id = ?", (actor_id,)).fetchone()
+    return bool(row and row[0])
+
+
 def session_is_valid(conn: sqlite3.Connection, actor_id: int, sid: str, epoch: int) -> bool:
     """Is this session still signed in: not signed out, the account active, and its password
     (epoch) unchanged since?"""

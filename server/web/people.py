@@ -91,7 +91,9 @@ async def profile(handle: str) -> ResponseReturnValue:
     # A partner's wall takes posts while their server is allowed; Internal never leaves here,
     # so the composer starts at Followers there (the owner is always addressed too).
     wall_open = person.id != me.id and person.deleted_at is None
-    if not person.is_local:
+    if person.is_local:
+        wall_open = wall_open and await ctx().db.read(users.is_active_account, person.id)
+    else:
         wall_open = wall_open and await ctx().federator.allowlist.is_allowed(person.host)
     html = await render_template(
         "profile.html",

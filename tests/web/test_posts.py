@@ -326,3 +326,22 @@ async def test_the_live_stream_starts_with_the_unread_count(app: Quart, people: 
         await stream.disconnect()  # the page goes away; the stream ends
     assert received.startswith(b"retry: 3000\n\n")
     assert b"event: notifications\ndata: 1\n\n" in received
+
+
+async def test_a_deactivated_colleagues_wall_is_closed(app: Quart, people: People) -> None:
+    """Nobody could remove what is written there (the owner cannot sign in)."""
+    ctx = context_of(app)
+    from server.services import accounts
+
+    await accounts.set_active(ctx, "carol", active=False, by=None)
+    bob = await _client(app, "bob")
+    assert "Write on" not in await _page(bob, "/people/carol")
+    refused = await post_form(
+        bob, "/posts", {"text": "Hello?", "wall_owner": "carol"}, token_from="/people/bob"
+    )
+    assert refused.status_code == 303
+    assert "the wall is closed" in await _page(bob, "/")
+    kept = await ctx.db.read(
+        posts.select_profile_feed, people.carol.id, people.bob.id, before=None, limit=5
+    )
+    assert kept.items == ()
