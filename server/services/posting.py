@@ -245,6 +245,16 @@ async def edit_post(ctx: Context, editor: Actor, post_id: int, text: str) -> Pos
         new_ids = [a.id for a in mentioned if a.id in existing]
     else:
         new_ids = [a.id for a in mentioned]
+    # A mention the edit took out takes its person out of the audience (of a Direct post: out
+    # of the conversation). People addressed without a mention (the author replied to, the
+    # wall's owner) stay: only mentions of the previous version are compared.
+    _, before = await render(ctx, post.source)
+    removed = {a.id for a in before} - {a.id for a in mentioned}
+    removed -= {p.id for p in (post.wall_owner,) if p is not None}
+    if post.in_reply_to_id is not None:
+        parent = await ctx.db.read(posts.select_post_unchecked, post.in_reply_to_id)
+        if parent is not None:
+            removed.discard(parent.author.id)
     _check_internal(post.visibility, mentioned)
     now = ctx.clock.now_ms()
 
@@ -257,6 +267,7 @@ async def edit_post(ctx: Context, editor: Actor, post_id: int, text: str) -> Pos
             recipient_ids=new_ids,
             tags=rendered.hashtags,
             now_ms=now,
+            removed_ids=sorted(removed),
         )
         federating.post_in_tx(conn, ctx.urls, ctx.federator.host, post.id, "Update", now)
 

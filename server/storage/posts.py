@@ -199,8 +199,13 @@ def update_post_content(
     recipient_ids: Sequence[int],
     tags: Sequence[str],
     now_ms: int,
+    removed_ids: Sequence[int] = (),
 ) -> int:
     """Store a new version (the previous ones stay) and return its number.
+
+    *recipient_ids* are added (mentions the edit adds); *removed_ids* stop being recipients
+    (mentions the edit took out): they lose access to the post, and their notifications of it
+    go too, since a notification shows the current text.
 
     ``edited_at`` strictly increases, even for two edits within one millisecond: it is the
     ``updated`` that partners use to keep the newest version whatever the arrival order."""
@@ -218,8 +223,15 @@ def update_post_content(
         " created_at) VALUES (?, ?, ?, ?, ?, ?)",
         (post_id, version, row["visibility"], source, content_html, now_ms),
     )
-    # Mentions added by an edit become recipients; removed ones keep access to what they saw.
     _insert_recipients(conn, post_id, recipient_ids)
+    conn.executemany(
+        "DELETE FROM post_recipients WHERE post_id = ? AND actor_id = ?",
+        [(post_id, i) for i in set(removed_ids)],
+    )
+    conn.executemany(
+        "DELETE FROM notifications WHERE post_id = ? AND recipient_id = ?",
+        [(post_id, i) for i in set(removed_ids)],
+    )
     conn.execute("DELETE FROM post_tags WHERE post_id = ?", (post_id,))
     _insert_tags(conn, post_id, tags)
     return version

@@ -157,3 +157,42 @@ async def test_reply_to_direct_stays_direct_with_same_people(
     assert (await bob.get(f"/posts/{reply.id}")).status_code == 404
     alice = await _client(app, "alice")
     assert (await alice.get(f"/posts/{reply.id}")).status_code == 200
+
+
+async def test_a_mention_edited_out_of_a_direct_post_takes_its_person_out(
+    app: Quart, people: People
+) -> None:
+    """carol, edited out of a direct message, reads neither the new text nor, through her
+    notification, a snippet of it; bob, still mentioned, reads on."""
+    ctx = context_of(app)
+    post = await posting.publish_post(
+        ctx, people.alice, posting.Draft("@bob @carol draft numbers", Visibility.DIRECT)
+    )
+
+    await posting.edit_post(ctx, people.alice, post.id, "@bob only: the real numbers 42")
+
+    carol = await _client(app, "carol")
+    assert (await carol.get(f"/posts/{post.id}")).status_code == 404
+    assert (await carol.get(f"/posts/{post.id}/history")).status_code == 404
+    assert "real numbers" not in await (await carol.get("/notifications")).get_data(as_text=True)
+    bob = await _client(app, "bob")
+    assert "the real numbers 42" in await (await bob.get(f"/posts/{post.id}")).get_data(
+        as_text=True
+    )
+
+
+async def test_the_person_replied_to_stays_when_their_mention_is_edited_out(
+    app: Quart, people: People
+) -> None:
+    ctx = context_of(app)
+    parent = await posting.publish_post(
+        ctx, people.alice, posting.Draft("@bob a question", Visibility.DIRECT)
+    )
+    reply = await posting.publish_post(
+        ctx, people.bob, posting.Draft("@alice yes", Visibility.DIRECT, in_reply_to=parent.id)
+    )
+
+    await posting.edit_post(ctx, people.bob, reply.id, "yes, definitely")
+
+    alice = await _client(app, "alice")
+    assert (await alice.get(f"/posts/{reply.id}")).status_code == 200
