@@ -74,8 +74,14 @@ def post_card(
             f"{escape(post.wall_owner.name)}</a>'s wall</span>"
         )
     out.append("\n      </h3>\n      ")
+    # The handle is always shown: two people may share a name (and a title), and a look-alike
+    # should not pass for the CFO.
+    out.append(
+        f'<p class="post-title muted"><span class="post-handle">@{escape(author.handle)}</span>'
+    )
     if author.job_title:
-        out.append(f'<p class="post-title muted">{escape(author.job_title)}</p>')
+        out.append(f" · {escape(author.job_title)}")
+    out.append("</p>")
     out.append(
         '\n      <p class="post-info muted small">\n'
         f'        <a href="{thread_url}"><time datetime="{escape(iso(post.created_at))}">'

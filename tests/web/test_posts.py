@@ -345,3 +345,17 @@ async def test_a_deactivated_colleagues_wall_is_closed(app: Quart, people: Peopl
         posts.select_profile_feed, people.carol.id, people.bob.id, before=None, limit=5
     )
     assert kept.items == ()
+
+
+async def test_a_post_card_names_the_author_by_handle_too(app: Quart, people: People) -> None:
+    """Two colleagues may share a display name and a title; the handle tells them apart."""
+    ctx = context_of(app)
+    from server.services import accounts
+
+    for person in (people.alice, people.carol):
+        await accounts.update_profile(
+            ctx, person.id, {"display_name": "Alice Example", "job_title": "CFO"}, bio_source=""
+        )
+        await posting.publish_post(ctx, person, posting.Draft("Pay the invoice today"))
+    page = await _page(await _client(app, "bob"), "/people/carol")
+    assert '<span class="post-handle">@carol</span> · CFO' in page
