@@ -170,7 +170,9 @@ def insert_post(conn: sqlite3.Connection, post: NewPost) -> None:
     )
     _insert_recipients(conn, post.id, post.recipient_ids)
     _insert_tags(conn, post.id, post.tags)
-    if post.in_reply_to_id is not None:
+    if post.in_reply_to_id is not None and post.visibility is not Visibility.DIRECT:
+        # Everyone who sees the parent sees its count: a Direct reply is not counted (as on
+        # Mastodon), so a private answer does not show that it exists.
         conn.execute(
             "UPDATE posts SET reply_count = reply_count + 1 WHERE id = ?", (post.in_reply_to_id,)
         )
@@ -244,7 +246,8 @@ def mark_post_deleted(conn: sqlite3.Connection, post_id: int, now_ms: int) -> bo
     if cur.rowcount:
         conn.execute(
             "UPDATE posts SET reply_count = max(reply_count - 1, 0)"
-            " WHERE id = (SELECT in_reply_to_id FROM posts WHERE id = ?)",
+            " WHERE id = (SELECT in_reply_to_id FROM posts"
+            " WHERE id = ? AND visibility != 'direct')",
             (post_id,),
         )
     return cur.rowcount > 0

@@ -475,6 +475,47 @@ def test_tombstones_keep_their_author_when_kept_per_actor(
     ]
 
 
+def test_reply_counts_lose_their_direct_replies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0013: stored counts stop counting Direct replies (deleted ones were never
+    counted); other replies stay counted."""
+    real = migrate.available_migrations()
+    monkeypatch.setattr(
+        migrate, "available_migrations", lambda: [m for m in real if m.version < 13]
+    )
+    conn = _fresh(tmp_path)
+    conn.execute(
+        "INSERT INTO actors (id, uri, is_local, username, host, created_at, updated_at)"
+        " VALUES (5, 'https://us.example/users/pat', 1, 'pat', 'us.example', 1, 1)"
+    )
+    rows = [  # id, visibility, in reply to, deleted
+        (1, "public", None, None),
+        (2, "direct", 1, None),
+        (3, "followers", 1, None),
+        (4, "direct", 1, 9),
+        (5, "public", None, None),
+    ]
+    for post_id, visibility, parent, deleted in rows:
+        conn.execute(
+            "INSERT INTO posts (id, uri, author_id, visibility, content_html, created_at,"
+            " thread_root_id, in_reply_to_id, deleted_at) VALUES (?, ?, 5, ?, '', 1, ?, ?, ?)",
+            (
+                post_id,
+                f"https://us.example/notes/{post_id}",
+                visibility,
+                parent or post_id,
+                parent,
+                deleted,
+            ),
+        )
+    conn.execute("UPDATE posts SET reply_count = 2 WHERE id = 1")  # 2 and 3 (4 was deleted)
+    monkeypatch.setattr(migrate, "available_migrations", lambda: real)
+    migrate.migrate(conn, backups_dir=tmp_path / "backups", now_ms=4)
+    counts = dict(conn.execute("SELECT id, reply_count FROM posts WHERE id IN (1, 5)").fetchall())
+    assert counts == {1: 1, 5: 0}
+
+
 async def test_other_processes_wait_for_a_long_migration_and_not_for_nobody(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

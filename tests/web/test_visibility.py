@@ -196,3 +196,23 @@ async def test_the_person_replied_to_stays_when_their_mention_is_edited_out(
 
     alice = await _client(app, "alice")
     assert (await alice.get(f"/posts/{reply.id}")).status_code == 200
+
+
+async def test_a_direct_reply_does_not_show_in_the_reply_count(
+    app: Quart, people: People, setup: dict[Visibility, int]
+) -> None:
+    """Everyone who sees a post sees its count: a private answer must not show it exists."""
+    ctx = context_of(app)
+    public = setup[Visibility.PUBLIC]
+    await posting.publish_post(
+        ctx, people.bob, posting.Draft("just between us", Visibility.DIRECT, in_reply_to=public)
+    )
+    seen = await posting.publish_post(
+        ctx, people.bob, posting.Draft("for everyone", Visibility.PUBLIC, in_reply_to=public)
+    )
+    carol = await _client(app, "carol")
+    page = await (await carol.get(f"/posts/{public}/card")).get_data(as_text=True)
+    assert ">1 reply<" in page
+    await posting.delete_post(ctx, people.bob, seen.id)
+    page = await (await carol.get(f"/posts/{public}/card")).get_data(as_text=True)
+    assert ">0 replies<" in page
