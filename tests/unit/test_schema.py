@@ -404,14 +404,32 @@ async def test_a_busy_file_moves_the_read_to_a_thread_instead_of_failing(tmp_pat
         await db.close()
 
 
+class _Upgrade:
+    """A database as it was before migration *version*: fill it, then :meth:`run` the rest."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: int) -> None:
+        self._tmp_path = tmp_path
+        self._monkeypatch = monkeypatch
+        self._real = migrate.available_migrations()
+        older = [m for m in self._real if m.version < version]
+        monkeypatch.setattr(migrate, "available_migrations", lambda: older)
+        self.conn = _fresh(tmp_path)
+        self.conn.execute(
+            "INSERT INTO actors (id, uri, is_local, username, host, created_at, updated_at)"
+            " VALUES (5, 'https://us.example/users/pat', 1, 'pat', 'us.example', 1, 1)"
+        )
+
+    def run(self) -> None:
+        self._monkeypatch.setattr(migrate, "available_migrations", lambda: self._real)
+        migrate.migrate(self.conn, backups_dir=self._tmp_path / "backups", now_ms=4)
+
+
 def test_rebuilding_notifications_keeps_every_row(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Migration 0008 rebuilds the table to allow 'boost': ids, rows and indexes survive."""
-    real = migrate.available_migrations()
-    before = [m for m in real if m.version < 8]
-    monkeypatch.setattr(migrate, "available_migrations", lambda: before)
-    conn = _fresh(tmp_path)
+    upgrade = _Upgrade(tmp_path, monkeypatch, 8)
+    conn = upgrade.conn
     conn.execute(
         "INSERT INTO actors (id, uri, is_local, username, host, created_at, updated_at)"
         " VALUES (1, 'https://us.example/users/ann', 1, 'ann', 'us.example', 1, 1),"
@@ -426,8 +444,7 @@ def test_rebuilding_notifications_keeps_every_row(
             "INSERT INTO notifications (recipient_id, kind, actor_id, created_at)"
             " VALUES (1, 'boost', 2, 13)"
         )
-    monkeypatch.setattr(migrate, "available_migrations", lambda: real)
-    migrate.migrate(conn, backups_dir=tmp_path / "backups", now_ms=2)
+    upgrade.run()
     rows = conn.execute(
         "SELECT id, recipient_id, kind, actor_id, created_at, read_at FROM notifications"
     ).fetchall()
@@ -448,15 +465,8 @@ def test_tombstones_keep_their_author_when_kept_per_actor(
 ) -> None:
     """Migration 0011: a tombstone of a known post belongs to its author; one of an unknown
     object (its author never seen) keeps stopping everyone (0)."""
-    real = migrate.available_migrations()
-    monkeypatch.setattr(
-        migrate, "available_migrations", lambda: [m for m in real if m.version < 11]
-    )
-    conn = _fresh(tmp_path)
-    conn.execute(
-        "INSERT INTO actors (id, uri, is_local, username, host, created_at, updated_at)"
-        " VALUES (5, 'https://p.example/users/pat', 0, 'pat', 'p.example', 1, 1)"
-    )
+    upgrade = _Upgrade(tmp_path, monkeypatch, 11)
+    conn = upgrade.conn
     conn.execute(
         "INSERT INTO posts (id, uri, author_id, visibility, content_html, created_at,"
         " thread_root_id, deleted_at) VALUES (3, 'https://p.example/notes/3', 5, 'public',"
@@ -466,8 +476,7 @@ def test_tombstones_keep_their_author_when_kept_per_actor(
         "INSERT INTO tombstones (uri, deleted_at) VALUES ('https://p.example/notes/3', 2),"
         " ('https://p.example/notes/4', 3)"
     )
-    monkeypatch.setattr(migrate, "available_migrations", lambda: real)
-    migrate.migrate(conn, backups_dir=tmp_path / "backups", now_ms=4)
+    upgrade.run()
     rows = conn.execute("SELECT uri, actor_id, deleted_at FROM tombstones ORDER BY uri")
     assert [tuple(r) for r in rows] == [
         ("https://p.example/notes/3", 5, 2),
@@ -480,15 +489,8 @@ def test_reply_counts_lose_their_direct_replies(
 ) -> None:
     """Migration 0013: stored counts stop counting Direct replies (deleted ones were never
     counted); other replies stay counted."""
-    real = migrate.available_migrations()
-    monkeypatch.setattr(
-        migrate, "available_migrations", lambda: [m for m in real if m.version < 13]
-    )
-    conn = _fresh(tmp_path)
-    conn.execute(
-        "INSERT INTO actors (id, uri, is_local, username, host, created_at, updated_at)"
-        " VALUES (5, 'https://us.example/users/pat', 1, 'pat', 'us.example', 1, 1)"
-    )
+    upgrade = _Upgrade(tmp_path, monkeypatch, 13)
+    conn = upgrade.conn
     rows = [  # id, visibility, in reply to, deleted
         (1, "public", None, None),
         (2, "direct", 1, None),
@@ -510,8 +512,7 @@ def test_reply_counts_lose_their_direct_replies(
             ),
         )
     conn.execute("UPDATE posts SET reply_count = 2 WHERE id = 1")  # 2 and 3 (4 was deleted)
-    monkeypatch.setattr(migrate, "available_migrations", lambda: real)
-    migrate.migrate(conn, backups_dir=tmp_path / "backups", now_ms=4)
+    upgrade.run()
     counts = dict(conn.execute("SELECT id, reply_count FROM posts WHERE id IN (1, 5)").fetchall())
     assert counts == {1: 1, 5: 0}
 
