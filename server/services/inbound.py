@@ -45,6 +45,7 @@ class Ignored(Exception):
 
 
 _UNDONE_FIRST = "its Undo arrived first"
+EMOJI_REACTIONS = ("EmojiReact", "http://litepub.social/ns#EmojiReact")
 
 
 async def handle(ctx: Context, item: StoredInbound) -> None:
@@ -209,7 +210,9 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
                 raise Ignored("Undo of a Follow not (yet) received; remembered")
             await push_unread_counts(ctx, [target.id])  # its notification went too
             return
-    if kind not in (None, "Follow", "Like", "Announce"):
+    if kind in EMOJI_REACTIONS:
+        kind = "EmojiReact"  # counted as a like (on_like); undone by its own id only
+    if kind not in (None, "Follow", "Like", "EmojiReact", "Announce"):
         raise Ignored(f"Undo of {kind!r} is not supported")
     if inner_id is None:
         raise Ignored("Undo without the id of what it undoes")
@@ -230,7 +233,7 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
             found = follows.select_follow_by_uri(conn, inner_id)
             if found is not None and found[0] == actor.id:
                 return follows.delete_follow(conn, found[0], found[1]), found[1]
-        if kind in (None, "Like"):
+        if kind in (None, "Like", "EmojiReact"):
             post_id = posts.delete_like_by_uri(conn, actor.id, inner_id)
             if post_id is not None:
                 return True, posts.select_author_id(conn, post_id)
@@ -648,6 +651,9 @@ HANDLERS: dict[str, Handler] = {
     "Update": on_update,
     "Delete": on_delete,
     "Like": on_like,
+    # Pleroma's and Akkoma's emoji reactions count as likes, as Misskey's (a Like with
+    # _misskey_reaction) already do: we show no emoji, only that someone liked the post.
+    **dict.fromkeys(EMOJI_REACTIONS, on_like),
     "Announce": on_announce,
     "Add": on_add,
 }

@@ -222,3 +222,38 @@ async def test_a_partners_undo_of_a_boost_updates_the_authors_open_badge(trio: T
             heard.append(alices_pages.get_nowait())
     assert await _boost_notices(trio.alpha, alice.id) == []
     assert [(e.kind, e.data) for e in heard] == [("notifications", "0")]
+
+
+@pytest.mark.parametrize("kind", ["EmojiReact", "http://litepub.social/ns#EmojiReact"])
+async def test_a_pleroma_emoji_reaction_counts_as_a_like(trio: Trio, kind: str) -> None:
+    """As Misskey's reaction Likes already do: the author hears 'liked your post'; the Undo
+    of the reaction takes it back, and never a Like the same person gave separately."""
+    alice = await trio.alpha.user("alice")
+    bob = await trio.beta.user("bob")
+    post = await posting.publish_post(
+        trio.alpha.ctx, alice, posting.Draft("Shipped!", Visibility.PUBLIC)
+    )
+    forger = await Forger.of(trio.beta, bob)
+    react = forger.activity(kind, post.uri, content="🔥")
+
+    assert (await forger.post(trio.alpha, react)).status == 202
+    await trio.net.settle()
+
+    likes = await trio.alpha.value("SELECT like_count FROM posts WHERE id = ?", post.id)
+    assert likes == 1
+    assert await trio.alpha.value("SELECT kind FROM notifications") == "like"
+    undo = forger.activity("Undo", {k: v for k, v in react.items() if k != "@context"})
+    assert (await forger.post(trio.alpha, undo)).status == 202
+    await trio.net.settle()
+    assert await trio.alpha.value("SELECT like_count FROM posts WHERE id = ?", post.id) == 0
+
+    # A Like and a reaction by one person: one like; undoing the reaction keeps the Like.
+    await forger.post(trio.alpha, forger.activity("Like", post.uri))
+    second = forger.activity(kind, post.uri, content="🎉")
+    await forger.post(trio.alpha, second)
+    await forger.post(
+        trio.alpha,
+        forger.activity("Undo", {k: v for k, v in second.items() if k != "@context"}),
+    )
+    await trio.net.settle()
+    assert await trio.alpha.value("SELECT like_count FROM posts WHERE id = ?", post.id) == 1
