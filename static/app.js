@@ -230,12 +230,19 @@
 
   /* ---- Composer ---------------------------------------------------------------------- */
 
+  /* A form being sent refuses a second submit. Its button is not disabled for that: a
+     disabled button loses the keyboard focus, and the reader's place with it. */
+  function setBusy(form, busy) {
+    form.toggleAttribute('data-busy', busy);
+    form.toggleAttribute('aria-busy', busy);
+    var button = form.querySelector('button[type="submit"]');
+    if (button) button.setAttribute('aria-disabled', busy ? 'true' : 'false');
+  }
+
   async function submitComposer(form) {
     var textarea = form.querySelector('textarea[name="text"]');
-    var button = form.querySelector('button[type="submit"]');
     clearError(form);
-    if (button) button.disabled = true;
-    form.setAttribute('aria-busy', 'true');
+    setBusy(form, true);
     var response;
     try {
       response = await postForm(form);
@@ -244,8 +251,7 @@
       form.submit();
       return;
     } finally {
-      if (button) button.disabled = false;
-      form.removeAttribute('aria-busy');
+      setBusy(form, false);
     }
     var data = await readJson(response);
     if (response.status === 201 && data && data.id !== undefined) {
@@ -266,7 +272,7 @@
      error page, a sign-in redirect) falls back to a normal submit, which shows it. */
   async function submitInPlace(form, apply) {
     var button = form.querySelector('button[type="submit"]');
-    if (button) button.disabled = true;
+    setBusy(form, true);
     var response;
     try {
       response = await postForm(form);
@@ -274,7 +280,7 @@
       form.submit();
       return;
     } finally {
-      if (button) button.disabled = false;
+      setBusy(form, false);
     }
     var data = await readJson(response);
     if (response.ok && data && apply(form, button, data)) {
@@ -330,6 +336,10 @@
   document.addEventListener('submit', function (event) {
     var form = event.target;
     if (!(form instanceof HTMLFormElement) || event.defaultPrevented) return;
+    if (form.hasAttribute('data-busy')) {
+      event.preventDefault(); /* already on its way */
+      return;
+    }
 
     var question = form.getAttribute('data-confirm');
     if (question) {

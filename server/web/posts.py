@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from urllib.parse import urlsplit
 
 from quart import Blueprint, flash, redirect, request, url_for
 from quart.typing import ResponseReturnValue
@@ -105,6 +106,14 @@ async def history(post_id: str) -> ResponseReturnValue:
     return await render_template("history.html", post=post, versions=versions)
 
 
+def _came_from() -> str | None:
+    """The page (path and query) of this site the form was sent from, if the browser said."""
+    referrer = urlsplit(request.referrer or "")
+    if referrer.netloc != ctx().config.host or not referrer.path.startswith("/"):
+        return None
+    return referrer.path + (f"?{referrer.query}" if referrer.query else "")
+
+
 @blueprint.post("/posts/<post_id>/delete")
 @login_required
 async def delete(post_id: str) -> ResponseReturnValue:
@@ -120,7 +129,7 @@ async def delete(post_id: str) -> ResponseReturnValue:
             else f"It disappears from your wall for everyone; {post.author.name} is told.",
             excerpt=ctx().text.plain_text(post.content_html, max_len=280),
             button="Delete" if own else "Remove",
-            cancel=form.get("next") or url_for("posts.thread", post_id=post.id),
+            cancel=f"{_came_from() or url_for('posts.thread', post_id=post.id)}#post-{post.id}",
             keep={"next": form.get("next", "")},
         )
     post = await posting.delete_post(ctx(), me, parse_id(post_id))

@@ -13,7 +13,7 @@ from server.domain import Visibility
 from server.services import following, posting
 from server.storage import posts
 from tests.conftest import PASSWORD, People, context_of
-from tests.support.web import login, post_form
+from tests.support.web import csrf_of, login, post_form
 
 
 async def _client(app: Quart, name: str) -> Client:
@@ -359,3 +359,25 @@ async def test_a_post_card_names_the_author_by_handle_too(app: Quart, people: Pe
         await posting.publish_post(ctx, person, posting.Draft("Pay the invoice today"))
     page = await _page(await _client(app, "bob"), "/people/carol")
     assert '<span class="post-handle">@carol</span> · CFO' in page
+
+
+async def test_cancelling_a_delete_goes_back_to_the_card(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    post = await posting.publish_post(ctx, people.alice, posting.Draft("Keep me"))
+    alice = await _client(app, "alice")
+    token = await csrf_of(alice, "/people/alice")
+    asked = await alice.post(
+        f"/posts/{post.id}/delete",
+        form={"csrf_token": token, "next": "/"},
+        headers={"Referer": "http://127.0.0.1:8000/people/alice?before=99"},
+    )
+    page = await asked.get_data(as_text=True)
+    assert f'href="/people/alice?before=99#post-{post.id}">Cancel</a>' in page
+    # A referrer from elsewhere is not followed: back to the post itself.
+    asked = await alice.post(
+        f"/posts/{post.id}/delete",
+        form={"csrf_token": token},
+        headers={"Referer": "https://evil.example/people/alice"},
+    )
+    page = await asked.get_data(as_text=True)
+    assert f'href="/posts/{post.id}#post-{post.id}">Cancel</a>' in page
