@@ -152,10 +152,10 @@ def create_app(
         g.viewer = None
         g.account = None
         actor_id = session.get("uid")
-        sid = session.get("sid")
-        if isinstance(actor_id, int) and isinstance(sid, str):
-            found = await context.db.read(users.select_viewer, actor_id, sid)
-            if found and found[0].is_active and found[0].session_epoch == session.get("epoch"):
+        sid, epoch = session.get("sid"), session.get("epoch")
+        if isinstance(actor_id, int) and isinstance(sid, str) and isinstance(epoch, int):
+            found = await context.db.read(users.select_viewer, actor_id, sid, epoch)
+            if found:
                 g.account, g.viewer, g.unread = found
             else:
                 session.clear()

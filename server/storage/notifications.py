@@ -43,6 +43,17 @@ def retract_notification(
     return cur.rowcount
 
 
+def retract_post_notifications(
+    conn: sqlite3.Connection, *, post_id: int, recipient_ids: Iterable[int]
+) -> None:
+    """Remove what these people were told about *post* (they are no longer its audience: a
+    notification shows the post's current text)."""
+    conn.executemany(
+        "DELETE FROM notifications WHERE post_id = ? AND recipient_id = ?",
+        [(post_id, i) for i in set(recipient_ids)],
+    )
+
+
 def retract_follow_notification(
     conn: sqlite3.Connection, *, followee_id: int, follower_id: int
 ) -> int:

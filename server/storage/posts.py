@@ -19,7 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from server.domain import Actor, NotificationKind, Page, Post, PostVersion, Visibility
-from server.storage.notifications import insert_notification, retract_notification
+from server.storage.notifications import (
+    insert_notification,
+    retract_notification,
+    retract_post_notifications,
+)
 from server.storage.rows import actor_columns, actor_from_row, as_dict
 
 _POST_SELECT = (
@@ -230,10 +234,7 @@ def update_post_content(
         "DELETE FROM post_recipients WHERE post_id = ? AND actor_id = ?",
         [(post_id, i) for i in set(removed_ids)],
     )
-    conn.executemany(
-        "DELETE FROM notifications WHERE post_id = ? AND recipient_id = ?",
-        [(post_id, i) for i in set(removed_ids)],
-    )
+    retract_post_notifications(conn, post_id=post_id, recipient_ids=removed_ids)
     conn.execute("DELETE FROM post_tags WHERE post_id = ?", (post_id,))
     _insert_tags(conn, post_id, tags)
     return version

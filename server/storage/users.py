@@ -328,14 +328,13 @@ UNREAD_CAP = 100  # the badge shows "99+" beyond; counting further would cost wi
 
 
 def select_viewer(
-    conn: sqlite3.Connection, actor_id: int, sid: str
+    conn: sqlite3.Connection, actor_id: int, sid: str, epoch: int
 ) -> tuple[Account, Actor, int] | None:
     """The signed-in person's account, actor and unread notifications (at most
     ``UNREAD_CAP``) in one read: it runs on every request, and the count is in the page so
-    the badge needs neither JavaScript nor a second request. None when the session *sid* was
-    signed out."""
-    revoked = conn.execute("SELECT 1 FROM revoked_sessions WHERE sid = ?", (sid,)).fetchone()
-    if revoked is not None:
+    the badge needs neither JavaScript nor a second request. None when the session is no
+    longer valid (:func:`session_is_valid`)."""
+    if not session_is_valid(conn, actor_id, sid, epoch):
         return None
     account = select_account(conn, actor_id)
     if account is None:
