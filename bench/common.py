@@ -5,6 +5,7 @@ Everything here talks to 127.0.0.1 only and stops only the processes it started,
 
 from __future__ import annotations
 
+import argparse
 import html
 import http.client
 import os
@@ -357,3 +358,27 @@ def wait_for_quiet(
         "waited_s": round(time.perf_counter() - started, 1),
         "others_cpu_pct_before": round(reading, 1),
     }
+
+
+def add_instance_options(
+    parser: argparse.ArgumentParser,
+    *,
+    instance_to: argparse._ActionsContainer | None = None,
+    create: str = "create the instance in DIR (must not exist) and keep it",
+    kept: str = "the temporary instance (its path is printed)",
+) -> None:
+    """``--instance DIR`` (on *instance_to*, e.g. a mutually exclusive group) and ``--keep``:
+    where the benchmark's instance lives and whether it outlives the run."""
+    (instance_to or parser).add_argument("--instance", type=Path, metavar="DIR", help=create)
+    parser.add_argument("--keep", action="store_true", help=f"keep {kept}")
+
+
+def add_quiet_wait(parser: argparse.ArgumentParser, *, before: str) -> None:
+    """``--quiet-wait S``: how long to wait for the machine to be quiet *before* measuring."""
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=60.0,
+        help=f"{before}, wait at most this many seconds for other "
+        "processes to use < 15%% of a core (default 60; 0 = don't wait)",
+    )

@@ -48,6 +48,8 @@ from aiohttp import web
 from common import (
     RESULTS,
     Server,
+    add_instance_options,
+    add_quiet_wait,
     check,
     cpu_seconds,
     create_user,
@@ -480,22 +482,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=60.0,
         help="give up on a post after this many seconds (default 60)",
     )
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=60.0,
-        help="before each post, wait at most this many seconds for other "
-        "processes to use < 15%% of a core (default 60; 0 = don't wait)",
-    )
-    parser.add_argument(
-        "--instance",
-        type=Path,
-        metavar="DIR",
-        help="create the instance in DIR (must not exist) and keep it",
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the temporary instance (its path is printed)"
-    )
+    add_quiet_wait(parser, before="before each post")
+    add_instance_options(parser)
     args = parser.parse_args(argv)
     if not (
         1 <= args.hosts <= 500

@@ -72,6 +72,8 @@ from common import (
     PYTHON,
     RESULTS,
     Server,
+    add_instance_options,
+    add_quiet_wait,
     check,
     free_port,
     init_instance,
@@ -1497,22 +1499,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--no-micro", dest="micro", action="store_false", help="skip the per-step micro-benchmarks"
     )
-    parser.add_argument(
-        "--quiet-wait",
-        type=float,
-        default=60.0,
-        help="before measuring, wait at most this many seconds for other "
-        "processes to use < 15%% of a core (default 60; 0 = don't wait)",
-    )
-    parser.add_argument(
-        "--instance",
-        type=Path,
-        metavar="DIR",
-        help="create the instance in DIR (must not exist) and keep it",
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the temporary instances (their path is printed)"
-    )
+    add_quiet_wait(parser, before="before measuring")
+    add_instance_options(parser, kept="the temporary instances (their path is printed)")
     parser.add_argument(
         "--compare-seconds",
         "--what-if-seconds",

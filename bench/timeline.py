@@ -49,6 +49,7 @@ import aiohttp
 from common import (
     PASSWORD,
     Server,
+    add_instance_options,
     free_port,
     init_instance,
     machine,
@@ -612,14 +613,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="use the instance seeded in DIR, or seed one there and keep it",
     )
-    where.add_argument(
-        "--instance",
-        type=Path,
-        metavar="DIR",
-        help="seed a new instance in DIR (must not exist) and keep it",
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="keep the temporary instance (its path is printed)"
+    add_instance_options(
+        parser, instance_to=where, create="seed a new instance in DIR (must not exist) and keep it"
     )
     parser.add_argument(
         "--workers",
