@@ -402,7 +402,12 @@ class DeliveryWorker:
                 max_bytes=RESPONSE_MAX_BYTES,
             )
         except TransportError as exc:
-            kind, detail = exc.kind, str(exc)
+            if exc.status is not None and 200 <= exc.status < 300:
+                # Accepted; what the receiver said beyond the status line does not matter,
+                # and sending again would deliver twice.
+                status = exc.status
+            else:
+                kind, detail = exc.kind, str(exc)
         except Exception as exc:
             _log.exception("transport raised for delivery %d (host %s)", job.id, job.host)
             kind, detail = "protocol", f"{type(exc).__name__}: {exc}"

@@ -8,9 +8,9 @@ accepted, deep nesting raises ``RecursionError`` (a ``RuntimeError``, not a
 
 Invariants:
 
-- :func:`loads_activity` returns a ``dict`` parsed from UTF-8 JSON whose top level is an
-  object, or raises :class:`JSONRejected` (a ``ValueError``) with a short reason. It never
-  raises anything else, whatever the input.
+- :func:`loads_activity` returns a ``dict`` parsed from UTF-8 JSON (one leading byte order
+  mark ignored) whose top level is an object, or raises :class:`JSONRejected` (a
+  ``ValueError``) with a short reason. It never raises anything else, whatever the input.
 - The result contains no duplicate keys, only finite numbers, integers of at most 20
   digits, no lone surrogates (so it can always be re-encoded as UTF-8), and no nesting
   deeper than ``max_depth`` (the top-level object is depth 1).
@@ -43,7 +43,8 @@ def loads_activity(body: bytes, *, max_depth: int = 32) -> dict[str, Any]:
     if not isinstance(body, bytes | bytearray | memoryview):
         raise JSONRejected("body is not bytes")
     try:
-        text = bytes(body).decode("utf-8")
+        # RFC 8259 lets a parser ignore a leading byte order mark; some senders write one.
+        text = bytes(body).decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         raise JSONRejected("body is not UTF-8") from None
     try:

@@ -8,7 +8,8 @@ Invariants:
   ``publicKey.id``, the key document, the key id and the owner are on one origin, and the
   key is RSA of at least 2048 bits. Every document comes from :class:`Fetcher`, so it was
   served by its own id with an ActivityStreams media type, by an allowlisted host.
-- Shapes accepted at the keyId URL: the owner actor itself (Mastodon: ``actor#main-key``),
+- Shapes accepted at the keyId URL: the owner actor itself (Mastodon: ``actor#main-key``;
+  a keyId that is the actor's own URL names the actor's one key, when it has just one),
   a key object with ``owner`` (then the owner is fetched), or GoToSocial's actor stub served
   at ``…/main-key`` with the owner's id (then the owner is fetched from that id, same
   origin only).
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 from federation.fetch import Fetcher, FetchError
@@ -110,7 +112,9 @@ class KeyResolver:
         now = self._now_ms()
         last = self._last_fetch.get(key_id)
         if last is not None and now - last < self._cooldown_ms:
-            known = await self._store.known_key(key_id)
+            # As stored now: the owner's Update may have brought a new key since (applied in
+            # another process), which the network would only be asked about after the cool-off.
+            known = await self._store.known_key(key_id, fresh=refresh)
             if known is not None:
                 return known, None
             raise KeyResolutionError("cooldown", "key was fetched moments ago")
@@ -124,6 +128,20 @@ class KeyResolver:
         self._inflight[key_id] = task
         task.add_done_callback(lambda done: self._finished(key_id, done))
         return await asyncio.shield(task)
+
+    async def remember_announced(self, actor: RemoteActor) -> bool:
+        """Store the key an actor announced in its own ``Update`` (verified as signed by its
+        current key), so a rotation takes effect now and not after the refetch cool-off.
+        The binding rules hold as for a fetched key: same origin, RSA of 2048 bits or more."""
+        key_id = actor.key_id
+        if not key_id or not same_origin(actor.uri, key_id):
+            return False
+        if self._keys.public_key(actor.public_key_pem) is None:
+            return False
+        await self._store.remember_key(
+            KnownKey(key_id, actor.uri, actor.public_key_pem, fetched_at_ms=self._now_ms())
+        )
+        return True
 
     def _take_host_token(self, key_id: str, now: int) -> bool:
         try:
@@ -166,6 +184,9 @@ class KeyResolver:
                     raise KeyResolutionError("rejected", "key and owner disagree on the key")
             else:
                 actor = _owner_actor(doc, url, key_id)
+                if key_id == actor.uri and isinstance(doc.get("publicKey"), dict):
+                    # Signed with the actor's URL as keyId: its one key is the key meant.
+                    actor = replace(actor, key_id=key_id)
         if actor.key_id != key_id:
             raise KeyResolutionError("rejected", "the owner does not list this key id")
         if not same_origin(actor.uri, key_id):

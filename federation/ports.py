@@ -90,7 +90,10 @@ class Allowlist(Protocol):
 
 
 class KeyStore(Protocol):
-    async def known_key(self, key_id: str) -> KnownKey | None: ...
+    async def known_key(self, key_id: str, *, fresh: bool = False) -> KnownKey | None:
+        """The stored key; *fresh*: as stored now, not as remembered in memory (another
+        process may have replaced it, e.g. from the owner's ``Update``)."""
+        ...
 
     async def remember_key(self, key: KnownKey) -> None: ...
 

@@ -47,7 +47,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from federation import messagesig
-from federation.hosts import host_of_url, normalize_host
+from federation.hosts import host_of_url, normalize_host, origin_of_url
 
 MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 8192  # bounds the cost of one verification; nobody uses larger keys
@@ -317,7 +317,7 @@ def prepare_verification(
         params = parse_signature_header(received["signature"][0])
         _check_coverage(method.upper(), params)
         values = _covered_values(params, received)
-        _check_host(received, our_host)
+        sent_host = _check_host(received, our_host, canonical_scheme)
 
         covered = params.headers
         if "date" in covered:
@@ -332,8 +332,12 @@ def prepare_verification(
         targets = [raw_target]
         if method.upper() == "GET" and "?" in raw_target:
             targets.append(raw_target.split("?", 1)[0])
+        # The signer signed the Host it sent; a spelling of our host other than ours (upper
+        # case, the default port) is tried as sent, after ours.
+        hosts = dict.fromkeys((our_host, sent_host))
         strings = tuple(
-            _signing_string(covered, values, host=our_host, method=method, target=target)
+            _signing_string(covered, values, host=host, method=method, target=target)
+            for host in hosts
             for target in targets
         )
         return PendingVerification(params, strings, params.key_id, _key_host(params.key_id))
@@ -361,7 +365,7 @@ def _prepare_message_signature(
             _ascii_value(received["signature-input"][0], "signature-input"),
             _ascii_value(received["signature"][0], "signature"),
         )
-        _check_host(received, facts.authority)
+        _check_host(received, facts.authority, facts.scheme)
         messagesig.check_coverage(sig, method, raw_target)
         _check_time(sig.created, now, window_past, window_future, "created")
         # An RFC 9421 signer sets expires on purpose: honour it, with room for clock skew only.
@@ -388,16 +392,21 @@ def _prepare_message_signature(
     return PendingVerification(params, (base,), sig.key_id, _key_host(sig.key_id))
 
 
-def _check_host(received: dict[str, list[str]], our_host: str) -> None:
+def _check_host(received: dict[str, list[str]], our_host: str, scheme: str) -> str:
+    """Check that Host names this server, compared canonically (case, IDNA, the scheme's
+    default port left out, as in our own URLs); return the value as sent."""
     host_values = received.get("host")
     if not host_values:
         raise SignatureError(400, "Host header missing")
+    sent = _ascii_value(host_values[0], "host")
     try:
-        their_host = normalize_host(_ascii_value(host_values[0], "host"))
+        normalize_host(sent)  # what a bare host may be, before it is read as part of a URL
+        _, their_host = origin_of_url(f"{scheme}://{sent}/")
     except ValueError:
         raise SignatureError(400, "malformed Host header") from None
     if their_host != our_host:
         raise SignatureError(401, "Host is not this server")
+    return sent
 
 
 def _key_host(key_id: str) -> str:

@@ -85,9 +85,14 @@ _NOT_GLOBAL = (
 class TransportError(Exception):
     """A request failed; ``kind`` says how, for retry and host-health decisions."""
 
-    def __init__(self, kind: TransportErrorKind, message: str = "") -> None:
+    def __init__(
+        self, kind: TransportErrorKind, message: str = "", *, status: int | None = None
+    ) -> None:
         super().__init__(f"{kind}: {message}" if message else kind)
         self.kind: TransportErrorKind = kind
+        # The status line, when one was received before the failure (a body too large, an
+        # encoding we did not ask for): a 2xx was still an answer.
+        self.status = status
 
 
 class RefusedAddressError(OSError):
@@ -353,16 +358,22 @@ async def _send(
 async def _complete(response: aiohttp.ClientResponse, max_bytes: int) -> HttpResponse:
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
-        raise TransportError("protocol", f"unrequested Content-Encoding {encoding}")
+        raise TransportError(
+            "protocol", f"unrequested Content-Encoding {encoding}", status=response.status
+        )
     length = response.content_length
     if length is not None and length > max_bytes:
-        raise TransportError("too-large", f"Content-Length {length} exceeds {max_bytes}")
+        raise TransportError(
+            "too-large", f"Content-Length {length} exceeds {max_bytes}", status=response.status
+        )
     chunks: list[bytes] = []
     total = 0
     async for chunk in response.content.iter_chunked(_CHUNK):
         total += len(chunk)
         if total > max_bytes:
-            raise TransportError("too-large", f"body exceeds {max_bytes} bytes")
+            raise TransportError(
+                "too-large", f"body exceeds {max_bytes} bytes", status=response.status
+            )
         chunks.append(chunk)
     headers: dict[str, str] = {}
     for name, value in response.headers.items():

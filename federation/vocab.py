@@ -143,6 +143,24 @@ def strip_fragment(url: str) -> str:
     return url.split("#", 1)[0]
 
 
+def ordering_key(activity: Mapping[str, Any]) -> str | None:
+    """What an activity we emit is about, for keeping order per receiving inbox: activities
+    with one key must arrive in the order they were made (an Update overtaking its Create is
+    dropped by the receiver, an Undo overtaking its Follow leaves a follower).
+
+    Create, Update, Delete, Add and Remove are about their object; Undo, Accept and Reject
+    about the activity they answer; anything else (Follow, Like, Announce) starts its own
+    chain and is keyed by its own id. None when there is no usable id.
+    """
+    kind = primary_type(activity.get("type"))
+    if kind in ("Create", "Update", "Delete", "Add", "Remove", "Undo", "Accept", "Reject"):
+        inner = activity.get("object")
+        key = inner.get("id") if isinstance(inner, Mapping) else inner
+    else:
+        key = activity.get("id")
+    return key if isinstance(key, str) and key else None
+
+
 # --- builders ---------------------------------------------------------------------------------
 
 
@@ -218,7 +236,11 @@ def instance_actor(urls: Urls, public_key_pem: str, name: str) -> Doc:
     """
     actor_id = urls.instance_actor
     return {
-        "@context": [AS_CONTEXT, SECURITY_CONTEXT],
+        "@context": [
+            AS_CONTEXT,
+            SECURITY_CONTEXT,
+            {"manuallyApprovesFollowers": "as:manuallyApprovesFollowers"},
+        ],
         "id": actor_id,
         "type": "Application",
         "preferredUsername": urlsplit(urls.base).hostname or name,

@@ -18,6 +18,7 @@ from federation.transport import Transport
 from federation.urls import Urls
 from server.clock import Clock, SystemClock
 from server.config import Config, load_config
+from server.errors import SteelyardError
 from server.federator import Federator
 from server.live import LiveBroker
 from server.services.context import Context
@@ -50,6 +51,63 @@ def build_context(config: Config, clock: Clock, transport: Transport | None = No
 
 
 MIGRATE_LOCK = ".migrate.lock"
+SERVE_LOCK = ".serve.lock"
+
+
+class ServeLock:
+    """One ``steelyard serve`` per instance: an exclusive ``flock`` on a file in the instance
+    folder, held for the server's life (the kernel lets go if it dies, even by kill -9), with
+    the holder's pid written in it for the message others get. More processes are
+    ``serve --workers N`` under one holder, which hands the federation workers to one of
+    them; a second, separate server would serve without them, and take nothing over when the
+    first one died."""
+
+    def __init__(self, config: Config) -> None:
+        self._path = config.instance_path / SERVE_LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Hold the lock, or raise :class:`SteelyardError` saying who holds it."""
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise SteelyardError(
+                f"another steelyard serve{_holder(self._path)} is serving this instance;"
+                " stop it first (one server per instance: use --workers for more processes)."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the lock
+            self._fd = None
+
+
+def server_running(config: Config) -> str | None:
+    """ " (pid N)" or "" when a ``steelyard serve`` holds the instance now, else None."""
+    path = config.instance_path / SERVE_LOCK
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return _holder(path)
+    finally:
+        os.close(fd)
+    return None
+
+
+def _holder(path: Path) -> str:
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
 
 
 @contextmanager
@@ -89,10 +147,31 @@ def _tell(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def refuse_upgrade_under_a_server(config: Config) -> None:
+    """A command run with newer code than the server of the instance must not migrate the
+    database under it: the server's queries would fail on the changed schema until it is
+    restarted. The server migrates as it starts, so restarting it is the upgrade."""
+    conn = open_sync(config.db_path, config.synchronous)
+    try:
+        pending = pending_migrations(conn)
+    finally:
+        conn.close()
+    if not pending:
+        return
+    holder = server_running(config)
+    if holder is not None:
+        raise SteelyardError(
+            "this instance's database needs upgrading for this version of Steelyard, and the"
+            f" server{holder} still runs the old version: restart it (it upgrades the database"
+            " as it starts), then run this command again."
+        )
+
+
 @asynccontextmanager
 async def open_context(instance_path: Path, clock: Clock | None = None) -> AsyncIterator[Context]:
     config = load_config(instance_path)
     clock = clock or SystemClock()
+    refuse_upgrade_under_a_server(config)
     prepare_database(config, clock)
     context = build_context(config, clock)
     await context.db.open()

@@ -20,7 +20,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from server.clock import SystemClock
-from server.config import CONFIG_FILE, SECRET_FILE, load_config, render_config_toml, validate_url
+from server.config import (
+    CONFIG_FILE,
+    SECRET_FILE,
+    Config,
+    load_config,
+    render_config_toml,
+    validate_url,
+)
 from server.errors import SteelyardError
 
 # Kept in step with server.services.allowlist.RELATIONS (which validates); not imported from
@@ -248,17 +255,27 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def cmd_serve(instance: Path, bind: str | None, workers: int | None = None) -> int:
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config as HyperConfig
+    from server.bootstrap import ServeLock
 
     config = load_config(instance)
     count = workers if workers is not None else int(config.extra.get("workers", 1))
     if not 1 <= count <= 16:
         raise SteelyardError("--workers must be between 1 and 16.")
+    serve_lock = ServeLock(config)
+    serve_lock.acquire()  # before migrating: a second server must not touch the schema
+    try:
+        return _serve(config, bind, count)
+    finally:
+        serve_lock.release()
+
+
+def _serve(config: Config, bind: str | None, count: int) -> int:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config as HyperConfig
+
     # Migrate before Hypercorn starts: its startup step may take only startup_timeout (60 s by
     # default), and the backup before an upgrade of a large instance can take longer.
     from server.bootstrap import configure_logging, prepare_database
-    from server.clock import SystemClock
 
     configure_logging()
     prepare_database(config, SystemClock())
@@ -279,12 +296,12 @@ def cmd_serve(instance: Path, bind: str | None, workers: int | None = None) -> i
     if count == 1:
         from server.app import create_app
 
-        asyncio.run(serve(create_app(instance), hyper))
+        asyncio.run(serve(create_app(config.instance_path), hyper))
         return 0
     from hypercorn.run import run
 
     # Several processes share the socket; each builds the app from the environment.
-    os.environ["STEELYARD_INSTANCE"] = str(instance.resolve())
+    os.environ["STEELYARD_INSTANCE"] = str(config.instance_path.resolve())
     hyper.application_path = "server.asgi:create_from_env()"
     hyper.workers = count
     return run(hyper)

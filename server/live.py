@@ -28,8 +28,8 @@ _log = logging.getLogger("steelyard.live")
 
 @dataclass(frozen=True, slots=True)
 class LiveEvent:
-    kind: str  # "post" or "notifications"
-    data: str  # post id, or unread count
+    kind: str  # "post", "edited", "deleted" (data: post id) or "notifications" (unread count)
+    data: str
 
 
 class LiveBroker:

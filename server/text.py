@@ -145,6 +145,8 @@ _CANONICAL_TAG_RE = re.compile(r"<(?P<end>/?)(?P<name>[a-z][a-z0-9]*)[^>]*>")
 _CONTROL_RE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 _URL_CONTROL_RE = re.compile("[\x00-\x20\x7f-\x9f]")
+# Markup that says where paragraphs and lines go; without any, typed line breaks do.
+_LAYOUT_MARKUP_RE = re.compile(r"<\s*/?\s*(?:p|br|div|ul|ol|li|h[1-6]|blockquote|pre|hr)\b", re.I)
 _URL_STRIP = "".join(chr(c) for c in range(0x21))
 
 # Mentions and hashtags must not start inside a word, an e-mail address, a path or an entity.
@@ -278,6 +280,26 @@ class TextRenderer:
     def sanitize_rich(self, html: str) -> str:
         """Sanitize user-edited rich text (profile CV / bio) to the rich allowlist."""
         return self._sanitize(self._rich, html)
+
+    def rich_from_source(self, text: str) -> str:
+        """What a person typed as rich text (profile CV / bio) → sanitized HTML. Plain text
+        gets paragraphs, line breaks and links; text with inline tags only (``<b>`` in a
+        plain paragraph) keeps its line breaks too, since no paragraph markup says where they
+        go; text with block markup (paragraphs, lists) is taken as the HTML it is."""
+        if "<" not in text:
+            return self.rich_from_plain(text)
+        if _LAYOUT_MARKUP_RE.search(text):
+            return self.sanitize_rich(text)
+        paragraphs = [p.strip("\n") for p in re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n"))]
+        html_text = "".join(f"<p>{p.replace(chr(10), '<br>')}</p>" for p in paragraphs if p.strip())
+        return self.sanitize_rich(html_text)
+
+    def editable_source(self, html: str) -> str:
+        """The stored rich text as it is shown for editing: the plain text it came from when
+        plain text makes exactly this HTML again (so people who never typed a tag never see
+        one), else the HTML."""
+        plain = self.plain_text(html)
+        return plain if self.rich_from_plain(plain) == html else html
 
     def rich_from_plain(self, text: str) -> str:
         """Plain text → rich HTML: paragraphs, line breaks and linked http(s) URLs."""

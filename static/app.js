@@ -164,42 +164,106 @@
       : 'New post from ' + author.textContent;
   }
 
+  /* Cards are fetched at once but put in the feed one after the other, in the order their
+     events came (the order the posts were made): a slow fetch must not put an older post
+     above a newer one. */
+  var placing = Promise.resolve();
+
   /* The event is "<post id>" for a new post, "<post id>:<booster id>" for a boost. */
-  async function insertPost(data) {
+  function insertPost(data) {
+    var card = fetchCard(data);
+    placing = placing.then(function () {
+      return card;
+    }).then(placeCard, function () {});
+    return placing;
+  }
+
+  async function fetchCard(data) {
     var match = /^(\d{1,20})(?::(\d{1,20}))?$/.exec(String(data).trim());
-    if (!match) return;
+    if (!match) return null;
     var id = match[1];
     var query = match[2] ? '?via=' + match[2] : '';
-    var feed = homeFeed();
-    if (!feed || !isNewestPage()) return;
-    if (document.getElementById('post-' + id) || pendingCards.has(id)) return;
+    if (!homeFeed() || !isNewestPage()) return null;
+    if (document.getElementById('post-' + id) || pendingCards.has(id)) return null;
     pendingCards.add(id);
     try {
       var response = await fetch('/posts/' + id + '/card' + query, {
         headers: AJAX_HEADERS,
         credentials: 'same-origin'
       });
-      if (!response.ok) return;
-      var html = await response.text();
-      if (document.getElementById('post-' + id)) return;
+      if (!response.ok) return null;
       var template = document.createElement('template');
-      template.innerHTML = html.trim();
-      var article = template.content.querySelector('article.post');
-      if (!article) return;
-      /* Forms in the card come back here, not to the card URL. */
-      article.querySelectorAll('input[name="next"]').forEach(function (input) {
-        input.value = currentPath();
-      });
-      var empty = feed.querySelector('[data-empty]');
-      if (empty) empty.remove();
-      feed.insertBefore(article, feed.firstChild);
-      localizeTimes(article);
-      highlight(article);
-      announce(article);
+      template.innerHTML = (await response.text()).trim();
+      return { id: id, article: template.content.querySelector('article.post') };
     } catch (err) {
-      /* Network trouble: the post shows on the next page load. */
+      return null; /* Network trouble: the post shows on the next page load. */
     } finally {
       pendingCards.delete(id);
+    }
+  }
+
+  function placeCard(card) {
+    var feed = homeFeed();
+    if (!card || !card.article || !feed) return;
+    if (document.getElementById('post-' + card.id)) return;
+    var article = card.article;
+    /* Forms in the card come back here, not to the card URL. */
+    article.querySelectorAll('input[name="next"]').forEach(function (input) {
+      input.value = currentPath();
+    });
+    var empty = feed.querySelector('[data-empty]');
+    if (empty) empty.remove();
+    feed.insertBefore(article, feed.firstChild);
+    localizeTimes(article);
+    highlight(article);
+    announce(article);
+  }
+
+  /* A post on this page was edited or deleted elsewhere: show what is there now. A card the
+     reader may no longer open (its audience narrowed) goes, as a deleted one does. */
+  function cardOnPage(data) {
+    var id = String(data).trim();
+    if (!/^\d{1,20}$/.test(id)) return null;
+    return document.getElementById('post-' + id);
+  }
+
+  function removeCard(data) {
+    var article = cardOnPage(data);
+    if (!article) return;
+    if (article.contains(document.activeElement)) {
+      var next = article.nextElementSibling || article.previousElementSibling;
+      if (next) next.setAttribute('tabindex', '-1');
+      if (next) next.focus();
+    }
+    article.remove();
+  }
+
+  async function refreshCard(data) {
+    var article = cardOnPage(data);
+    if (!article || article.contains(document.activeElement)) return; /* not under the reader's hands */
+    try {
+      var response = await fetch('/posts/' + String(data).trim() + '/card', {
+        headers: AJAX_HEADERS,
+        credentials: 'same-origin'
+      });
+      if (response.status === 404) {
+        removeCard(data);
+        return;
+      }
+      if (!response.ok) return;
+      var template = document.createElement('template');
+      template.innerHTML = (await response.text()).trim();
+      var fresh = template.content.querySelector('article.post');
+      var current = cardOnPage(data);
+      if (!fresh || !current) return;
+      fresh.className = current.className; /* keeps "focused", "post-reply" as shown */
+      fresh.querySelectorAll('input[name="next"]').forEach(function (input) {
+        input.value = currentPath();
+      });
+      current.replaceWith(fresh);
+      localizeTimes(fresh);
+    } catch (err) {
+      /* Network trouble: the next page load shows the new text. */
     }
   }
 
@@ -216,6 +280,12 @@
     });
     source.addEventListener('notifications', function (event) {
       setUnread(event.data);
+    });
+    source.addEventListener('edited', function (event) {
+      refreshCard(event.data);
+    });
+    source.addEventListener('deleted', function (event) {
+      removeCard(event.data);
     });
     /* EventSource reconnects by itself (the server sends retry: 3000); every stream starts
        with the current unread count, so what was counted while it was away shows. */
@@ -258,6 +328,8 @@
       if (textarea) textarea.value = '';
       await insertPost(data.id);
       if (textarea) textarea.focus();
+      /* Posted, but a mention named nobody: say so, as the page without JavaScript does. */
+      if (data.note) showError(form, data.note);
     } else if (data && data.error) {
       showError(form, data.error); /* the text stays in the textarea */
     } else {

@@ -144,8 +144,9 @@ class SignedIn:
 async def authenticate(ctx: Context, username: str, password: str, client: str) -> Account:
     """Check a sign-in; throttled per username and per client address.
 
-    The same message for unknown users, wrong passwords and deactivated accounts, and the
-    same time spent, so the form does not tell which usernames exist.
+    The same message and the same time spent for unknown users and wrong passwords, so the
+    form does not tell which usernames exist. Only someone who knows the password learns
+    that the account is deactivated, and whom to ask.
     """
     user_key = f"user:{username.strip().lower()[:64]}"
     client_key = f"client:{client[:64]}"
@@ -172,10 +173,11 @@ async def authenticate(ctx: Context, username: str, password: str, client: str) 
         await asyncio.to_thread(passwords.dummy_verify, password)
         ok = False
     else:
-        matches = await asyncio.to_thread(passwords.verify_password, password, creds.password_hash)
-        ok = matches and creds.account.is_active
+        ok = await asyncio.to_thread(passwords.verify_password, password, creds.password_hash)
     if not ok or creds is None:
         raise InvalidInput("Wrong username or password.")  # counted already, by reserve()
+    if not creds.account.is_active:
+        raise Forbidden("This account is deactivated. Ask your administrator if you need it back.")
 
     def succeed(conn: sqlite3.Connection) -> None:
         users.clear_login_failures(conn, user_key)
@@ -269,6 +271,11 @@ def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
 
+def editable_bio(ctx: Context, actor: Actor) -> str:
+    """The CV / bio as its owner edits it (see ``TextRenderer.editable_source``)."""
+    return ctx.text.editable_source(actor.bio_html)
+
+
 async def update_profile(
     ctx: Context,
     actor_id: int,
@@ -287,10 +294,7 @@ async def update_profile(
                 f"The CV / bio is too long (max {BIO_LIMIT} characters).", field="bio"
             )
         # Plain text keeps its paragraphs and line breaks; HTML is sanitized to the rich set.
-        if "<" in bio_source:
-            cleaned["bio_html"] = ctx.text.sanitize_rich(bio_source)
-        else:
-            cleaned["bio_html"] = ctx.text.rich_from_plain(bio_source)
+        cleaned["bio_html"] = ctx.text.rich_from_source(bio_source)
     if manually_approves is not None:
         cleaned["manually_approves"] = int(manually_approves)
     await _save_profile(ctx, actor_id, cleaned)

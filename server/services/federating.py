@@ -66,6 +66,7 @@ def _enqueue(
         conn,
         activity_id=str(activity["id"]),
         activity_type=str(activity["type"]),
+        ordering_key=vocab.ordering_key(activity),
         actor_id=actor_id,
         body=activity,
         targets=sorted(kept.items()),
@@ -136,8 +137,12 @@ def post_in_tx(
     if kind == "Create":
         activity = vocab.create(activity_id=post.uri + CREATE_SUFFIX, actor=actor, obj=note)
     elif kind == "Update":
+        # Unique per emission, not per version: a database restored from a backup numbers
+        # versions again, and a partner drops an id it has seen as a duplicate.
         activity = vocab.update(
-            activity_id=f"{post.uri}#updates/{post.version}", actor=actor, obj=note
+            activity_id=f"{post.uri}#updates/{post.version}-{now_ms}-{secrets.token_hex(4)}",
+            actor=actor,
+            obj=note,
         )
     elif kind == "Delete":
         activity = vocab.delete(

@@ -142,6 +142,7 @@ async def answer_request(ctx: Context, followee: Actor, follower_id: int, *, acc
         await push_unread_counts(ctx, [followee.id])
 
 
-async def mark_notifications_read(ctx: Context, actor: Actor) -> None:
-    await ctx.db.write(notifications.mark_all_read, actor.id, ctx.clock.now_ms())
+async def mark_notifications_read(ctx: Context, actor: Actor, *, upto: int | None = None) -> None:
+    """Mark read what the reader saw (up to notification *upto*; all without it)."""
+    await ctx.db.write(notifications.mark_all_read, actor.id, ctx.clock.now_ms(), upto=upto)
     await push_unread_counts(ctx, [actor.id])

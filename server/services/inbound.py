@@ -32,7 +32,7 @@ from server.errors import SteelyardError
 from server.live import LiveEvent
 from server.services import federating, remote
 from server.services.context import Context
-from server.services.posting import publish_boost, push_unread_counts
+from server.services.posting import publish_boost, push_unread_counts, tell_open_feeds
 from server.storage import federation as fed
 from server.storage import follows, notifications, posts, users
 
@@ -260,6 +260,29 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
 # --- Create, Update, Delete ---------------------------------------------------------------
 
 
+async def _note_visibility(ctx: Context, note: RemoteNote, actor: Actor) -> Visibility:
+    endpoints = await ctx.db.read(fed.select_endpoints, actor.id)
+    followers_url = endpoints.followers if endpoints else None
+    if followers_url is None:
+        followers_url = await _guess_followers_collection(ctx, note, actor)
+    return _visibility(note, actor, followers_url)
+
+
+async def _addressed_local_people(ctx: Context, note: RemoteNote) -> list[Actor]:
+    """Our people the note is addressed to or mentions."""
+    people: list[Actor] = []
+    for uri in set(note.to) | set(note.cc) | set(note.mentions):
+        name = _local_username(ctx, uri)
+        if name:
+            person = await ctx.db.read(users.select_local_actor, name)
+            if person is not None:
+                people.append(person)
+    return people
+
+
+_NARROWNESS = {Visibility.PUBLIC: 0, Visibility.FOLLOWERS: 1, Visibility.DIRECT: 2}
+
+
 def _visibility(note: RemoteNote, author: Actor, followers_url: str | None) -> Visibility:
     kind = vocab.audience_kind(note, actor_followers=followers_url)
     if kind in ("public", "unlisted"):
@@ -273,10 +296,17 @@ async def _guess_followers_collection(ctx: Context, note: RemoteNote, actor: Act
     """The author's followers collection when its actor document does not name one (bovine
     serves actors without ``followers``): an addressed collection on the author's own origin
     that is not a known actor. Without this, a followers-only post would read as addressed to
-    nobody and stay invisible to the local followers it was sent to."""
+    nobody and stay invisible to the local followers it was sent to.
+
+    A mentioned address is a person, never the collection: a direct message to someone on the
+    author's server whom we have not met must not pass for followers-only (and reach every
+    local follower of the author)."""
     origin = actor.uri.split("/")[2]
+    mentioned = set(note.mentions)
     for uri in (*note.to, *note.cc):
-        if uri == actor.uri or vocab.strip_fragment(uri).split("/")[2:3] != [origin]:
+        if uri == actor.uri or uri in mentioned:
+            continue
+        if vocab.strip_fragment(uri).split("/")[2:3] != [origin]:
             continue
         if await ctx.db.read(users.select_actor_by_uri, uri) is None:
             return uri
@@ -339,7 +369,7 @@ async def on_create(ctx: Context, activity: Activity, actor: Actor) -> None:
     if obj is None:
         if activity.object_id is None:
             raise Ignored("Create without object")
-        obj = await ctx.federator.fetcher.fetch_object(activity.object_id)
+        obj = await _fetch_or_ignore(ctx, activity.object_id, "the created object")
     if vocab.primary_type(obj.get("type")) not in vocab.NOTE_TYPES:
         raise Ignored(f"Create of {obj.get('type')!r} is not supported")
     note = vocab.parse_note(obj)
@@ -359,21 +389,11 @@ async def _store_note(
     notifications, no live push, no wall handling (the boost itself is what is new)."""
     if vocab.strip_fragment(note.id).split("/")[2] != actor.uri.split("/")[2]:
         raise Ignored("object id not on the actor's origin")
-    endpoints = await ctx.db.read(fed.select_endpoints, actor.id)
-    followers_url = endpoints.followers if endpoints else None
-    if followers_url is None:
-        followers_url = await _guess_followers_collection(ctx, note, actor)
-    visibility = _visibility(note, actor, followers_url)
+    visibility = await _note_visibility(ctx, note, actor)
     if for_boost and visibility is not Visibility.PUBLIC:
         raise Ignored("a boost of a post that is not public")
     addressed = set(note.to) | set(note.cc) | set(note.mentions)
-    local_people: list[Actor] = []
-    for uri in addressed:
-        name = _local_username(ctx, uri)
-        if name:
-            person = await ctx.db.read(users.select_local_actor, name)
-            if person is not None:
-                local_people.append(person)
+    local_people = await _addressed_local_people(ctx, note)
     wall_owner: Actor | None = None
     if note.wall_target and not for_boost:
         prefix, _, tail = note.wall_target.rpartition("/")
@@ -424,6 +444,10 @@ async def _store_note(
         if for_boost:
             return post_id, set()
         replied_to = parent.author_id if parent is not None and parent.is_local_author else None
+        if replied_to is not None and not posts.is_visible_to(conn, post_id, replied_to):
+            # A reply not addressed to them (a partner's followers-only answer they do not
+            # follow, a DM to someone else): "replied to you" would show text they cannot open.
+            replied_to = None
         notifications.notify_new_post(
             conn,
             post_id=post_id,
@@ -473,12 +497,15 @@ async def on_update(ctx: Context, activity: Activity, actor: Actor) -> None:
         if parsed.key_id and actor.uri.split("/")[2] != parsed.key_id.split("/")[2]:
             raise Ignored("key moved to another origin")
         await remote.store_actor(ctx, parsed)
+        await ctx.federator.keys.remember_announced(parsed)
         return
     note = vocab.parse_note(obj)
     content = _display_html(ctx, note)
+    visibility = await _note_visibility(ctx, note, actor)
+    still_addressed = {p.id for p in await _addressed_local_people(ctx, note)}
     now = ctx.clock.now_ms()
 
-    def tx(conn: sqlite3.Connection) -> None:
+    def tx(conn: sqlite3.Connection) -> int | None:
         core = posts.select_post_core_by_uri(conn, note.id)
         if core is None or core.deleted_at is not None:
             raise Ignored("Update of an unknown or deleted object")
@@ -486,7 +513,20 @@ async def on_update(ctx: Context, activity: Activity, actor: Actor) -> None:
             raise Ignored("Update by someone other than the stored author")
         updated = note.updated_ms or now
         if core.remote_updated_at is not None and updated <= core.remote_updated_at:
-            return  # an older or replayed version: keep what we have
+            return None  # an older or replayed version: keep what we have
+        # An edit may narrow the audience, never widen it (as our own edits): people taken
+        # out of the addressing lose the post and its notifications, and a Public post made
+        # followers-only stops being public. Added people and a wider audience are ignored.
+        stored = Visibility(core.visibility)
+        narrower = _NARROWNESS[visibility] > _NARROWNESS.get(stored, 0)
+        kept = set(still_addressed)
+        parent_author = posts.select_parent_author_id(conn, core.id)
+        if parent_author is not None:  # the person replied to stays, as in our own edits
+            kept.add(parent_author)
+        if core.wall_owner_id is not None:  # the wall's owner and their followers stay
+            kept.add(core.wall_owner_id)
+            kept.update(follows.select_local_follower_ids(conn, core.wall_owner_id))
+        removed = set(posts.select_recipient_ids(conn, core.id)) - kept
         posts.update_post_content(
             conn,
             core.id,
@@ -495,10 +535,15 @@ async def on_update(ctx: Context, activity: Activity, actor: Actor) -> None:
             recipient_ids=[],
             tags=note.hashtags,
             now_ms=now,
+            removed_ids=sorted(removed),
+            visibility=visibility if narrower else None,
         )
         posts.set_remote_updated(conn, core.id, updated)
+        return core.id
 
-    await ctx.db.write(tx)
+    changed = await ctx.db.write(tx)
+    if changed is not None:
+        await tell_open_feeds(ctx, changed, "edited")
 
 
 async def on_delete(ctx: Context, activity: Activity, actor: Actor) -> None:
@@ -514,16 +559,19 @@ async def on_delete(ctx: Context, activity: Activity, actor: Actor) -> None:
             return
         raise Ignored("Delete of an object on another origin")
 
-    def tx(conn: sqlite3.Connection) -> None:
+    def tx(conn: sqlite3.Connection) -> int | None:
         core = posts.select_post_core_by_uri(conn, object_id)
         if core is not None and core.author_id != actor.id:
             raise Ignored("Delete by someone other than the stored author")
         # Tombstone first: a Create arriving after this Delete is never applied.
         fed.insert_tombstone(conn, object_id, actor.id, now)
-        if core is not None:
-            posts.mark_post_deleted(conn, core.id, now)
+        if core is not None and posts.mark_post_deleted(conn, core.id, now):
+            return core.id
+        return None
 
-    await ctx.db.write(tx)
+    gone = await ctx.db.write(tx)
+    if gone is not None:
+        await tell_open_feeds(ctx, gone, "deleted")
 
 
 def _created_post_uri(activity: Activity) -> str | None:
@@ -614,20 +662,26 @@ async def on_announce(ctx: Context, activity: Activity, actor: Actor) -> None:
             await push_unread_counts(ctx, [boosted.author_id])
 
 
+async def _fetch_or_ignore(ctx: Context, object_id: str, what: str) -> Mapping[str, Any]:
+    """A signed GET of an object an activity names by id. A partner that is down or busy
+    raises (the dispatcher retries later); an answer that will not change (not allowed, gone,
+    not a document we take) is ignored at once instead of retried for hours."""
+    try:
+        return await ctx.federator.fetcher.fetch_object(object_id)
+    except FetchError as exc:
+        status = exc.status or 0
+        if exc.kind == "transport" or (exc.kind == "status" and (status >= 500 or status == 429)):
+            raise
+        raise Ignored(f"{what} cannot be fetched: {exc}") from None
+
+
 async def _fetch_boosted(ctx: Context, object_id: str) -> str:
     """A boosted post we do not have: fetch it from its own server (signed GET, allowed hosts
     only, the answer's id must be the URL) and store it if it is a public note by its
     author on that author's origin. Returns the id it is stored under."""
     if object_id.startswith(ctx.urls.base + "/"):
         raise Ignored("a boost of one of our posts that we do not have")
-    try:
-        obj = await ctx.federator.fetcher.fetch_object(object_id)
-    except FetchError as exc:
-        status = exc.status or 0
-        if exc.kind == "transport" or (exc.kind == "status" and (status >= 500 or status == 429)):
-            raise  # the partner is down or busy: the dispatcher retries later
-        # Not allowed, gone, or not a document we take: retrying would not change that.
-        raise Ignored(f"the boosted post cannot be fetched: {exc}") from None
+    obj = await _fetch_or_ignore(ctx, object_id, "the boosted post")
     if vocab.primary_type(obj.get("type")) not in vocab.NOTE_TYPES:
         raise Ignored(f"a boost of {obj.get('type')!r}")
     note = vocab.parse_note(obj)

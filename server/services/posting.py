@@ -53,6 +53,22 @@ def _check_text(text: str) -> str:
     return text
 
 
+async def unknown_mentions(ctx: Context, text: str) -> list[str]:
+    """The ``@name`` mentions in *text* that name no active colleague: they stay plain text
+    and nobody is notified, which the author should be told (a typo in a name is silent
+    otherwise)."""
+    wanted: list[str] = []
+
+    def collect(handle: str) -> MentionTarget | None:
+        wanted.append(handle)
+        return None
+
+    ctx.text.render_post(text, resolve_mention=collect, tag_href=ctx.urls.tag)
+    local = list(dict.fromkeys(h.lower() for h in wanted if "@" not in h))
+    found = await ctx.db.read(users.select_local_actors_by_names, local)
+    return [name for name in local if name not in found]
+
+
 async def render(ctx: Context, text: str) -> tuple[RenderedPost, list[Actor]]:
     """Render text, resolving @mentions; return the mentioned people.
 
@@ -218,6 +234,13 @@ async def _announce(ctx: Context, post: Post, recipients: Iterable[int]) -> None
     ctx.live.publish(audience, LiveEvent("post", str(post.id)))
 
 
+async def tell_open_feeds(ctx: Context, post_id: int, kind: str) -> None:
+    """Tell the feeds that may show a post that it was "edited" or "deleted", so an open page
+    does not keep showing (and offering to like) what is no longer there."""
+    audience = await ctx.db.read(posts.select_live_audience, post_id)
+    ctx.live.publish(audience, LiveEvent(kind, str(post_id)))
+
+
 async def push_unread_counts(ctx: Context, actor_ids: Iterable[int]) -> None:
     for actor_id in actor_ids:
         if ctx.live.is_connected(actor_id):
@@ -273,6 +296,7 @@ async def edit_post(ctx: Context, editor: Actor, post_id: int, text: str) -> Pos
 
     await ctx.db.write(tx)
     ctx.federator.wake()
+    await tell_open_feeds(ctx, post.id, "edited")
     updated = await ctx.db.read(posts.select_post, post.id, editor.id)
     assert updated is not None
     return updated
@@ -316,6 +340,7 @@ async def delete_post(ctx: Context, actor: Actor, post_id: int) -> Post:
 
     await ctx.db.write(tx)
     ctx.federator.wake()
+    await tell_open_feeds(ctx, post.id, "deleted")
     return post
 
 

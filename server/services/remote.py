@@ -48,7 +48,8 @@ async def find_person(ctx: Context, handle: str) -> Actor:
         raise InvalidInput(f"@{handle} is not a valid address.") from None
     if host == ctx.federator.host:
         local = await ctx.db.read(users.select_local_actor, username)
-        if local is None:
+        # A deactivated colleague is out of the directory, whichever way they are looked up.
+        if local is None or not await ctx.db.read(users.is_active_account, local.id):
             raise InvalidInput(f"There is no colleague named @{username}.")
         return local
     # Checked before the cache too: a host removed from the allowlist keeps its people in

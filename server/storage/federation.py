@@ -222,11 +222,21 @@ def select_known_key(conn: sqlite3.Connection, key_id: str) -> KnownKey | None:
 
 
 def upsert_known_key(conn: sqlite3.Connection, key: KnownKey) -> None:
+    """Remember *key* as the current key of its id. Its ``last_seen_at`` is made later than
+    any other key's of that id, even within one millisecond (a rotation announced right
+    after the old key was fetched): the key read back is the one stored last."""
     conn.execute(
         "INSERT INTO remote_keys (key_id, public_key_pem, owner_uri, first_seen_at, last_seen_at)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_id, public_key_pem) DO UPDATE SET"
+        " VALUES (:id, :pem, :owner, :at, max(:at, coalesce((SELECT max(last_seen_at) + 1"
+        " FROM remote_keys WHERE key_id = :id AND public_key_pem != :pem), 0)))"
+        " ON CONFLICT (key_id, public_key_pem) DO UPDATE SET"
         " last_seen_at = excluded.last_seen_at, owner_uri = excluded.owner_uri",
-        (key.key_id, key.public_key_pem, key.owner_uri, key.fetched_at_ms, key.fetched_at_ms),
+        {
+            "id": key.key_id,
+            "pem": key.public_key_pem,
+            "owner": key.owner_uri,
+            "at": key.fetched_at_ms,
+        },
     )
 
 
@@ -442,12 +452,23 @@ def insert_outbox(
     body: dict[str, Any],
     targets: Sequence[tuple[str, str]],
     now_ms: int,
+    ordering_key: str | None = None,
 ) -> int:
-    """Record an emitted activity and one queued delivery per (inbox, host), deduplicated."""
+    """Record an emitted activity and one queued delivery per (inbox, host), deduplicated.
+
+    *ordering_key*: what the activity is about (``vocab.ordering_key``); to any one inbox,
+    activities with one key are sent one after the other, in the order recorded here."""
     cur = conn.execute(
-        "INSERT INTO outbox_activities (activity_id, activity_type, actor_id, body, created_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (activity_id, activity_type, actor_id, json.dumps(body, separators=(",", ":")), now_ms),
+        "INSERT INTO outbox_activities (activity_id, activity_type, actor_id, body, created_at,"
+        " ordering_key) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            activity_id,
+            activity_type,
+            actor_id,
+            json.dumps(body, separators=(",", ":")),
+            now_ms,
+            ordering_key,
+        ),
     )
     outbox_id = int(cur.lastrowid or 0)
     # Due at once (0), not at now_ms, which a backwards step of the clock would put in the
@@ -485,6 +506,12 @@ def claim_deliveries(
         " JOIN outbox_activities o ON o.id = d.outbox_id"
         " LEFT JOIN actors a ON a.id = o.actor_id LEFT JOIN accounts ac ON ac.actor_id = a.id"
         " WHERE d.state = 'queued' AND d.next_attempt_at <= ? AND d.locked_until <= ?"
+        # Not while an earlier activity about the same thing still waits for (or is on its
+        # way to) this inbox: retries and hand-backs reorder rows, receivers must not see it.
+        " AND NOT EXISTS (SELECT 1 FROM outbox_activities earlier"
+        "     JOIN deliveries ed ON ed.outbox_id = earlier.id AND ed.inbox_url = d.inbox_url"
+        "     WHERE earlier.ordering_key = o.ordering_key AND earlier.id < o.id"
+        "     AND ed.state = 'queued')"
         " ORDER BY d.next_attempt_at, d.id LIMIT ?",
         (now_ms, now_ms, limit),
     ).fetchall()
@@ -611,7 +638,10 @@ def select_circuit(conn: sqlite3.Connection, host: str) -> int:
 
 
 def select_delivery_created(conn: sqlite3.Connection, delivery_id: int) -> int:
-    row = conn.execute("SELECT created_at FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    """When the delivery's retry horizon started: when it was made, or last resent."""
+    row = conn.execute(
+        "SELECT coalesce(resent_at, created_at) FROM deliveries WHERE id = ?", (delivery_id,)
+    ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -623,14 +653,25 @@ def select_next_due(conn: sqlite3.Connection) -> int | None:
 
 
 def resend_held(conn: sqlite3.Connection, host: str | None, now_ms: int) -> int:
-    """Admin action: put held (and dead) deliveries back in the queue."""
+    """Admin action: put held (and dead) deliveries back in the queue, with a whole retry
+    horizon of their own from now, and close their hosts' circuits: the admin's word that the
+    partner is back should be tried at once, not after the circuit's cool-off."""
     where = "state IN ('held', 'dead')" + (" AND host = ?" if host else "")
-    params: tuple[Any, ...] = (now_ms, host) if host else (now_ms,)
-    return conn.execute(
-        f"UPDATE deliveries SET state = 'queued', next_attempt_at = ?, attempts = 0,"
-        f" finished_at = NULL WHERE {where}",
-        params,
+    params: tuple[Any, ...] = (host,) if host else ()
+    hosts = [
+        str(r[0])
+        for r in conn.execute(f"SELECT DISTINCT host FROM deliveries WHERE {where}", params)
+    ]
+    count = conn.execute(
+        f"UPDATE deliveries SET state = 'queued', next_attempt_at = 0, attempts = 0,"
+        f" finished_at = NULL, resent_at = ? WHERE {where}",
+        (now_ms, *params),
     ).rowcount
+    conn.executemany(
+        "UPDATE host_health SET consecutive_failures = 0, circuit_open_until = 0 WHERE host = ?",
+        [(h,) for h in hosts],
+    )
+    return count
 
 
 def insert_tombstone(conn: sqlite3.Connection, uri: str, actor_id: int, now_ms: int) -> None:

@@ -78,8 +78,8 @@ class SqliteKeyStore:
         self._db = db
         self._cache: OrderedDict[str, KnownKey] = OrderedDict()
 
-    async def known_key(self, key_id: str) -> KnownKey | None:
-        cached = self._cache.get(key_id)
+    async def known_key(self, key_id: str, *, fresh: bool = False) -> KnownKey | None:
+        cached = None if fresh else self._cache.get(key_id)
         if cached is not None:
             self._cache.move_to_end(key_id)
             return cached

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from server.domain import Notification, NotificationKind, Page
 from server.storage.rows import actor_columns, actor_from_row
+from server.storage.visibility import visible_sql
 
 
 def insert_notification(
@@ -81,15 +82,17 @@ def approve_follow_notification(
 def select_notifications(
     conn: sqlite3.Connection, recipient_id: int, *, before: int | None, limit: int
 ) -> Page[Notification]:
-    """Newest first. A notification about a post the reader may no longer see (deleted)
-    shows no snippet; visibility of the post itself is checked where it is opened."""
+    """Newest first. A notification about a post the reader may not see (deleted, or an
+    audience that no longer includes them) shows no snippet: the text is checked here as on
+    the post's own page, not trusted to what was true when the notification was made."""
     rows = conn.execute(
         f"SELECT n.id, n.kind, n.post_id, n.created_at, n.read_at, {actor_columns('a', 'a_')},"
-        " CASE WHEN p.deleted_at IS NULL THEN p.content_html ELSE '' END AS snippet"
+        " CASE WHEN p.deleted_at IS NULL AND"
+        f" {visible_sql(recipient_id)} THEN p.content_html ELSE '' END AS snippet"
         " FROM notifications n JOIN actors a ON a.id = n.actor_id"
         " LEFT JOIN posts p ON p.id = n.post_id"
         " WHERE n.recipient_id = :r AND n.id < :before ORDER BY n.id DESC LIMIT :limit",
-        {"r": recipient_id, "before": before or 2**62, "limit": limit + 1},
+        {"r": recipient_id, "viewer": recipient_id, "before": before or 2**62, "limit": limit + 1},
     ).fetchall()
     items = tuple(
         Notification(
@@ -118,12 +121,25 @@ def count_unread(conn: sqlite3.Connection, recipient_id: int, *, cap: int | None
     return int(conn.execute(sql, (recipient_id, cap)).fetchone()[0])
 
 
-def mark_all_read(conn: sqlite3.Connection, recipient_id: int, now_ms: int) -> int:
+def mark_all_read(
+    conn: sqlite3.Connection, recipient_id: int, now_ms: int, *, upto: int | None = None
+) -> int:
+    """Mark read; with *upto*, only notifications up to that id (what the reader was shown:
+    one that came in after the page was loaded stays unread)."""
     cur = conn.execute(
-        "UPDATE notifications SET read_at = ? WHERE recipient_id = ? AND read_at IS NULL",
-        (now_ms, recipient_id),
+        "UPDATE notifications SET read_at = ? WHERE recipient_id = ? AND read_at IS NULL"
+        " AND id <= ?",
+        (now_ms, recipient_id, upto if upto is not None else 2**62),
     )
     return cur.rowcount
+
+
+def newest_unread_id(conn: sqlite3.Connection, recipient_id: int) -> int | None:
+    row = conn.execute(
+        "SELECT max(id) FROM notifications WHERE recipient_id = ? AND read_at IS NULL",
+        (recipient_id,),
+    ).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
 
 
 def notify_new_post(

@@ -2,9 +2,8 @@
 
 Invariants:
 - Every read that returns posts to a person takes a ``viewer_id`` (``None`` = anonymous) and
-  filters with :func:`_visible`, the one SQL statement of "who may see what":
-  anonymous sees Public only; a local viewer sees own posts, Public, Internal, Followers posts
-  of people they follow (accepted), and any post they are addressed in (``post_recipients``).
+  filters with :func:`server.storage.visibility.visible_sql`, the one SQL statement of "who
+  may see what". Reply counts are counted for the viewer too, at read time.
 - Deleted posts (``deleted_at`` set) are never returned by the reads for people; the row and
   every version stay for the compliance archive.
 - ``post_versions`` holds every version, the current one included; an edit adds a row.
@@ -25,10 +24,12 @@ from server.storage.notifications import (
     retract_post_notifications,
 )
 from server.storage.rows import actor_columns, actor_from_row, as_dict
+from server.storage.visibility import visible_reply_count_sql, visible_sql
 
 _POST_SELECT = (
     "SELECT p.id, p.uri, p.visibility, p.content_html, p.source, p.in_reply_to_id,"
-    " p.thread_root_id, p.version, p.reply_count, p.like_count, p.created_at, p.edited_at,"
+    " p.thread_root_id, p.version, {replies} AS reply_count, p.like_count, p.created_at,"
+    " p.edited_at,"
     " p.deleted_at, p.wall_owner_id, "
     + actor_columns("au", "au_")
     + ", "
@@ -45,28 +46,18 @@ _MAX_CURSOR = 2**62
 
 
 def _select(viewer_id: int | None, *, extra: str = "", joins: str = "") -> str:
+    replies = visible_reply_count_sql(viewer_id)
     if viewer_id is None:
-        return _POST_SELECT.format(liked="0", boosted="0", extra=extra, joins=joins)
+        return _POST_SELECT.format(
+            replies=replies, liked="0", boosted="0", extra=extra, joins=joins
+        )
     return _POST_SELECT.format(
+        replies=replies,
         liked="EXISTS (SELECT 1 FROM likes l WHERE l.post_id = p.id AND l.actor_id = :viewer)",
         boosted="EXISTS (SELECT 1 FROM announces b WHERE b.post_id = p.id"
         " AND b.actor_id = :viewer)",
         extra=extra,
         joins=joins,
-    )
-
-
-def _visible(viewer_id: int | None) -> str:
-    """SQL condition: may ``:viewer`` read post ``p``? (See the module docstring.)"""
-    if viewer_id is None:
-        return "p.visibility = 'public'"
-    return (
-        "(p.author_id = :viewer OR p.visibility IN ('public', 'internal')"
-        " OR (p.visibility = 'followers' AND EXISTS (SELECT 1 FROM follows f"
-        "     WHERE f.follower_id = :viewer AND f.followee_id = p.author_id"
-        "     AND f.state = 'accepted'))"
-        " OR EXISTS (SELECT 1 FROM post_recipients r"
-        "     WHERE r.post_id = p.id AND r.actor_id = :viewer))"
     )
 
 
@@ -174,12 +165,6 @@ def insert_post(conn: sqlite3.Connection, post: NewPost) -> None:
     )
     _insert_recipients(conn, post.id, post.recipient_ids)
     _insert_tags(conn, post.id, post.tags)
-    if post.in_reply_to_id is not None and post.visibility is not Visibility.DIRECT:
-        # Everyone who sees the parent sees its count: a Direct reply is not counted (as on
-        # Mastodon), so a private answer does not show that it exists.
-        conn.execute(
-            "UPDATE posts SET reply_count = reply_count + 1 WHERE id = ?", (post.in_reply_to_id,)
-        )
 
 
 def _insert_recipients(conn: sqlite3.Connection, post_id: int, ids: Iterable[int]) -> None:
@@ -206,12 +191,14 @@ def update_post_content(
     tags: Sequence[str],
     now_ms: int,
     removed_ids: Sequence[int] = (),
+    visibility: Visibility | None = None,
 ) -> int:
     """Store a new version (the previous ones stay) and return its number.
 
     *recipient_ids* are added (mentions the edit adds); *removed_ids* stop being recipients
     (mentions the edit took out): they lose access to the post, and their notifications of it
-    go too, since a notification shows the current text.
+    go too, since a notification shows the current text. *visibility*, when given, replaces
+    the post's (a partner's edit that narrowed its audience); the caller never widens it.
 
     ``edited_at`` strictly increases, even for two edits within one millisecond: it is the
     ``updated`` that partners use to keep the newest version whatever the arrival order."""
@@ -220,14 +207,16 @@ def update_post_content(
     ).fetchone()
     version = int(row["version"]) + 1
     edited_at = max(now_ms, int(row["edited_at"] or 0) + 1)
+    shown_to = visibility.value if visibility is not None else row["visibility"]
     conn.execute(
-        "UPDATE posts SET source = ?, content_html = ?, version = ?, edited_at = ? WHERE id = ?",
-        (source, content_html, version, edited_at, post_id),
+        "UPDATE posts SET source = ?, content_html = ?, version = ?, edited_at = ?,"
+        " visibility = ? WHERE id = ?",
+        (source, content_html, version, edited_at, shown_to, post_id),
     )
     conn.execute(
         "INSERT INTO post_versions (post_id, version, visibility, source, content_html,"
         " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (post_id, version, row["visibility"], source, content_html, now_ms),
+        (post_id, version, shown_to, source, content_html, now_ms),
     )
     _insert_recipients(conn, post_id, recipient_ids)
     conn.executemany(
@@ -244,23 +233,27 @@ def mark_post_deleted(conn: sqlite3.Connection, post_id: int, now_ms: int) -> bo
     cur = conn.execute(
         "UPDATE posts SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL", (now_ms, post_id)
     )
-    if cur.rowcount:
-        conn.execute(
-            "UPDATE posts SET reply_count = max(reply_count - 1, 0)"
-            " WHERE id = (SELECT in_reply_to_id FROM posts"
-            " WHERE id = ? AND visibility != 'direct')",
-            (post_id,),
-        )
     return cur.rowcount > 0
 
 
 def select_post(conn: sqlite3.Connection, post_id: int, viewer_id: int | None) -> Post | None:
     """The post if it exists, is not deleted and ``viewer_id`` may see it."""
     row = conn.execute(
-        f"{_select(viewer_id)} WHERE p.id = :id AND p.deleted_at IS NULL AND {_visible(viewer_id)}",
+        f"{_select(viewer_id)} WHERE p.id = :id AND p.deleted_at IS NULL"
+        f" AND {visible_sql(viewer_id)}",
         {"id": post_id, "viewer": viewer_id},
     ).fetchone()
     return _post_from_row(row) if row else None
+
+
+def is_visible_to(conn: sqlite3.Connection, post_id: int, viewer_id: int) -> bool:
+    """May *viewer_id* read the (undeleted) post? The same rule as every read of posts."""
+    row = conn.execute(
+        f"SELECT 1 FROM posts p WHERE p.id = :id AND p.deleted_at IS NULL"
+        f" AND {visible_sql(viewer_id)}",
+        {"id": post_id, "viewer": viewer_id},
+    ).fetchone()
+    return row is not None
 
 
 def select_post_unchecked(conn: sqlite3.Connection, post_id: int) -> Post | None:
@@ -269,6 +262,23 @@ def select_post_unchecked(conn: sqlite3.Connection, post_id: int) -> Post | None
         f"{_select(None)} WHERE p.id = :id", {"id": post_id, "viewer": None}
     ).fetchone()
     return _post_from_row(row) if row else None
+
+
+def select_live_audience(conn: sqlite3.Connection, post_id: int) -> set[int]:
+    """Who may have the post open in a feed now: its author, the people it is addressed to
+    and, unless it is Direct, the author's local followers (live updates of its changes)."""
+    return {
+        int(r[0])
+        for r in conn.execute(
+            "SELECT author_id FROM posts WHERE id = :id"
+            " UNION SELECT actor_id FROM post_recipients WHERE post_id = :id"
+            " UNION SELECT f.follower_id FROM posts p"
+            " JOIN follows f ON f.followee_id = p.author_id AND f.state = 'accepted'"
+            " JOIN actors a ON a.id = f.follower_id AND a.is_local = 1"
+            " WHERE p.id = :id AND p.visibility != 'direct'",
+            {"id": post_id},
+        )
+    }
 
 
 def select_recipient_ids(conn: sqlite3.Connection, post_id: int) -> list[int]:
@@ -318,7 +328,7 @@ def select_home_feed(
     )
     posts_part = (
         f"{_select(viewer_id)} WHERE p.id < :before"
-        f" AND p.deleted_at IS NULL AND {_IN_OWN_FEED} AND {_visible(viewer_id)}"
+        f" AND p.deleted_at IS NULL AND {_IN_OWN_FEED} AND {visible_sql(viewer_id)}"
         " ORDER BY p.id DESC LIMIT :limit"
     )
     # Boosts by the viewer and the people they follow, of posts the feed does not already
@@ -327,7 +337,7 @@ def select_home_feed(
         f"{_select(viewer_id, extra=_AS_BOOST_ENTRY, joins=_BOOST_JOINS)}"
         f" WHERE a.actor_id IN {boosters} AND a.feed_id < :before"
         f" AND p.deleted_at IS NULL AND NOT coalesce({_IN_OWN_FEED}, 0)"
-        f" AND {_visible(viewer_id)}"
+        f" AND {visible_sql(viewer_id)}"
         " AND a.feed_id = (SELECT max(a2.feed_id) FROM announces a2"
         f"     WHERE a2.post_id = p.id AND a2.actor_id IN {boosters})"
         " ORDER BY a.feed_id DESC LIMIT :limit"
@@ -368,14 +378,14 @@ def select_profile_feed(
         f"{_select(viewer_id)} WHERE p.id IN ("
         "   SELECT id FROM posts WHERE author_id = :actor AND id < :before"
         "   UNION SELECT id FROM posts WHERE wall_owner_id = :actor AND id < :before)"
-        f" AND p.deleted_at IS NULL AND {_visible(viewer_id)}"
+        f" AND p.deleted_at IS NULL AND {visible_sql(viewer_id)}"
         " ORDER BY p.id DESC LIMIT :limit"
     )
     boosts_part = (
         f"{_select(viewer_id, extra=_AS_BOOST_ENTRY, joins=_BOOST_JOINS)}"
         " WHERE a.actor_id = :actor AND a.feed_id < :before AND p.deleted_at IS NULL"
         " AND p.author_id != :actor AND p.wall_owner_id IS NOT :actor"
-        f" AND {_visible(viewer_id)} ORDER BY a.feed_id DESC LIMIT :limit"
+        f" AND {visible_sql(viewer_id)} ORDER BY a.feed_id DESC LIMIT :limit"
     )
     params = {
         "actor": actor_id,
@@ -396,7 +406,7 @@ def select_wall(
 ) -> Page[Post]:
     rows = conn.execute(
         f"{_select(viewer_id)} WHERE p.wall_owner_id = :owner AND p.id < :before"
-        f" AND p.deleted_at IS NULL AND {_visible(viewer_id)}"
+        f" AND p.deleted_at IS NULL AND {visible_sql(viewer_id)}"
         " ORDER BY p.id DESC LIMIT :limit",
         {
             "owner": owner_id,
@@ -413,7 +423,7 @@ def select_thread(
 ) -> list[Post]:
     rows = conn.execute(
         f"{_select(viewer_id)} WHERE p.thread_root_id = :root AND p.deleted_at IS NULL"
-        f" AND {_visible(viewer_id)} ORDER BY p.id LIMIT :limit",
+        f" AND {visible_sql(viewer_id)} ORDER BY p.id LIMIT :limit",
         {"root": root_id, "viewer": viewer_id, "limit": limit},
     ).fetchall()
     return [_post_from_row(r) for r in rows]
@@ -430,7 +440,7 @@ def select_tag_feed(
     rows = conn.execute(
         f"{_select(viewer_id)} JOIN post_tags t ON t.post_id = p.id"
         " WHERE t.tag = :tag AND t.post_id < :before AND p.deleted_at IS NULL"
-        f" AND {_visible(viewer_id)} ORDER BY t.post_id DESC LIMIT :limit",
+        f" AND {visible_sql(viewer_id)} ORDER BY t.post_id DESC LIMIT :limit",
         {"tag": tag, "viewer": viewer_id, "before": before or _MAX_CURSOR, "limit": limit + 1},
     ).fetchall()
     return _page(rows, limit)
@@ -531,6 +541,16 @@ def select_post_core_by_uri(conn: sqlite3.Connection, uri: str) -> PostCore | No
     if row is None:
         return None
     return PostCore(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), row[7])
+
+
+def select_parent_author_id(conn: sqlite3.Connection, post_id: int) -> int | None:
+    """The author of the post that *post_id* replies to, if it is stored."""
+    row = conn.execute(
+        "SELECT parent.author_id FROM posts p JOIN posts parent ON parent.id = p.in_reply_to_id"
+        " WHERE p.id = ?",
+        (post_id,),
+    ).fetchone()
+    return int(row[0]) if row else None
 
 
 def set_remote_updated(conn: sqlite3.Connection, post_id: int, updated_ms: int) -> None:

@@ -74,7 +74,7 @@ CREATE TABLE deliveries (
     last_status INTEGER,
     last_error TEXT,
     created_at INTEGER NOT NULL,
-    finished_at INTEGER,
+    finished_at INTEGER, resent_at INTEGER,
     UNIQUE (outbox_id, inbox_url)
 );
 
@@ -155,7 +155,7 @@ CREATE TABLE outbox_activities (
     actor_id INTEGER REFERENCES actors (id),
     body TEXT NOT NULL,
     created_at INTEGER NOT NULL
-);
+, ordering_key TEXT);
 
 CREATE TABLE post_recipients (
     post_id INTEGER NOT NULL REFERENCES posts (id),
@@ -192,7 +192,6 @@ CREATE TABLE posts (
     source TEXT NOT NULL DEFAULT '',
     content_html TEXT NOT NULL,
     version INTEGER NOT NULL DEFAULT 1,
-    reply_count INTEGER NOT NULL DEFAULT 0,
     like_count INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL,
     edited_at INTEGER,
@@ -266,11 +265,16 @@ CREATE INDEX notifications_recipient ON notifications (recipient_id, id);
 
 CREATE INDEX notifications_unread ON notifications (recipient_id) WHERE read_at IS NULL;
 
+CREATE INDEX outbox_activities_ordering ON outbox_activities (ordering_key)
+    WHERE ordering_key IS NOT NULL;
+
 CREATE INDEX post_recipients_actor ON post_recipients (actor_id, post_id);
 
 CREATE INDEX post_tags_post ON post_tags (post_id);
 
 CREATE INDEX posts_author ON posts (author_id, id);
+
+CREATE INDEX posts_replies ON posts (in_reply_to_id) WHERE in_reply_to_id IS NOT NULL;
 
 CREATE INDEX posts_thread ON posts (thread_root_id, id);
 

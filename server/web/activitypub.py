@@ -287,6 +287,10 @@ async def _note(username: str, post_id: str, *, activity: bool) -> ResponseRetur
     post = await c.db.read(posts.select_post_for_remote, pid, viewer.id if viewer else None)
     if post is None or post.author.username.lower() != username.lower():
         return _refusal(404, "not found")
+    if await _local(username) is None:
+        # A deactivated or deleted author's notes answer like their actor: missing. Partners
+        # were told Delete{Person}; a note still served would outlive it.
+        return _refusal(404, "not found")
     if post.deleted_at is not None:
         return _json({"@context": AS_CONTEXT, "id": post.uri, "type": "Tombstone"}, 410)
     data = await c.db.read(fed.select_post_for_federation, pid)

@@ -65,10 +65,21 @@ async def compose() -> ResponseReturnValue:
         await flash(exc.message, "error")
         await flash_draft(form.get("text", ""))
         return redirect(back), 303
+    unknown = await posting.unknown_mentions(ctx(), post.source)
+    note = _unknown_note(unknown)
     if wants_fragment():
-        return {"id": post.id, "url": url_for("posts.thread", post_id=post.id)}, 201
-    await flash("Posted.", "success")
+        answer = {"id": post.id, "url": url_for("posts.thread", post_id=post.id)}
+        return ({**answer, "note": note} if note else answer), 201
+    await flash("Posted." + (f" {note}" if note else ""), "success")
     return redirect(back), 303
+
+
+def _unknown_note(names: list[str]) -> str:
+    if not names:
+        return ""
+    listed = ", ".join(f"@{name}" for name in names[:5]) + (" …" if len(names) > 5 else "")
+    verb = "is" if len(names) == 1 else "are"
+    return f"{listed} {verb} not a colleague here, so nobody by that name was notified."
 
 
 async def flash_draft(text: str) -> None:

@@ -23,13 +23,18 @@ async def index() -> ResponseReturnValue:
         limit=30,
     )
     requests = await ctx().db.read(follows.select_pending_requests, me.id)
-    return await render_template("notifications.html", page=page, requests=requests)
+    newest_unread = await ctx().db.read(notifications.newest_unread_id, me.id)
+    return await render_template(
+        "notifications.html", page=page, requests=requests, newest_unread=newest_unread
+    )
 
 
 @blueprint.post("/notifications/read")
 @login_required
 async def mark_read() -> ResponseReturnValue:
-    await following.mark_notifications_read(ctx(), require_viewer())
+    form = await request.form
+    upto = parse_cursor(form.get("upto"))
+    await following.mark_notifications_read(ctx(), require_viewer(), upto=upto)
     return redirect(url_for("notifications.index"), 303)
 
 

@@ -4,6 +4,7 @@ editing one's own profile and photo."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from quart import (
     Blueprint,
@@ -169,8 +170,13 @@ async def answer_request(follower_id: str) -> ResponseReturnValue:
 @blueprint.get("/settings/profile")
 @login_required
 async def edit_profile() -> ResponseReturnValue:
-    me = require_viewer()
-    return await render_template("settings_profile.html", person=me)
+    return await _profile_settings(require_viewer())
+
+
+async def _profile_settings(me: Actor, **extra: Any) -> str:
+    """The profile form; the CV / bio shows as the plain text it was typed in, if it was."""
+    bio = accounts.editable_bio(ctx(), me)
+    return await render_template("settings_profile.html", person=me, bio_source=bio, **extra)
 
 
 @blueprint.post("/settings/profile")
@@ -189,13 +195,7 @@ async def edit_profile_post() -> ResponseReturnValue:
         )
     except SteelyardError as exc:
         return (
-            await render_template(
-                "settings_profile.html",
-                person=me,
-                error=exc.message,
-                error_field=exc.field,
-                form=form,
-            ),
+            await _profile_settings(me, error=exc.message, error_field=exc.field, form=form),
             exc.status,
         )
     await flash("Your profile was saved.", "success")
@@ -215,9 +215,7 @@ async def upload_photo() -> ResponseReturnValue:
         await accounts.set_avatar(ctx(), me.id, data)
     except SteelyardError as exc:
         return (
-            await render_template(
-                "settings_profile.html", person=me, error=exc.message, error_field="photo"
-            ),
+            await _profile_settings(me, error=exc.message, error_field="photo"),
             exc.status,
         )
     await flash("Your photo was updated.", "success")

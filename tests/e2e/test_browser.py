@@ -148,9 +148,59 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     assert await status.inner_text() == "Alice Anders boosted a post by Carol Cho"
     # Carol's page, open all along, shows the boost as a new notification without a reload.
     await carol.locator("[data-unread]", has_text="1").wait_for(timeout=10_000)
+
+    # Alice edits her post, then deletes it: Bob's open feed follows, without a reload.
+    await alice.goto(f"{server.base}/")
+    own = alice.locator("article.post", has_text=marker)
+    await own.get_by_role("link", name="Edit post by Alice Anders").click()
+    await alice.get_by_label("Text").fill(marker + " (done)")
+    await alice.get_by_role("button", name="Save").click()
+    await bob.locator("article.post", has_text=marker + " (done)").wait_for(timeout=10_000)
+    await alice.goto(f"{server.base}/")
+    alice.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await (
+        alice.locator("article.post", has_text=marker)
+        .get_by_role("button", name="Delete post by Alice Anders")
+        .click()
+    )
+    await bob.locator("article.post", has_text=marker).wait_for(state="detached", timeout=10_000)
     await carol_ctx.close()
     await alice_ctx.close()
     await bob_ctx.close()
+
+
+async def test_live_posts_keep_their_order_when_a_card_loads_slowly(  # type: ignore[no-untyped-def]
+    server: ServerProcess, browser
+) -> None:
+    """The first of two new posts takes longer to fetch: it must still end up below the
+    second, as after a reload."""
+    carol_ctx, carol = await _signed_in(browser, server.base, "carol")
+    dave_ctx, dave = await _signed_in(browser, server.base, "admin")
+    await dave.goto(f"{server.base}/people/carol")
+    await dave.get_by_role("button", name="Follow").click()
+    await dave.wait_for_load_state()
+    fetched: list[str] = []
+
+    async def slow_first(route) -> None:  # type: ignore[no-untyped-def]
+        fetched.append(route.request.url)
+        if len(fetched) == 1:
+            await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await dave.route("**/posts/*/card*", slow_first)
+    await dave.goto(f"{server.base}/")
+    await dave.wait_for_timeout(500)  # let the EventSource connect
+    for text in ("Older: kickoff booked", "Newer: agenda sent"):
+        await carol.get_by_label("What are you working on?").fill(text)
+        await carol.get_by_label("Visibility").select_option("followers")
+        await carol.get_by_role("button", name="Post", exact=True).click()
+        await carol.locator("article.post", has_text=text).wait_for(timeout=10_000)
+    await dave.locator("article.post", has_text="Older: kickoff booked").wait_for(timeout=10_000)
+    await dave.locator("article.post", has_text="Newer: agenda sent").wait_for(timeout=10_000)
+    order = await dave.locator("article.post .post-content").all_inner_texts()
+    assert order.index("Newer: agenda sent") < order.index("Older: kickoff booked"), order
+    await carol_ctx.close()
+    await dave_ctx.close()
 
 
 async def test_the_badge_catches_up_when_the_live_stream_comes_back(  # type: ignore[no-untyped-def]

@@ -4,15 +4,20 @@ beta only (alpha does not allow gamma, although gamma allows alpha)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+import json
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from federation.delivery import ACTIVITY_JSON
 from federation.signatures import generate_rsa_keypair
+from federation.transport import DEFAULT_MAX_BYTES, HttpResponse
 from server import federator, passwords
-from tests.support.network import Instance, Network
+from server.domain import Actor
+from tests.support.network import Instance, Network, RoutingTransport
 
 # Enough distinct key pairs that, within one test, no two people and no two instances share
 # a key: a forged signature with "the key of another actor" must really be another key.
@@ -62,5 +67,73 @@ async def trio(
     await gamma.allow("alpha.example")  # gamma would talk to alpha; alpha refuses
     try:
         yield Trio(net, alpha, beta, gamma)
+    finally:
+        await net.close()
+
+
+# --- a peer that is not a Steelyard -----------------------------------------------------------
+
+PEER = "delta.example"
+
+
+class StaticPeer(RoutingTransport):
+    """The test network, plus a server that is not a Steelyard: ``documents`` (URL → (media
+    type, JSON)) are answered to GETs on their host; everything else is routed as usual."""
+
+    def __init__(self, network: Network) -> None:
+        super().__init__(network)
+        self.documents: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        body: bytes | None = None,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> HttpResponse:
+        if url.split("/")[2] != PEER:
+            return await super().request(
+                method, url, headers=headers, body=body, max_bytes=max_bytes
+            )
+        found = self.documents.get(url) if method == "GET" else None
+        if found is None:
+            return HttpResponse(404, {}, b"", url)
+        media_type, doc = found
+        return HttpResponse(200, {"content-type": media_type}, json.dumps(doc).encode(), url)
+
+
+@dataclass
+class Peered:
+    net: Network
+    alpha: Instance
+    alice: Actor
+    peer: StaticPeer
+    keys: list[tuple[str, str]]  # (private PEM, public PEM), three distinct keys
+
+    def serve(self, url: str, doc: dict[str, Any], media_type: str = ACTIVITY_JSON) -> None:
+        self.peer.documents[url] = (media_type, doc)
+
+
+@pytest.fixture
+async def peered(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    instance_keypairs: list[tuple[str, str]],
+    keypairs: Iterator[tuple[str, str]],
+) -> AsyncIterator[Peered]:
+    keys = iter(instance_keypairs)
+    monkeypatch.setattr(federator, "generate_rsa_keypair", lambda: next(keys))
+    monkeypatch.setattr(passwords, "_N", 2**10)
+    net = Network(tmp_path)
+    peer = StaticPeer(net)
+    net.transport = peer  # the instances added next talk through it
+    alpha = await net.add("alpha")
+    await alpha.allow(PEER)
+    alice = await alpha.user("alice")
+    peer_keys = [next(keypairs) for _ in range(3)]
+    try:
+        yield Peered(net, alpha, alice, peer, peer_keys)
     finally:
         await net.close()

@@ -4,10 +4,11 @@ the admin's resend. Every attempt is signed afresh."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from server.domain import Actor, Visibility
-from server.services import posting
+from server.services import federating, following, posting, remote
 from server.storage import federation as fed
 from tests.federation.conftest import Trio
 from tests.federation.support import (
@@ -179,3 +180,114 @@ async def test_circuit_opens_after_repeated_failures_and_a_signed_request_closes
     rows = await deliveries(beta, "Create")
     assert {r["state"] for r in rows} == {"delivered"}
     assert "Post 10" in await home_texts(alpha, alice)
+
+
+# --- order per inbox, and the admin's resend ---------------------------------------------------
+
+
+async def test_an_edit_waits_for_its_post_to_reach_a_partner_that_asked_to_wait(
+    trio: Trio,
+) -> None:
+    """The Create is told to come back in 10 minutes; the edit made meanwhile must not
+    overtake it (a receiver drops an Update of a note it does not have, and the late Create
+    would then show the old text for good)."""
+    alice, bob = await _alice_follows_bob(trio)
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    net.faults["alpha.example"] = Fault(status=503, headers={"Retry-After": "600"}, remaining=1)
+    before = _posts_to_alpha(trio)
+    post = await posting.publish_post(
+        beta.ctx, bob, posting.Draft("Price: draft", Visibility.FOLLOWERS)
+    )
+    await net.settle()
+    await posting.edit_post(beta.ctx, bob, post.id, "Price: FINAL")
+    await net.settle()
+    assert _posts_to_alpha(trio) == before + 1  # the refused Create only: the Update waits
+    (update,) = await deliveries(beta, "Update")
+    assert (update["state"], update["attempts"]) == ("queued", 0)
+
+    net.clock.advance(601)
+    await net.settle()
+    assert {r["state"] for r in await deliveries(beta)} == {"delivered"}
+    texts = await home_texts(alpha, alice)
+    assert "Price: FINAL" in texts and "Price: draft" not in texts
+
+
+async def test_an_unfollow_waits_for_its_follow(trio: Trio) -> None:
+    people = await cast(trio)
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    bob = await remote.find_person(alpha.ctx, "bob@beta.example")
+    net.faults["beta.example"] = Fault(status=503, headers={"Retry-After": "600"}, remaining=1)
+    await following.follow(alpha.ctx, people.alice, bob.id)
+    await net.settle()
+    await following.unfollow(alpha.ctx, people.alice, bob.id)
+    await net.settle()
+    assert len(net.requests_to("beta.example", "POST")) == 1  # the Undo waits
+
+    net.clock.advance(601)
+    await net.settle()
+    followers = await beta.value(
+        "SELECT count(*) FROM follows WHERE followee_id = ? AND state = 'accepted'",
+        people.bob.id,
+    )
+    assert followers == 0
+
+
+async def test_a_resend_goes_out_at_once_and_gets_a_horizon_of_its_own(trio: Trio) -> None:
+    """The admin says the partner is back: the held delivery is tried now, not when the
+    host's open circuit would have let it, and if it fails once more it is retried, not held
+    again at once (the 14 days count from the resend)."""
+    alice, bob = await _alice_follows_bob(trio)
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    net.faults["alpha.example"] = Fault(status=503)
+    await posting.publish_post(beta.ctx, bob, posting.Draft("Resent", Visibility.FOLLOWERS))
+    await net.settle()
+    created = await _bobs_delivery(trio)
+    now = net.clock.now_ms()
+    # As after a long outage: held, and the host's circuit open for hours.
+    await beta.ctx.db.write(
+        lambda c: (
+            c.execute(
+                "UPDATE deliveries SET state = 'held', created_at = ?, finished_at = ?"
+                " WHERE id = ?",
+                (now - 15 * int(DAY) * 1000, now, created["id"]),
+            ),
+            c.execute(
+                "INSERT INTO host_health (host, consecutive_failures, circuit_open_until)"
+                " VALUES ('alpha.example', 30, ?) ON CONFLICT (host) DO UPDATE SET"
+                " consecutive_failures = 30, circuit_open_until = excluded.circuit_open_until",
+                (now + 6 * 3600 * 1000,),
+            ),
+        )
+    )
+    assert await beta.ctx.db.write(fed.resend_held, "alpha.example", now) == 1
+    await net.settle()
+    row = await _bobs_delivery(trio)
+    assert (row["state"], row["attempts"], row["last_status"]) == ("queued", 1, 503)
+
+    del net.faults["alpha.example"]
+    net.clock.advance(int(row["next_attempt_at"]) / 1000 - net.clock.now() + 1)
+    await net.settle()
+    row = await _bobs_delivery(trio)
+    assert (row["state"], row["last_status"]) == ("delivered", 202)
+    assert "Resent" in await home_texts(alpha, alice)
+
+
+async def test_an_update_id_is_new_each_time_even_for_a_version_number_seen_before(
+    trio: Trio,
+) -> None:
+    """A database restored from a backup numbers versions again; a partner that saw
+    "#updates/2" before would drop the next edit as a duplicate."""
+    _, bob = await _alice_follows_bob(trio)
+    beta, net = trio.beta, trio.net
+    post = await posting.publish_post(beta.ctx, bob, posting.Draft("v1", Visibility.FOLLOWERS))
+    await net.settle()
+
+    def emit_update(conn: sqlite3.Connection) -> bool:
+        return federating.post_in_tx(
+            conn, beta.ctx.urls, beta.host, post.id, "Update", net.clock.now_ms()
+        )
+
+    assert await beta.ctx.db.write(emit_update)
+    assert await beta.ctx.db.write(emit_update)  # the same version once more, as after a restore
+    ids = {r["activity_id"] for r in await deliveries(beta, "Update")}
+    assert len(ids) == 2

@@ -13,23 +13,20 @@ from __future__ import annotations
 
 import calendar
 import json
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from federation import vocab
 from federation.fetch import FetchError
-from federation.transport import DEFAULT_MAX_BYTES, HttpResponse
 from federation.types import AS_PUBLIC
-from server import federator, passwords
 from server.domain import Actor, Visibility
 from server.services import posting
 from server.storage import federation as fed
-from tests.federation.conftest import Trio
+from tests.federation.conftest import PEER, Peered, Trio
 from tests.federation.support import (
     ACTIVITY_JSON,
     AS_CONTEXT,
@@ -47,7 +44,7 @@ from tests.federation.support import (
     signed_get,
     visible,
 )
-from tests.support.network import Fault, Instance, Network, RoutingTransport
+from tests.support.network import Fault, Instance
 
 AS_PROFILE = 'application/ld+json; profile="https://www.w3.org/ns/activitystreams"'
 SECURITY_CONTEXT = "https://w3id.org/security/v1"
@@ -332,71 +329,7 @@ def test_primary_type_is_one_rule_for_activities_and_objects() -> None:
 
 # --- 3. an actor with several keys -----------------------------------------------------------
 
-PEER = "delta.example"
 MULTI = f"https://{PEER}/users/multi"
-
-
-class StaticPeer(RoutingTransport):
-    """The test network, plus a server that is not a Steelyard: ``documents`` (URL → (media
-    type, JSON)) are answered to GETs on their host; everything else is routed as usual."""
-
-    def __init__(self, network: Network) -> None:
-        super().__init__(network)
-        self.documents: dict[str, tuple[str, dict[str, Any]]] = {}
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str],
-        body: bytes | None = None,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-    ) -> HttpResponse:
-        if url.split("/")[2] != PEER:
-            return await super().request(
-                method, url, headers=headers, body=body, max_bytes=max_bytes
-            )
-        found = self.documents.get(url) if method == "GET" else None
-        if found is None:
-            return HttpResponse(404, {}, b"", url)
-        media_type, doc = found
-        return HttpResponse(200, {"content-type": media_type}, json.dumps(doc).encode(), url)
-
-
-@dataclass
-class Peered:
-    net: Network
-    alpha: Instance
-    alice: Actor
-    peer: StaticPeer
-    keys: list[tuple[str, str]]  # (private PEM, public PEM), three distinct keys
-
-    def serve(self, url: str, doc: dict[str, Any], media_type: str = ACTIVITY_JSON) -> None:
-        self.peer.documents[url] = (media_type, doc)
-
-
-@pytest.fixture
-async def peered(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    instance_keypairs: list[tuple[str, str]],
-    keypairs: Iterator[tuple[str, str]],
-) -> AsyncIterator[Peered]:
-    keys = iter(instance_keypairs)
-    monkeypatch.setattr(federator, "generate_rsa_keypair", lambda: next(keys))
-    monkeypatch.setattr(passwords, "_N", 2**10)
-    net = Network(tmp_path)
-    peer = StaticPeer(net)
-    net.transport = peer  # the instances added next talk through it
-    alpha = await net.add("alpha")
-    await alpha.allow(PEER)
-    alice = await alpha.user("alice")
-    peer_keys = [next(keypairs) for _ in range(3)]
-    try:
-        yield Peered(net, alpha, alice, peer, peer_keys)
-    finally:
-        await net.close()
 
 
 def multi_key_actor(public_pems: list[str], owners: list[str] | None = None) -> dict[str, Any]:

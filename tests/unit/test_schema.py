@@ -419,8 +419,10 @@ class _Upgrade:
             " VALUES (5, 'https://us.example/users/pat', 1, 'pat', 'us.example', 1, 1)"
         )
 
-    def run(self) -> None:
-        self._monkeypatch.setattr(migrate, "available_migrations", lambda: self._real)
+    def run(self, *, through: int | None = None) -> None:
+        """Apply the rest, or up to and including migration *through*."""
+        wanted = [m for m in self._real if through is None or m.version <= through]
+        self._monkeypatch.setattr(migrate, "available_migrations", lambda: wanted)
         migrate.migrate(self.conn, backups_dir=self._tmp_path / "backups", now_ms=4)
 
 
@@ -512,9 +514,39 @@ def test_reply_counts_lose_their_direct_replies(
             ),
         )
     conn.execute("UPDATE posts SET reply_count = 2 WHERE id = 1")  # 2 and 3 (4 was deleted)
-    upgrade.run()
+    upgrade.run(through=13)
     counts = dict(conn.execute("SELECT id, reply_count FROM posts WHERE id IN (1, 5)").fetchall())
     assert counts == {1: 1, 5: 0}
+
+
+def test_stored_reply_counts_go_and_every_post_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0014 drops the stored count (replies are counted per reader now): the
+    table is rewritten, so every post and its reply link must come through."""
+    upgrade = _Upgrade(tmp_path, monkeypatch, 14)
+    conn = upgrade.conn
+    for post_id, parent in ((1, None), (2, 1), (3, 1)):
+        conn.execute(
+            "INSERT INTO posts (id, uri, author_id, visibility, content_html, created_at,"
+            " thread_root_id, in_reply_to_id, reply_count) VALUES (?, ?, 5, 'public', ?, 1, 1,"
+            " ?, ?)",
+            (post_id, f"https://us.example/notes/{post_id}", f"<p>{post_id}</p>", parent, 2),
+        )
+    upgrade.run()
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(posts)")}
+    assert "reply_count" not in columns
+    rows = conn.execute("SELECT id, in_reply_to_id, content_html FROM posts ORDER BY id")
+    assert [tuple(r) for r in rows] == [
+        (1, None, "<p>1</p>"),
+        (2, 1, "<p>2</p>"),
+        (3, 1, "<p>3</p>"),
+    ]
+    plan = " ".join(
+        str(r[3])
+        for r in conn.execute("EXPLAIN QUERY PLAN SELECT id FROM posts WHERE in_reply_to_id = 1")
+    )
+    assert "posts_replies" in plan
 
 
 async def test_other_processes_wait_for_a_long_migration_and_not_for_nobody(

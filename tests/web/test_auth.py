@@ -166,7 +166,17 @@ async def test_deactivated_user_is_signed_out_and_cannot_sign_in(
     again = await client.post(
         "/login", form={"username": "bob", "password": PASSWORD, "csrf_token": token}
     )
-    assert again.status_code == 400
+    assert again.status_code == 403
+    assert "deactivated" in await again.get_data(as_text=True)
+    assert (await client.get("/")).status_code == 302  # and not signed in
+    # Only the right password learns that: a wrong one reads like any wrong one.
+    token = await csrf_of(client)
+    guess = await client.post(
+        "/login", form={"username": "bob", "password": "not the password", "csrf_token": token}
+    )
+    body = await guess.get_data(as_text=True)
+    assert guess.status_code == 400 and "Wrong username or password." in body
+    assert "deactivated" not in body
 
 
 async def test_admin_deactivates_only_after_confirming(app: Quart, people: People) -> None:

@@ -58,6 +58,79 @@ async def test_compose_mention_hashtag_and_notification(app: Quart, people: Peop
     assert "Tender prep" in tag
 
 
+async def test_a_mention_of_nobody_is_pointed_out_after_posting(app: Quart, people: People) -> None:
+    alice = await _client(app, "alice")
+    response = await post_form(
+        alice, "/posts", {"text": "Thanks @bob and @bobb and @nobody!", "visibility": "internal"}
+    )
+    assert response.status_code == 303
+    home = await _page(alice, "/")
+    assert "@bobb, @nobody are not a colleague here" in home
+    token = await csrf_of(alice, "/")
+    answer = await alice.post(
+        "/posts",
+        form={"text": "Ping @ghost", "visibility": "internal", "csrf_token": token},
+        headers={"X-Requested-With": "steelyard"},
+    )
+    assert answer.status_code == 201
+    assert "@ghost is not a colleague here" in (await answer.get_json())["note"]
+    plain = await alice.post(
+        "/posts",
+        form={"text": "Ping @bob", "visibility": "internal", "csrf_token": token},
+        headers={"X-Requested-With": "steelyard"},
+    )
+    assert "note" not in await plain.get_json()
+
+
+async def test_mark_all_as_read_marks_only_what_the_page_showed(app: Quart, people: People) -> None:
+    ctx = context_of(app)
+    await posting.publish_post(ctx, people.bob, posting.Draft("Hi @alice", Visibility.INTERNAL))
+    alice = await _client(app, "alice")
+    page = await _page(alice, "/notifications")
+    upto = re.search(r'name="upto" value="(\d+)"', page)
+    assert upto is not None
+    # a notification arrives while the page is open
+    await posting.publish_post(ctx, people.carol, posting.Draft("Yo @alice", Visibility.INTERNAL))
+    token = await csrf_of(alice, "/notifications")
+    await alice.post("/notifications/read", form={"upto": upto[1], "csrf_token": token})
+    assert (await (await alice.get("/notifications/count")).get_json())["unread"] == 1
+    page = await _page(alice, "/notifications")
+    upto = re.search(r'name="upto" value="(\d+)"', page)
+    assert upto is not None
+    token = await csrf_of(alice, "/notifications")
+    await alice.post("/notifications/read", form={"upto": upto[1], "csrf_token": token})
+    assert (await (await alice.get("/notifications/count")).get_json())["unread"] == 0
+    assert "Mark all as read" not in await _page(alice, "/notifications")  # nothing left
+
+
+async def test_the_cv_keeps_its_line_breaks_and_is_edited_as_it_was_typed(
+    app: Quart, people: People
+) -> None:
+    alice = await _client(app, "alice")
+    typed = "Ten years in logistics.\nI like:\n- roadmaps\n\nSee https://example.com"
+    await post_form(
+        alice,
+        "/settings/profile",
+        {"display_name": "Alice Example", "bio": typed},
+        token_from="/settings/profile",
+    )
+    profile = await _page(alice, "/people/alice")
+    assert "Ten years in logistics.<br>I like:<br>- roadmaps" in profile
+    form = await _page(alice, "/settings/profile")
+    assert (
+        "Ten years in logistics.\nI like:\n- roadmaps\n\nSee https://example.com</textarea>" in form
+    )
+    assert "&lt;p&gt;" not in form
+    # a tag among the lines keeps the lines too, and is then edited as the HTML it became
+    await post_form(
+        alice,
+        "/settings/profile",
+        {"display_name": "Alice Example", "bio": "Lead of:\n<b>Tenders</b>\nPricing"},
+        token_from="/settings/profile",
+    )
+    assert "Lead of:<br><b>Tenders</b><br>Pricing" in await _page(alice, "/people/alice")
+
+
 async def test_follow_feed_reply_like_and_notifications(app: Quart, people: People) -> None:
     bob = await _client(app, "bob")
     followed = await post_form(bob, "/people/alice/follow", {})
@@ -286,6 +359,20 @@ async def test_people_directory_search(app: Quart, people: People) -> None:
     everyone = await _page(alice, "/people")
     assert "Carol Clerk" in everyone and "Alice Example" in everyone
     assert "Builds things" in await _page(alice, "/people/bob")
+
+
+async def test_a_deactivated_colleague_is_out_of_the_directory_by_any_spelling(
+    app: Quart, people: People
+) -> None:
+    ctx = context_of(app)
+    from server.services import accounts
+
+    alice = await _client(app, "alice")
+    host = ctx.federator.host
+    assert "Carol Clerk" in await _page(alice, f"/people?q=@carol@{host}")
+    await accounts.set_active(ctx, "carol", active=False, by=None)
+    assert "Carol Clerk" not in await _page(alice, "/people?q=carol")
+    assert "Carol Clerk" not in await _page(alice, f"/people?q=@carol@{host}")
 
 
 async def test_unfollow_removes_followers_posts_from_feed(app: Quart, people: People) -> None:

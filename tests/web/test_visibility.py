@@ -198,21 +198,31 @@ async def test_the_person_replied_to_stays_when_their_mention_is_edited_out(
     assert (await alice.get(f"/posts/{reply.id}")).status_code == 200
 
 
-async def test_a_direct_reply_does_not_show_in_the_reply_count(
+async def test_a_reply_count_counts_only_the_replies_its_reader_may_open(
     app: Quart, people: People, setup: dict[Visibility, int]
 ) -> None:
-    """Everyone who sees a post sees its count: a private answer must not show it exists."""
+    """A count must not show that a reply its reader cannot open exists: a direct answer,
+    an Internal one (to anonymous readers), a followers-only one (to non-followers)."""
     ctx = context_of(app)
     public = setup[Visibility.PUBLIC]
     await posting.publish_post(
         ctx, people.bob, posting.Draft("just between us", Visibility.DIRECT, in_reply_to=public)
     )
+    await posting.publish_post(
+        ctx, people.bob, posting.Draft("colleagues only", Visibility.INTERNAL, in_reply_to=public)
+    )
+    await posting.publish_post(
+        ctx, people.bob, posting.Draft("bob's followers", Visibility.FOLLOWERS, in_reply_to=public)
+    )
     seen = await posting.publish_post(
         ctx, people.bob, posting.Draft("for everyone", Visibility.PUBLIC, in_reply_to=public)
     )
-    carol = await _client(app, "carol")
-    page = await (await carol.get(f"/posts/{public}/card")).get_data(as_text=True)
-    assert ">1 reply<" in page
+    expected = {"anon": 1, "carol": 2, "alice": 4}  # alice is addressed in the direct one
+    for who, count in expected.items():
+        client = await _client(app, who)
+        page = await (await client.get(f"/posts/{public}")).get_data(as_text=True)
+        assert f">{count} {'reply' if count == 1 else 'replies'}<" in page, who
     await posting.delete_post(ctx, people.bob, seen.id)
-    page = await (await carol.get(f"/posts/{public}/card")).get_data(as_text=True)
+    anon = await _client(app, "anon")
+    page = await (await anon.get(f"/posts/{public}")).get_data(as_text=True)
     assert ">0 replies<" in page

@@ -344,6 +344,29 @@ async def test_503_retry_after_is_honoured(pair: tuple[str, str]) -> None:
     assert row.state == "delivered"
 
 
+@pytest.mark.parametrize("kind", ["too-large", "protocol"])
+async def test_an_accepted_post_with_an_unreadable_answer_is_delivered_once(
+    pair: tuple[str, str], kind: str
+) -> None:
+    """A 202 with a body over our cap (or a Content-Encoding we did not ask for) was still
+    accepted: sending again would deliver twice."""
+    r = rig(pair, always(TransportError(kind, "the answer's body", status=202)))  # type: ignore[arg-type]
+    row = r.add()
+    await r.worker.run_once()
+    assert (row.state, row.last_status, row.attempts) == ("delivered", 202, 1)
+    r.clock.t += 86_400
+    assert await r.worker.run_until_idle() == 0
+    assert len(r.transport.sent) == 1
+
+
+async def test_an_unreadable_answer_without_a_2xx_is_still_retried(pair: tuple[str, str]) -> None:
+    r = rig(pair, always(TransportError("too-large", "body", status=500)))
+    row = r.add()
+    await r.worker.run_once()
+    assert (row.state, row.attempts) == ("queued", 1)
+    assert "too-large" in str(row.last_error)
+
+
 async def test_timeouts_are_retried_with_growing_backoff(pair: tuple[str, str]) -> None:
     r = rig(pair, always(TransportError("timeout", "deadline exceeded")))
     row = r.add()

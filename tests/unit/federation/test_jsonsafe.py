@@ -24,6 +24,11 @@ def test_unicode_and_escaped_pairs_are_fine() -> None:
     assert loads_activity('{"a": "é\\ud83d\\ude00"}'.encode()) == {"a": "é😀"}
 
 
+def test_one_leading_byte_order_mark_is_ignored() -> None:
+    """RFC 8259 §8.1 lets a receiver ignore it; a sender that writes one is not refused."""
+    assert loads_activity(b'\xef\xbb\xbf{"a": 1}') == {"a": 1}
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -51,7 +56,7 @@ def test_unicode_and_escaped_pairs_are_fine() -> None:
         b'{"a": "\\ud800"}',
         b'{"\\udc00": 1}',
         b'{"a": "\xff"}',
-        b'\xef\xbb\xbf{"a": 1}',  # UTF-8 byte order mark
+        b'\xef\xbb\xbf\xef\xbb\xbf{"a": 1}',  # one byte order mark is ignored, not two
         '{"a": 1}'.encode("utf-16"),
         b'{"a": "\x00"}',
     ],

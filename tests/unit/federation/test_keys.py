@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,9 @@ from federation.fetch import Fetcher
 from federation.keys import KeyResolutionError, KeyResolver
 from federation.ports import KnownKey
 from federation.signatures import generate_rsa_keypair
+from server.storage.db import Database
+from server.storage.fedports import SqliteKeyStore
+from tests.conftest import make_instance
 from tests.unit.federation import test_fetch as shared
 from tests.unit.federation.test_fetch import Peer, actor_doc
 
@@ -36,7 +40,7 @@ COOLDOWN = 300_000
 class MemoryKeyStore:
     keys: dict[str, KnownKey] = field(default_factory=dict)
 
-    async def known_key(self, key_id: str) -> KnownKey | None:
+    async def known_key(self, key_id: str, *, fresh: bool = False) -> KnownKey | None:
         return self.keys.get(key_id)
 
     async def remember_key(self, key: KnownKey) -> None:
@@ -261,6 +265,55 @@ async def test_refresh_at_most_once_per_cooldown(
     rotated = await setup.resolver.resolve(key_id, refresh=True)
     assert rotated.public_key_pem == other_keys[1] and setup.store.keys[key_id] == rotated
     assert len(peer.seen) == 2
+
+
+async def test_a_key_stored_by_another_process_is_used_inside_the_cooldown(
+    peer: Peer,
+    fetcher: Fetcher,
+    tmp_path: Path,
+    actor_keys: tuple[str, str],
+    other_keys: tuple[str, str],
+) -> None:
+    """The applier process stores the key an actor's Update announced; the web process,
+    which verifies, still holds the old one in memory and may not ask the network inside
+    the cool-off. Its refresh reads the key as stored (two handles on one file stand for the
+    two processes)."""
+    inst = make_instance(tmp_path / "inst")
+    web_db, applier_db = Database(inst / "steelyard.sqlite3"), Database(inst / "steelyard.sqlite3")
+    await web_db.open()
+    await applier_db.open()
+    try:
+        clock = Clock()
+        web = KeyResolver(fetcher, SqliteKeyStore(web_db), clock, COOLDOWN)
+        key_id = peer.url("/users/bob#main-key")
+        peer.serve("/users/bob", actor_doc(peer, "bob", actor_keys[1]))
+        assert (await web.resolve(key_id)).public_key_pem == actor_keys[1]
+        rotated = KnownKey(key_id, peer.url("/users/bob"), other_keys[1], clock.ms)
+        await SqliteKeyStore(applier_db).remember_key(rotated)
+        assert (await web.resolve(key_id)).public_key_pem == actor_keys[1]  # memory, no refresh
+        assert (await web.resolve(key_id, refresh=True)).public_key_pem == other_keys[1]
+        assert len(peer.seen) == 1  # and the network was not asked again
+    finally:
+        await web_db.close()
+        await applier_db.close()
+
+
+async def test_the_key_stored_last_is_the_current_one_even_within_a_millisecond(
+    tmp_path: Path, actor_keys: tuple[str, str], other_keys: tuple[str, str]
+) -> None:
+    """A rotation announced in the same millisecond as the old key's fetch, and a rotation
+    back: each time the key stored last is the one read back, whatever the keys' order."""
+    inst = make_instance(tmp_path / "inst")
+    db = Database(inst / "steelyard.sqlite3")
+    await db.open()
+    try:
+        key_id, owner, at = "https://p.example/users/bob#main-key", "https://p.example/users/bob", 5
+        for pem in (actor_keys[1], other_keys[1], actor_keys[1], other_keys[1]):
+            await SqliteKeyStore(db).remember_key(KnownKey(key_id, owner, pem, at))
+            found = await SqliteKeyStore(db).known_key(key_id)
+            assert found is not None and found.public_key_pem == pem
+    finally:
+        await db.close()
 
 
 async def test_failures_are_not_retried_inside_the_cooldown(

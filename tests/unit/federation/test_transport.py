@@ -367,6 +367,9 @@ async def test_post_sends_body_and_target_verbatim(server: Server, dev: AiohttpT
 async def test_body_cap(server: Server, dev: AiohttpTransport) -> None:
     await expect("too-large", dev, server.url("/big"), max_bytes=100_000)  # Content-Length
     await expect("too-large", dev, server.url("/stream"), max_bytes=100_000)  # chunked
+    with pytest.raises(TransportError) as info:
+        await dev.request("GET", server.url("/big"), headers={}, max_bytes=100_000)
+    assert info.value.status == 200  # the answer's status line, for a caller to weigh
     response = await dev.request("GET", server.url("/big"), headers={}, max_bytes=200_000)
     assert len(response.body) == 200_000
 
