@@ -20,7 +20,12 @@ from quart.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from federation.ports import StoredInbound
-from server.bootstrap import build_context, prepare_database, wait_for_migrations
+from server.bootstrap import (
+    build_context,
+    prepare_database,
+    try_exclusive_lock,
+    wait_for_migrations,
+)
 from server.clock import Clock, SystemClock
 from server.config import load_config
 from server.errors import SteelyardError
@@ -239,11 +244,8 @@ class _BackgroundLock:
         self.held = False
 
     def acquire(self) -> bool:
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        fd = try_exclusive_lock(self._path)
+        if fd is None:
             return False
         self._fd, self.held = fd, True
         return True

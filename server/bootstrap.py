@@ -54,6 +54,19 @@ MIGRATE_LOCK = ".migrate.lock"
 SERVE_LOCK = ".serve.lock"
 
 
+def try_exclusive_lock(path: Path) -> int | None:
+    """An exclusive ``flock`` on *path* (created owner-only), or None when another process
+    holds it. The lock lives as long as the returned descriptor is open, and the kernel
+    lets go of it when its process dies, even by kill -9."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
 class ServeLock:
     """One ``steelyard serve`` per instance: an exclusive ``flock`` on a file in the instance
     folder, held for the server's life (the kernel lets go if it dies, even by kill -9), with
@@ -68,15 +81,12 @@ class ServeLock:
 
     def acquire(self) -> None:
         """Hold the lock, or raise :class:`SteelyardError` saying who holds it."""
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        fd = try_exclusive_lock(self._path)
+        if fd is None:
             raise SteelyardError(
                 f"another steelyard serve{_holder(self._path)} is serving this instance;"
                 " stop it first (one server per instance: use --workers for more processes)."
-            ) from None
+            )
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd

@@ -300,6 +300,38 @@
 
   /* ---- Composer ---------------------------------------------------------------------- */
 
+  /* "N characters left" near the limit (the textarea's maxlength would cut the text off
+     silently). The line is shown at every keystroke; a screen reader is told only when a
+     threshold is crossed, not at every character. */
+  var COUNT_FROM = 500;
+  var COUNT_STEPS = [500, 100, 0];
+
+  function updateCount(textarea) {
+    var form = textarea.form;
+    var line = form && form.querySelector('[data-char-count]');
+    var limit = Number(textarea.getAttribute('maxlength'));
+    if (!line || !limit) return;
+    var left = limit - textarea.value.length;
+    line.hidden = left > COUNT_FROM;
+    var text = left + (left === 1 ? ' character left' : ' characters left');
+    var step = COUNT_STEPS.filter(function (s) { return left <= s; }).pop();
+    var spoken = step === undefined ? '' : String(step);
+    if (line.dataset.step !== spoken) {
+      line.dataset.step = spoken;
+      line.setAttribute('aria-live', spoken ? 'polite' : 'off');
+    } else {
+      line.setAttribute('aria-live', 'off');
+    }
+    line.textContent = text;
+  }
+
+  document.addEventListener('input', function (event) {
+    var target = event.target;
+    if (target instanceof HTMLTextAreaElement && target.closest('[data-composer]')) {
+      updateCount(target);
+    }
+  });
+
   /* A form being sent refuses a second submit. Its button is not disabled for that: a
      disabled button loses the keyboard focus, and the reader's place with it. */
   function setBusy(form, busy) {

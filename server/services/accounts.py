@@ -346,3 +346,37 @@ async def _save_profile(ctx: Context, actor_id: int, fields: dict[str, str | int
 
     await ctx.db.write(tx)
     ctx.federator.wake()
+
+
+@dataclass(frozen=True, slots=True)
+class SetupStep:
+    """One step of getting started, shown on the home page until every step is done."""
+
+    label: str
+    endpoint: str  # the page where it is done
+    done: bool
+
+
+async def getting_started(ctx: Context, actor: Actor, *, is_admin: bool) -> list[SetupStep]:
+    """What a new instance (for its admins) or a new person still has to do, or [] when
+    all is done. An admin's first sign-in otherwise lands on an empty feed with no word on
+    where accounts and partners are added."""
+    profile = SetupStep(
+        "Add your job title and a photo, so colleagues recognise you",
+        "people.edit_profile",
+        bool(actor.job_title),
+    )
+    steps = [profile]
+    if is_admin:
+        people = await ctx.db.read(users.count_local_users)
+        partners = await ctx.db.read(fed.select_active_hosts)
+        steps = [
+            SetupStep("Create accounts for your colleagues", "admin.user_list", people > 1),
+            SetupStep(
+                "Allow your partners', suppliers' and customers' servers to federate",
+                "admin.federation",
+                bool(partners),
+            ),
+            profile,
+        ]
+    return [] if all(step.done for step in steps) else steps

@@ -73,6 +73,49 @@ class HostRow:
         """Deliveries an admin may put back in the queue (held after the horizon, or dead)."""
         return self.held + self.dead
 
+    @property
+    def health(self) -> tuple[str, str] | None:
+        """Delivery health in a few words, and its tone (``success``, ``warning`` or
+        ``danger``), for an admin who looks at the list; None for a removed host."""
+        if not self.allowed:
+            return None
+        if self.resendable:
+            return f"{self.resendable} not delivered: resend when it is back", "danger"
+        if self.circuit == "open":
+            return "Not answering: paused", "danger"
+        if self.failing or self.circuit == "half-open":
+            return "Retrying", "warning"
+        if self.queued:
+            return "Sending", "success"
+        return "Healthy", "success"
+
+    @property
+    def last_error_words(self) -> str:
+        """The last delivery error in plain words, then the technical detail."""
+        return plain_delivery_error(self.last_error or "")
+
+
+# The failure kinds our transport reports, as an admin would say them.
+_ERROR_WORDS = {
+    "connect": "Could not connect (refused or unreachable)",
+    "timeout": "No answer in time",
+    "dns": "Host name not found",
+    "tls": "Secure connection (TLS certificate) failed",
+    "too-large": "Answer too large",
+    "protocol": "Unreadable answer",
+    "refused-address": "Address refused (not a public address)",
+    "refused-scheme": "Plain http refused",
+    "bad-url": "Unusable inbox address",
+}
+
+
+def plain_delivery_error(error: str) -> str:
+    kind, sep, _ = error.partition(":")
+    words = _ERROR_WORDS.get(kind.strip())
+    if words is None or not sep:
+        return error
+    return f"{words}. ({error})"
+
 
 def canonical_host(ctx: Context, value: str) -> str:
     """The canonical spelling of an admin-typed host, or :class:`InvalidInput`."""

@@ -44,6 +44,16 @@ class Ignored(Exception):
     """The activity is valid but has no effect here (logged, not retried)."""
 
 
+class NotYet(Exception):
+    """What the activity acts on has not arrived yet but may be on its way (a sender's
+    retries reorder its deliveries): the dispatcher tries again later, and after its last
+    attempt keeps the row, failed, for an admin to see."""
+
+
+# An Update of a note published this recently may have overtaken its Create.
+RECENT_FOR_UPDATE_MS = 3_600_000
+
+
 _UNDONE_FIRST = "its Undo arrived first"
 EMOJI_REACTIONS = ("EmojiReact", "http://litepub.social/ns#EmojiReact")
 
@@ -507,6 +517,9 @@ async def on_update(ctx: Context, activity: Activity, actor: Actor) -> None:
 
     def tx(conn: sqlite3.Connection) -> int | None:
         core = posts.select_post_core_by_uri(conn, note.id)
+        recent = bool(note.published_ms) and now - (note.published_ms or 0) < RECENT_FOR_UPDATE_MS
+        if core is None and recent and not fed.is_tombstoned(conn, note.id, actor.id):
+            raise NotYet("Update of a recent note that has not arrived (yet)")
         if core is None or core.deleted_at is not None:
             raise Ignored("Update of an unknown or deleted object")
         if core.author_id != actor.id:

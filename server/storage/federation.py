@@ -84,6 +84,14 @@ def remove_allowed_host(conn: sqlite3.Connection, host: str, by: str, now_ms: in
     return cancelled
 
 
+def select_host_relation(conn: sqlite3.Connection, host: str) -> str | None:
+    """The relation of an allowed host (partner, supplier, customer); None if not allowed."""
+    row = conn.execute(
+        "SELECT relation FROM allowed_hosts WHERE host = ? AND removed_at IS NULL", (host,)
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
 def select_allowed_hosts(conn: sqlite3.Connection, *, include_removed: bool) -> list[AllowedHost]:
     where = "" if include_removed else " WHERE removed_at IS NULL"
     rows = conn.execute(

@@ -9,9 +9,10 @@ from quart.typing import ResponseReturnValue
 
 from server.domain import Visibility
 from server.errors import NotFound, SteelyardError
-from server.services import posting
+from server.services import accounts, posting
 from server.storage import posts
 from server.web.support import (
+    account,
     ctx,
     login_required,
     parse_cursor,
@@ -31,14 +32,18 @@ _TAG = re.compile(r"^\w{1,100}$")
 @login_required
 async def home() -> ResponseReturnValue:
     me = require_viewer()
-    page = await ctx().db.read(
-        posts.select_home_feed,
-        me.id,
-        before=parse_cursor(request.args.get("before")),
-        limit=PAGE_SIZE,
-    )
+    before = parse_cursor(request.args.get("before"))
+    page = await ctx().db.read(posts.select_home_feed, me.id, before=before, limit=PAGE_SIZE)
+    acc = account()
+    setup = []
+    if before is None and acc is not None:
+        setup = await accounts.getting_started(ctx(), me, is_admin=acc.is_admin)
     html = await render_template(
-        "home.html", page=page, visibilities=list(Visibility), draft_visibility="internal"
+        "home.html",
+        page=page,
+        visibilities=list(Visibility),
+        draft_visibility="internal",
+        setup=setup,
     )
     session.pop("draft", None)  # shown once in the composer, then forgotten
     return html
@@ -78,8 +83,9 @@ def _unknown_note(names: list[str]) -> str:
     if not names:
         return ""
     listed = ", ".join(f"@{name}" for name in names[:5]) + (" …" if len(names) > 5 else "")
-    verb = "is" if len(names) == 1 else "are"
-    return f"{listed} {verb} not a colleague here, so nobody by that name was notified."
+    if len(names) == 1:
+        return f"{listed} is not a colleague here, so nobody by that name was notified."
+    return f"{listed} are not colleagues here, so nobody by those names was notified."
 
 
 async def flash_draft(text: str) -> None:

@@ -20,6 +20,7 @@ from quart.typing import ResponseReturnValue
 from server.domain import Actor, FollowState, Visibility
 from server.errors import InvalidInput, NotFound, SteelyardError
 from server.services import accounts, following, remote
+from server.storage import federation as fed
 from server.storage import follows, posts, users
 from server.web.support import (
     ctx,
@@ -92,10 +93,12 @@ async def profile(handle: str) -> ResponseReturnValue:
     # A partner's wall takes posts while their server is allowed; Internal never leaves here,
     # so the composer starts at Followers there (the owner is always addressed too).
     wall_open = person.id != me.id and person.deleted_at is None
+    relation = None
     if person.is_local:
         wall_open = wall_open and await ctx().db.read(users.is_active_account, person.id)
     else:
-        wall_open = wall_open and await ctx().federator.allowlist.is_allowed(person.host)
+        relation = await ctx().db.read(fed.select_host_relation, person.host)
+        wall_open = wall_open and relation is not None
     html = await render_template(
         "profile.html",
         person=person,
@@ -106,6 +109,7 @@ async def profile(handle: str) -> ResponseReturnValue:
         wall_open=wall_open,
         visibilities=[v for v in Visibility if person.is_local or v is not Visibility.INTERNAL],
         wall_visibility="internal" if person.is_local else "followers",
+        relation=relation,
     )
     session.pop("draft", None)
     return html

@@ -203,6 +203,19 @@ async def test_live_posts_keep_their_order_when_a_card_loads_slowly(  # type: ig
     await dave_ctx.close()
 
 
+async def test_the_composer_counts_down_near_the_limit(server: ServerProcess, browser) -> None:  # type: ignore[no-untyped-def]
+    context, page = await _signed_in(browser, server.base, "carol")
+    box = page.get_by_label("What are you working on?")
+    count = page.locator("#composer-count")
+    await box.fill("Short update")
+    assert await count.is_hidden()
+    await box.fill("x" * 4_700)
+    await count.wait_for(state="visible")
+    assert await count.inner_text() == "300 characters left"
+    assert await box.get_attribute("aria-describedby") == "composer-count"
+    await context.close()
+
+
 async def test_the_badge_catches_up_when_the_live_stream_comes_back(  # type: ignore[no-untyped-def]
     server: ServerProcess, browser
 ) -> None:

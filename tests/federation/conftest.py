@@ -45,18 +45,26 @@ class Trio:
     gamma: Instance
 
 
+def quick_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, instance_keypairs: list[tuple[str, str]]
+) -> Network:
+    """A test network whose instances take their keys from the pool and hash passwords
+    cheaply."""
+    # Instance (Application actor) keys come from their own pool: one distinct key each.
+    keys = iter(instance_keypairs)
+    monkeypatch.setattr(federator, "generate_rsa_keypair", lambda: next(keys))
+    # Cheap scrypt for the many accounts these tests make (sign-in still verifies for real).
+    monkeypatch.setattr(passwords, "_N", 2**10)
+    return Network(tmp_path)
+
+
 @pytest.fixture
 async def trio(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     instance_keypairs: list[tuple[str, str]],
 ) -> AsyncIterator[Trio]:
-    # Instance (Application actor) keys come from their own pool: one distinct key each.
-    keys = iter(instance_keypairs)
-    monkeypatch.setattr(federator, "generate_rsa_keypair", lambda: next(keys))
-    # Cheap scrypt for the many accounts these tests make (sign-in still verifies for real).
-    monkeypatch.setattr(passwords, "_N", 2**10)
-    net = Network(tmp_path)
+    net = quick_network(tmp_path, monkeypatch, instance_keypairs)
     alpha = await net.add("alpha")
     beta = await net.add("beta")
     gamma = await net.add("gamma")
@@ -123,10 +131,7 @@ async def peered(
     instance_keypairs: list[tuple[str, str]],
     keypairs: Iterator[tuple[str, str]],
 ) -> AsyncIterator[Peered]:
-    keys = iter(instance_keypairs)
-    monkeypatch.setattr(federator, "generate_rsa_keypair", lambda: next(keys))
-    monkeypatch.setattr(passwords, "_N", 2**10)
-    net = Network(tmp_path)
+    net = quick_network(tmp_path, monkeypatch, instance_keypairs)
     peer = StaticPeer(net)
     net.transport = peer  # the instances added next talk through it
     alpha = await net.add("alpha")

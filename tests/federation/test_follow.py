@@ -16,6 +16,8 @@ from tests.federation.support import (
     follow_state,
     home_texts,
 )
+from tests.support.network import PASSWORD
+from tests.support.web import login
 
 
 async def test_follow_both_ways(trio: Trio) -> None:
@@ -256,3 +258,19 @@ async def test_remote_undo_follow_removes_the_follower(trio: Trio) -> None:
     # Then alpha forgets the follower
     assert await follow_state(alpha, bob_at_alpha.id, alice.id) is None
     assert await alpha.ctx.db.read(follows.count_follows, alice.id) == (0, 0)
+
+
+async def test_a_partners_profile_names_the_relation_and_host(trio: Trio) -> None:
+    """Which company someone works for matters: the badge says how their server is allowed
+    (partner, supplier, customer) and which host it is, or that it no longer is."""
+    await cast(trio)
+    alpha = trio.alpha
+    await alpha.allow("beta.example", "supplier")
+    await remote.find_person(alpha.ctx, "bob@beta.example")
+    client = alpha.app.test_client()
+    await login(client, "alice", PASSWORD)
+    page = await (await client.get("/people/bob@beta.example")).get_data(as_text=True)
+    assert '<span class="badge">Supplier · beta.example</span>' in page
+    await alpha.remove("beta.example")
+    page = await (await client.get("/people/bob@beta.example")).get_data(as_text=True)
+    assert "beta.example: no longer allowed" in page

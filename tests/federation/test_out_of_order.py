@@ -14,6 +14,7 @@ from typing import Any
 from federation.types import AS_PUBLIC
 from server.domain import Visibility
 from server.services import posting
+from server.services.federating import iso
 from tests.federation.conftest import Trio
 from tests.federation.support import Forger
 from tests.support.network import Instance
@@ -99,3 +100,37 @@ async def test_one_actor_cannot_block_another_actors_future_activities(trio: Tri
     assert await _count(trio.alpha, "SELECT count(*) FROM likes") == 1
     assert await _count(trio.alpha, "SELECT count(*) FROM follows") == 1
     assert await _count(trio.alpha, "SELECT count(*) FROM posts WHERE uri = ?", note["id"]) == 1
+
+
+async def test_an_edit_that_overtook_its_recent_post_is_applied_once_the_post_arrives(
+    trio: Trio,
+) -> None:
+    """A sender that retries its Create later than its Update (Mastodon's queue, a
+    Retry-After) must not lose the edit: an Update of a recent note we do not have yet is
+    tried again, not dropped."""
+    forger, alice = await _partner(trio)
+    now = iso(trio.net.clock.now_ms())
+    note = forger.note("Offer: draft", to=[alice.uri], mentions=[alice.uri], published=now)
+    edited = {**note, "content": "Offer: FINAL", "updated": now}
+    update = forger.activity("Update", edited)
+    await _send(trio, forger, update)
+    state = await trio.alpha.value(
+        "SELECT state FROM inbox_activities WHERE activity_id = ?", update["id"]
+    )
+    assert state == "pending"  # kept for another try, not done and dropped
+    await _send(trio, forger, forger.create(note))
+    trio.net.clock.advance(11)
+    await trio.net.settle()
+    text = await trio.alpha.value("SELECT content_html FROM posts WHERE uri = ?", note["id"])
+    assert "Offer: FINAL" in str(text)
+
+
+async def test_an_update_of_an_old_note_we_never_had_is_dropped_at_once(trio: Trio) -> None:
+    forger, alice = await _partner(trio)
+    note = forger.note("Old news", to=[alice.uri], mentions=[alice.uri])  # months ago
+    update = forger.activity("Update", {**note, "updated": "2026-09-21T11:00:00Z"})
+    await _send(trio, forger, update)
+    state = await trio.alpha.value(
+        "SELECT state FROM inbox_activities WHERE activity_id = ?", update["id"]
+    )
+    assert state == "done"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -293,6 +294,7 @@ async def test_page_shows_health_numbers_and_resend_works(app: Quart, people: Pe
     assert "<time" in health(row, "last-success")
     assert "gave up after 14 days" in health(row, "last-error")
     assert "Resend held" in row
+    assert re.search(r'badge-danger" data-health="summary">1 not delivered: resend', row)
 
     response = await post_form(client, f"{PAGE}/partner.example/resend", {}, token_from=PAGE)
     assert response.status_code == 303
@@ -300,7 +302,44 @@ async def test_page_shows_health_numbers_and_resend_works(app: Quart, people: Pe
     assert "1 held delivery for partner.example queued again." in shown
     states = await delivery_states(ctx, "partner.example")
     assert states.count("held") == 0 and states.count("queued") == 4
-    assert "Resend held" not in host_row(shown, "partner.example")
+    row = host_row(shown, "partner.example")
+    assert "Resend held" not in row
+    assert re.search(r'badge-warning" data-health="summary">Retrying<', row)
+
+
+def test_delivery_health_and_errors_read_plainly() -> None:
+    base = allowlist.HostRow(
+        host="p.example",
+        relation="partner",
+        note="",
+        added_at=1,
+        added_by="a",
+        removed_at=None,
+        removed_by=None,
+        queued=0,
+        failing=0,
+        held=0,
+        dead=0,
+        cancelled=0,
+        last_success_at=None,
+        last_failure_at=None,
+        last_error=None,
+        circuit="closed",
+        circuit_open_until=0,
+    )
+    assert base.health == ("Healthy", "success")
+    assert replace(base, queued=2).health == ("Sending", "success")
+    assert replace(base, queued=2, failing=1).health == ("Retrying", "warning")
+    assert replace(base, circuit="open").health == ("Not answering: paused", "danger")
+    assert replace(base, held=1, dead=1).health == (
+        "2 not delivered: resend when it is back",
+        "danger",
+    )
+    assert replace(base, removed_at=5).health is None
+    error = "connect: Cannot connect to host p.example:443 ssl:default [Connect call failed]"
+    shown = replace(base, last_error=error).last_error_words
+    assert shown.startswith("Could not connect (refused or unreachable). (connect: Cannot")
+    assert replace(base, last_error="HTTP 503").last_error_words == "HTTP 503"
 
 
 async def test_resend_to_a_removed_host_is_refused(app: Quart, people: People) -> None:

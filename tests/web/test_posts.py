@@ -10,7 +10,8 @@ from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from server.domain import Visibility
-from server.services import following, posting
+from server.services import accounts, following, posting
+from server.storage import federation as fed
 from server.storage import posts
 from tests.conftest import PASSWORD, People, context_of
 from tests.support.web import csrf_of, login, post_form
@@ -65,7 +66,7 @@ async def test_a_mention_of_nobody_is_pointed_out_after_posting(app: Quart, peop
     )
     assert response.status_code == 303
     home = await _page(alice, "/")
-    assert "@bobb, @nobody are not a colleague here" in home
+    assert "@bobb, @nobody are not colleagues here" in home
     token = await csrf_of(alice, "/")
     answer = await alice.post(
         "/posts",
@@ -129,6 +130,27 @@ async def test_the_cv_keeps_its_line_breaks_and_is_edited_as_it_was_typed(
         token_from="/settings/profile",
     )
     assert "Lead of:<br><b>Tenders</b><br>Pricing" in await _page(alice, "/people/alice")
+
+
+async def test_home_says_how_to_get_started_until_it_is_done(app: Quart, people: People) -> None:
+    """An admin's first sign-in lands on an empty feed: it says where accounts and partners
+    are added, and a colleague without a job title is asked for one; done steps go."""
+    ctx = context_of(app)
+    alice = await _client(app, "alice")  # an admin; bob and carol have accounts already
+    home = await _page(alice, "/")
+    assert "Getting started with" in home
+    assert "Done: </span>Create accounts for your colleagues" in home
+    assert 'href="/admin/federation">Allow your partners' in home
+    bob = await _client(app, "bob")
+    bobs = await _page(bob, "/")
+    assert 'href="/settings/profile">Add your job title' in bobs and "/admin/" not in bobs
+    await ctx.db.write(fed.upsert_allowed_host, "partner.example", "partner", "", "alice", 1)
+    await accounts.update_profile(
+        ctx, people.alice.id, {"display_name": "Alice Example", "job_title": "CTO"}, bio_source=None
+    )
+    assert "Getting started" not in await _page(alice, "/")
+    assert "Getting started" not in await _page(alice, "/?before=99999999999999")
+    assert "Getting started" in await _page(bob, "/")
 
 
 async def test_follow_feed_reply_like_and_notifications(app: Quart, people: People) -> None:
