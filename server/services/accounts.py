@@ -203,6 +203,19 @@ async def set_password(ctx: Context, actor_id: int, new: str) -> None:
     await ctx.db.write(users.update_password, actor_id, new_hash)
 
 
+async def reset_password(ctx: Context, username: str, *, by: int) -> tuple[Actor, str]:
+    """An admin gives someone a new one-time password (forgotten, or a generated one never
+    received): their sessions end. Returns the person and the password, to be shown once."""
+    actor = await ctx.db.read(users.select_local_actor, username.strip())
+    if actor is None or actor.deleted_at is not None:
+        raise NotFound(f"No user named {username!r}.")
+    if actor.id == by:
+        raise Forbidden("Change your own password under Settings, with your current one.")
+    password = generate_password()
+    await set_password(ctx, actor.id, password)
+    return actor, password
+
+
 async def set_active(ctx: Context, username: str, *, active: bool, by: int | None) -> Actor:
     actor = await ctx.db.read(users.select_local_actor, username.strip())
     if actor is None:

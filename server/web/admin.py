@@ -82,6 +82,27 @@ async def set_active(username: str) -> ResponseReturnValue:
     return redirect(url_for("admin.user_list"), 303)
 
 
+@blueprint.post("/users/<username>/password")
+@admin_required
+async def reset_password(username: str) -> ResponseReturnValue:
+    form = await request.form
+    if not is_confirmed(form):
+        return await ask_to_confirm(
+            f"Give {username} a new password?",
+            detail="Their current password stops working and they are signed out everywhere."
+            " The new one-time password is shown to you once.",
+            button="Reset password",
+            cancel=url_for("admin.user_list"),
+        )
+    actor, password = await accounts.reset_password(ctx(), username, by=require_viewer().id)
+    await flash(
+        f"New one-time password for {actor.username}: {password} (shown once). Give it to"
+        " them in person or by phone; they can change it under Settings, Password.",
+        "success",
+    )
+    return redirect(url_for("admin.user_list"), 303)
+
+
 # --- federation allowlist ------------------------------------------------------------------
 
 

@@ -179,6 +179,40 @@ async def test_deactivated_user_is_signed_out_and_cannot_sign_in(
     assert "deactivated" not in body
 
 
+async def test_an_admin_resets_a_password_after_confirming(app: Quart, people: People) -> None:
+    """A forgotten password: the admin gives a new one-time password on the web (shown once),
+    the old one stops working and the person's sessions end."""
+    bob = app.test_client()
+    await login(bob, "bob", PASSWORD)
+    admin = app.test_client()
+    await login(admin, "alice", PASSWORD)
+    assert "Reset password" in await (await admin.get("/admin/users")).get_data(as_text=True)
+
+    asked = await post_form(admin, "/admin/users/bob/password", {})
+    assert "Give bob a new password?" in await asked.get_data(as_text=True)
+    assert (await bob.get("/")).status_code == 200  # nothing happened yet
+    done = await post_form(admin, "/admin/users/bob/password", {"confirmed": "yes"})
+    assert done.status_code == 303
+    page = await (await admin.get("/admin/users")).get_data(as_text=True)
+    found = re.search(r"New one-time password for bob: (\S+) \(shown once\)", page)
+    assert found is not None
+    assert (await bob.get("/")).status_code == 302  # signed out
+    fresh = app.test_client()
+    await login(fresh, "bob", found[1])
+    token = await csrf_of(app.test_client())
+    old = await app.test_client().post(
+        "/login", form={"username": "bob", "password": PASSWORD, "csrf_token": token}
+    )
+    assert old.status_code in (400, 403)
+    # not one's own (that needs the current password), and not for non-admins
+    own = await post_form(admin, "/admin/users/alice/password", {"confirmed": "yes"})
+    assert own.status_code == 403
+    carol = app.test_client()
+    await login(carol, "carol", PASSWORD)
+    refused = await post_form(carol, "/admin/users/bob/password", {"confirmed": "yes"})
+    assert refused.status_code == 403
+
+
 async def test_admin_deactivates_only_after_confirming(app: Quart, people: People) -> None:
     """Without JavaScript's dialog one tap only asks; reactivating asks nothing."""
     bob = app.test_client()
