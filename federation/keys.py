@@ -132,10 +132,20 @@ class KeyResolver:
     async def remember_announced(self, actor: RemoteActor) -> bool:
         """Store the key an actor announced in its own ``Update`` (verified as signed by its
         current key), so a rotation takes effect now and not after the refetch cool-off.
-        The binding rules hold as for a fetched key: same origin, RSA of 2048 bits or more."""
+
+        Only a key id that is the actor's own (its URL with a fragment, or one already bound
+        to it) is taken: an actor that names another actor's key id (with that actor's public
+        key, which anyone can copy) must not become its owner here, or the other actor's
+        signatures would verify and then be refused as "not its key" for good. Anything
+        else is left to the resolver, which fetches the key id itself. RSA of 2048 bits or
+        more, as for a fetched key."""
         key_id = actor.key_id
         if not key_id or not same_origin(actor.uri, key_id):
             return False
+        if strip_fragment(key_id) != actor.uri:
+            known = await self._store.known_key(key_id, fresh=True)
+            if known is None or known.owner_uri != actor.uri:
+                return False
         if self._keys.public_key(actor.public_key_pem) is None:
             return False
         await self._store.remember_key(

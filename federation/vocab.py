@@ -148,17 +148,39 @@ def ordering_key(activity: Mapping[str, Any]) -> str | None:
     with one key must arrive in the order they were made (an Update overtaking its Create is
     dropped by the receiver, an Undo overtaking its Follow leaves a follower).
 
-    Create, Update, Delete, Add and Remove are about their object; Undo, Accept and Reject
-    about the activity they answer; anything else (Follow, Like, Announce) starts its own
-    chain and is keyed by its own id. None when there is no usable id.
+    A Follow, Like or Announce and its Undo are about the pair (actor, object): receivers
+    undo a follow by the relationship and a like by the post, so an unfollow must also
+    arrive before the next follow of the same person. Create, Update, Delete, Add and
+    Remove are about their object; Accept and Reject (and any other Undo) about the activity
+    they answer; anything else starts its own chain, keyed by its own id. None when there is
+    no usable id.
     """
     kind = primary_type(activity.get("type"))
+    inner = activity.get("object")
+    if kind == "Undo" and isinstance(inner, Mapping):
+        pair = _pair_key(inner)
+        if pair is not None:
+            return pair
+    pair = _pair_key(activity)
+    if pair is not None:
+        return pair
     if kind in ("Create", "Update", "Delete", "Add", "Remove", "Undo", "Accept", "Reject"):
-        inner = activity.get("object")
         key = inner.get("id") if isinstance(inner, Mapping) else inner
     else:
         key = activity.get("id")
     return key if isinstance(key, str) and key else None
+
+
+def _pair_key(activity: Mapping[str, Any]) -> str | None:
+    """``Follow actor object`` for a Follow, Like or Announce, else None."""
+    kind = primary_type(activity.get("type"))
+    if kind not in ("Follow", "Like", "Announce"):
+        return None
+    actor, obj = activity.get("actor"), activity.get("object")
+    obj = obj.get("id") if isinstance(obj, Mapping) else obj
+    if not isinstance(actor, str) or not isinstance(obj, str):
+        return None
+    return f"{kind} {actor} {obj}"
 
 
 # --- builders ---------------------------------------------------------------------------------

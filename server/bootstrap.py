@@ -171,9 +171,10 @@ def refuse_upgrade_under_a_server(config: Config) -> None:
     holder = server_running(config)
     if holder is not None:
         raise SteelyardError(
-            "this instance's database needs upgrading for this version of Steelyard, and the"
-            f" server{holder} still runs the old version: restart it (it upgrades the database"
-            " as it starts), then run this command again."
+            "this instance's database needs upgrading for this version of Steelyard, and a"
+            f" server{holder} is running on it: if that is this version starting up, wait until"
+            " it serves; otherwise restart it (it upgrades the database as it starts). Then run"
+            " this command again."
         )
 
 

@@ -174,7 +174,9 @@
     var card = fetchCard(data);
     placing = placing.then(function () {
       return card;
-    }).then(placeCard, function () {});
+    }).then(placeCard).catch(function () {
+      /* One card that could not be placed must not stop the ones after it. */
+    });
     return placing;
   }
 
@@ -357,7 +359,10 @@
     }
     var data = await readJson(response);
     if (response.status === 201 && data && data.id !== undefined) {
-      if (textarea) textarea.value = '';
+      if (textarea) {
+        textarea.value = '';
+        updateCount(textarea); /* setting the value sends no input event */
+      }
       await insertPost(data.id);
       if (textarea) textarea.focus();
       /* Posted, but a mention named nobody: say so, as the page without JavaScript does. */

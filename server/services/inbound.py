@@ -46,12 +46,14 @@ class Ignored(Exception):
 
 class NotYet(Exception):
     """What the activity acts on has not arrived yet but may be on its way (a sender's
-    retries reorder its deliveries): the dispatcher tries again later, and after its last
-    attempt keeps the row, failed, for an admin to see."""
+    retries reorder its deliveries): the dispatcher tries again later, up to
+    ``NOT_YET_ATTEMPTS`` tries, after which the activity is ignored."""
 
 
-# An Update of a note published this recently may have overtaken its Create.
+# An Update of a note published this recently may have overtaken its Create; it is tried
+# this many times (the dispatcher's backoff: about 5 minutes in all), then ignored.
 RECENT_FOR_UPDATE_MS = 3_600_000
+NOT_YET_ATTEMPTS = 6
 
 
 _UNDONE_FIRST = "its Undo arrived first"
@@ -78,7 +80,14 @@ async def handle(ctx: Context, item: StoredInbound) -> None:
         if actor.deleted_at is not None:
             # Akkoma before 2026.08 kept accepting deleted actors' signatures: not here.
             raise Ignored("the actor was deleted")
-        await handler(ctx, activity, actor)
+        try:
+            await handler(ctx, activity, actor)
+        except NotYet as exc:
+            if item.attempts < NOT_YET_ATTEMPTS:
+                raise
+            # It never came: a post from before anyone here followed its author, or one we
+            # ignored. Routine, not a failure for the admin page.
+            raise Ignored(f"{exc}; gave up waiting after {item.attempts} tries") from None
     except (Ignored, vocab.VocabError) as exc:
         log.info("inbound %s (%s) ignored: %s", activity.id, activity.type, exc)
     except SteelyardError as exc:

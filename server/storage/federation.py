@@ -483,8 +483,8 @@ def insert_outbox(
     # future; fresh deliveries then go out in the order they were made (ORDER BY ..., id).
     conn.executemany(
         "INSERT OR IGNORE INTO deliveries (outbox_id, inbox_url, host, state, next_attempt_at,"
-        " created_at) VALUES (?, ?, ?, 'queued', 0, ?)",
-        [(outbox_id, inbox, host, now_ms) for inbox, host in dict(targets).items()],
+        " created_at, ordering_key) VALUES (?, ?, ?, 'queued', 0, ?, ?)",
+        [(outbox_id, inbox, host, now_ms, ordering_key) for inbox, host in dict(targets).items()],
     )
     return outbox_id
 
@@ -516,10 +516,10 @@ def claim_deliveries(
         " WHERE d.state = 'queued' AND d.next_attempt_at <= ? AND d.locked_until <= ?"
         # Not while an earlier activity about the same thing still waits for (or is on its
         # way to) this inbox: retries and hand-backs reorder rows, receivers must not see it.
-        " AND NOT EXISTS (SELECT 1 FROM outbox_activities earlier"
-        "     JOIN deliveries ed ON ed.outbox_id = earlier.id AND ed.inbox_url = d.inbox_url"
-        "     WHERE earlier.ordering_key = o.ordering_key AND earlier.id < o.id"
-        "     AND ed.state = 'queued')"
+        " AND NOT EXISTS (SELECT 1 FROM deliveries ed INDEXED BY deliveries_ordering"
+        "     WHERE ed.inbox_url = d.inbox_url AND ed.ordering_key = d.ordering_key"
+        "     AND ed.outbox_id < d.outbox_id AND ed.state = 'queued'"
+        "     AND ed.ordering_key IS NOT NULL)"
         " ORDER BY d.next_attempt_at, d.id LIMIT ?",
         (now_ms, now_ms, limit),
     ).fetchall()

@@ -265,8 +265,9 @@ def select_post_unchecked(conn: sqlite3.Connection, post_id: int) -> Post | None
 
 
 def select_live_audience(conn: sqlite3.Connection, post_id: int) -> set[int]:
-    """Who may have the post open in a feed now: its author, the people it is addressed to
-    and, unless it is Direct, the author's local followers (live updates of its changes)."""
+    """Who may have the post open in a feed now: its author, the people it is addressed to,
+    unless it is Direct the author's local followers, and the local followers of those who
+    boosted it (live updates of its changes)."""
     return {
         int(r[0])
         for r in conn.execute(
@@ -275,7 +276,12 @@ def select_live_audience(conn: sqlite3.Connection, post_id: int) -> set[int]:
             " UNION SELECT f.follower_id FROM posts p"
             " JOIN follows f ON f.followee_id = p.author_id AND f.state = 'accepted'"
             " JOIN actors a ON a.id = f.follower_id AND a.is_local = 1"
-            " WHERE p.id = :id AND p.visibility != 'direct'",
+            " WHERE p.id = :id AND p.visibility != 'direct'"
+            # A boost puts the post in the booster's followers' feeds too.
+            " UNION SELECT f.follower_id FROM announces b"
+            " JOIN follows f ON f.followee_id = b.actor_id AND f.state = 'accepted'"
+            " JOIN actors a ON a.id = f.follower_id AND a.is_local = 1"
+            " WHERE b.post_id = :id",
             {"id": post_id},
         )
     }

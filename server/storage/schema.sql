@@ -74,7 +74,7 @@ CREATE TABLE deliveries (
     last_status INTEGER,
     last_error TEXT,
     created_at INTEGER NOT NULL,
-    finished_at INTEGER, resent_at INTEGER,
+    finished_at INTEGER, resent_at INTEGER, ordering_key TEXT,
     UNIQUE (outbox_id, inbox_url)
 );
 
@@ -245,6 +245,9 @@ CREATE INDEX deliveries_host ON deliveries (host, state);
 CREATE INDEX deliveries_open ON deliveries (state, host, attempts)
     WHERE state IN ('queued', 'held', 'dead', 'cancelled');
 
+CREATE INDEX deliveries_ordering ON deliveries (inbox_url, ordering_key, outbox_id)
+    WHERE state = 'queued' AND ordering_key IS NOT NULL;
+
 CREATE INDEX follows_followee ON follows (followee_id, state);
 
 CREATE INDEX inbox_activities_pending ON inbox_activities (next_attempt_at)
@@ -264,9 +267,6 @@ CREATE INDEX notifications_post ON notifications (post_id, actor_id) WHERE post_
 CREATE INDEX notifications_recipient ON notifications (recipient_id, id);
 
 CREATE INDEX notifications_unread ON notifications (recipient_id) WHERE read_at IS NULL;
-
-CREATE INDEX outbox_activities_ordering ON outbox_activities (ordering_key)
-    WHERE ordering_key IS NOT NULL;
 
 CREATE INDEX post_recipients_actor ON post_recipients (actor_id, post_id);
 

@@ -129,6 +129,44 @@ async def test_a_key_announced_by_someone_else_is_not_taken(peered: Peered) -> N
     assert (await like_by(p, KAY, f"{KAY}#main-key", mal_private, 2)).status == 401
 
 
+async def test_an_actor_cannot_announce_a_key_under_another_actors_key_id(
+    peered: Peered,
+) -> None:
+    """mal's own Update names kay's key id with kay's public key (anyone can copy it): kay
+    must not become "not the owner of his own key" (every later activity of his refused)."""
+    p = peered
+    (kay_private, kay_public), (mal_private, mal_public) = p.keys[0], p.keys[1]
+    mal = f"https://{PEER}/users/mal"
+
+    def mal_doc(public_pem: str, key_id: str) -> dict[str, Any]:
+        return {
+            **kay(public_pem),
+            "id": mal,
+            "preferredUsername": "mal",
+            "inbox": f"{mal}/inbox",
+            "publicKey": {"id": key_id, "owner": mal, "publicKeyPem": public_pem},
+        }
+
+    p.serve(KAY, kay(kay_public))
+    p.serve(mal, mal_doc(mal_public, f"{mal}#main-key"))
+    assert (await like_by(p, KAY, f"{KAY}#main-key", kay_private, 1)).status == 202
+    for n, pem in enumerate((kay_public, mal_public)):
+        update = {
+            "@context": [AS_CONTEXT, SECURITY_CONTEXT],
+            "id": f"{mal}#updates/{n}",
+            "type": "Update",
+            "actor": mal,
+            "object": mal_doc(pem, f"{KAY}#main-key"),
+        }
+        sent = await send(p.alpha, update, key_id=f"{mal}#main-key", private_key_pem=mal_private)
+        assert sent.status == 202
+        await p.net.settle()
+    known = await p.alpha.ctx.federator.keys.known_key(f"{KAY}#main-key")
+    assert known is not None and (known.owner_uri, known.public_key_pem) == (KAY, kay_public)
+    p.net.clock.advance(3600)
+    assert (await like_by(p, KAY, f"{KAY}#main-key", kay_private, 2)).status == 202
+
+
 async def test_a_key_id_that_is_the_actors_own_url_names_its_one_key(peered: Peered) -> None:
     p = peered
     private, public = p.keys[0]

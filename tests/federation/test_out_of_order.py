@@ -134,3 +134,20 @@ async def test_an_update_of_an_old_note_we_never_had_is_dropped_at_once(trio: Tr
         "SELECT state FROM inbox_activities WHERE activity_id = ?", update["id"]
     )
     assert state == "done"
+
+
+async def test_an_edit_whose_post_never_comes_is_ignored_after_a_few_tries(trio: Trio) -> None:
+    """Routine (a post from before anyone here followed its author): not a failure for the
+    admin page, and not retried for long."""
+    forger, alice = await _partner(trio)
+    now = iso(trio.net.clock.now_ms())
+    note = forger.note("Never sent here", to=[alice.uri], mentions=[alice.uri], published=now)
+    update = forger.activity("Update", {**note, "content": "edited", "updated": now})
+    await _send(trio, forger, update)
+    for _ in range(10):
+        trio.net.clock.advance(200)
+        await trio.net.settle()
+    row = await trio.alpha.rows(
+        "SELECT state, attempts FROM inbox_activities WHERE activity_id = ?", update["id"]
+    )
+    assert (row[0][0], row[0][1]) == ("done", 6)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from federation.ports import SigningKey
 from server.storage import federation as fed
 from server.storage import follows, migrate, posts
 from server.storage.db import open_sync
@@ -169,6 +170,41 @@ def test_delivery_health_does_not_count_the_delivered_archive(tmp_path: Path) ->
         return found
 
     _assert_flat_cost(tmp_path, _history_deliveries, health)
+
+
+def _history_of_one_note(conn: sqlite3.Connection, delivered: int) -> None:
+    """*delivered* Updates of one note already delivered to an inbox, then 50 more queued
+    behind a first one that waits for a retry (a note edited often while its partner is
+    down)."""
+    total = delivered + 50
+    conn.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)"
+        " INSERT INTO outbox_activities (id, activity_id, activity_type, body, created_at,"
+        " ordering_key) SELECT i, 'https://us.example/a/' || i, 'Update', '{}', i,"
+        " 'https://us.example/notes/1' FROM n",
+        (total,),
+    )
+    conn.execute(
+        "INSERT INTO deliveries (outbox_id, inbox_url, host, state, next_attempt_at,"
+        " created_at, ordering_key) SELECT id, 'https://h.example/inbox', 'h.example',"
+        " CASE WHEN id <= :done THEN 'delivered' ELSE 'queued' END,"
+        " CASE WHEN id = :done + 1 THEN :later ELSE 0 END, id, ordering_key"
+        " FROM outbox_activities",
+        {"done": delivered, "later": NOW + 60_000},
+    )
+    conn.execute(
+        "INSERT INTO allowed_hosts (host, relation, note, added_at, added_by)"
+        " VALUES ('h.example', 'partner', '', 1, 'test')"
+    )
+
+
+def test_keeping_order_per_inbox_does_not_walk_what_was_delivered(tmp_path: Path) -> None:
+    def claim(conn: sqlite3.Connection, _: object) -> object:
+        claimed = fed.claim_deliveries(conn, NOW, 32, 60_000, SigningKey("k", "pem"))
+        assert claimed == []  # every queued Update waits for the first one
+        return claimed
+
+    _assert_flat_cost(tmp_path, _history_of_one_note, claim)
 
 
 def test_the_unread_count_read_on_every_page_stops_at_its_cap(tmp_path: Path) -> None:

@@ -89,7 +89,10 @@ async def test_a_deleted_post_leaves_the_feed_with_its_boosts(app: Quart, people
     post = await posting.publish_post(ctx, carol, posting.Draft("Oops", Visibility.PUBLIC))
     await posting.boost_post(ctx, bob, post.id, boost=True)
     assert await _feed(app, alice.id) == [(post.id, "bob")]
-    await posting.delete_post(ctx, carol, post.id)
+    async with ctx.live.subscribe(alice.id) as alices:
+        await posting.delete_post(ctx, carol, post.id)
+        # her open feed shows it as bob's boost: it hears that it went
+        assert [(e.kind, e.data) for e in _drain(alices)] == [("deleted", str(post.id))]
     assert await _feed(app, alice.id) == []
 
 
