@@ -172,7 +172,20 @@ def create_app(
                 "This form has expired or did not come from this site. Reload the page and "
                 "try again.",
             )
+        if g.account is not None and g.account.must_change_password:
+            return await _to_own_password()
         return None
+
+    async def _to_own_password() -> ResponseReturnValue | None:
+        """A one-time password (generated, or set by an admin) opens only the page where
+        its holder chooses their own: whoever else saw it cannot use the account."""
+        endpoint = request.endpoint or ""
+        if endpoint in _OPEN_WITH_ONE_TIME_PASSWORD or endpoint.startswith("activitypub."):
+            return None
+        message = "Choose your own password to go on: the one you signed in with was given to you."
+        if request.headers.get("X-Requested-With") == "steelyard":
+            return {"error": message}, 403
+        return redirect(url_for("auth.password"), 303)
 
     headers_for_all = security_headers(secure=config.secure)
 
@@ -229,7 +242,17 @@ def create_app(
     return app
 
 
-BUSY_RETRY_AFTER_S = 5  # the database is locked for seconds, not minutes, in practice
+BUSY_RETRY_AFTER_S = 5
+_OPEN_WITH_ONE_TIME_PASSWORD = frozenset(
+    {
+        "auth.password",
+        "auth.password_post",
+        "auth.logout",
+        "auth.login",
+        "auth.login_post",
+        "static",
+    }
+)  # the database is locked for seconds, not minutes, in practice
 
 
 class _BackgroundLock:

@@ -341,13 +341,18 @@ async def cmd_user(instance: Path, args: argparse.Namespace) -> int:
         if args.user_command == "create":
             password, generated = _read_password(args.password_stdin)
             actor = await accounts.create_user(
-                ctx, args.username, password, display_name=args.display_name, is_admin=args.admin
+                ctx,
+                args.username,
+                password,
+                display_name=args.display_name,
+                is_admin=args.admin,
+                one_time=generated,
             )
             role = "administrator" if args.admin else "user"
             print(f"Created {role} {actor.username} ({actor.uri})")
             if generated:
                 print(f"One-time password for {actor.username}: {password}")
-                print("Sign in and change it under Settings > Password.")
+                print("The first sign-in asks to choose a new one.")
         elif args.user_command == "list":
             for entry in await ctx.db.read_in_thread(users.select_accounts):
                 flags = ",".join(
@@ -381,7 +386,7 @@ async def cmd_user(instance: Path, args: argparse.Namespace) -> int:
             from server import passwords
 
             passwords.check_policy(password, username=actor_row.username)
-            await accounts.set_password(ctx, actor_row.id, password)
+            await accounts.set_password(ctx, actor_row.id, password, one_time=generated)
             print(f"Password changed for {actor_row.username}")
             if generated:
                 print(f"One-time password for {actor_row.username}: {password}")

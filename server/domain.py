@@ -93,6 +93,8 @@ class Account:
     is_active: bool
     session_epoch: int
     created_at: int
+    # The password was generated or set by an admin: its holder must choose their own.
+    must_change_password: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,8 +91,11 @@ async def create_user(
     display_name: str = "",
     is_admin: bool = False,
     created_by: int | None = None,
+    one_time: bool = False,
 ) -> Actor:
-    """Create a local account with a fresh RSA-2048 key pair (kept in the database)."""
+    """Create a local account with a fresh RSA-2048 key pair (kept in the database).
+    *one_time*: the password was generated or chosen by an admin, so its holder must choose
+    their own at first sign-in."""
     name = validate_username(username)
     if name == ctx.urls.instance_username:
         # WebFinger gives acct:<host name>@<host> to the instance actor (it signs our fetches).
@@ -120,6 +123,7 @@ async def create_user(
             private_key_pem=private_pem,
             public_key_pem=public_pem,
             now_ms=now,
+            one_time=one_time,
         )
         users.insert_audit(
             conn,
@@ -198,9 +202,10 @@ async def change_password(ctx: Context, actor_id: int, current: str, new: str) -
     await set_password(ctx, actor_id, new)
 
 
-async def set_password(ctx: Context, actor_id: int, new: str) -> None:
+async def set_password(ctx: Context, actor_id: int, new: str, *, one_time: bool = False) -> None:
+    """Store a new password; *one_time*: someone other than its holder chose or saw it."""
     new_hash = await asyncio.to_thread(passwords.hash_password, new)
-    await ctx.db.write(users.update_password, actor_id, new_hash)
+    await ctx.db.write(users.update_password, actor_id, new_hash, one_time=one_time)
 
 
 async def reset_password(ctx: Context, username: str, *, by: int) -> tuple[Actor, str]:
@@ -212,7 +217,7 @@ async def reset_password(ctx: Context, username: str, *, by: int) -> tuple[Actor
     if actor.id == by:
         raise Forbidden("Change your own password under Settings, with your current one.")
     password = generate_password()
-    await set_password(ctx, actor.id, password)
+    await set_password(ctx, actor.id, password, one_time=True)
     return actor, password
 
 

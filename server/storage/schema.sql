@@ -8,7 +8,7 @@ CREATE TABLE accounts (
     private_key_pem TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     deactivated_at INTEGER
-);
+, must_change_password INTEGER NOT NULL DEFAULT 0);
 
 CREATE TABLE actors (
     id INTEGER PRIMARY KEY,

@@ -41,6 +41,7 @@ def insert_local_user(
     private_key_pem: str,
     public_key_pem: str,
     now_ms: int,
+    one_time: bool = False,
 ) -> int:
     """Create a local actor and its account; raises sqlite3.IntegrityError if the name is taken."""
     cur = conn.execute(
@@ -59,9 +60,9 @@ def insert_local_user(
     )
     actor_id = int(cur.lastrowid or 0)
     conn.execute(
-        "INSERT INTO accounts (actor_id, password_hash, is_admin, private_key_pem, created_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (actor_id, password_hash, int(is_admin), private_key_pem, now_ms),
+        "INSERT INTO accounts (actor_id, password_hash, is_admin, private_key_pem, created_at,"
+        " must_change_password) VALUES (?, ?, ?, ?, ?, ?)",
+        (actor_id, password_hash, int(is_admin), private_key_pem, now_ms, int(one_time)),
     )
     return actor_id
 
@@ -118,7 +119,8 @@ def select_local_actors_by_names(
 def select_credentials(conn: sqlite3.Connection, username: str) -> Credentials | None:
     row = conn.execute(
         "SELECT a.id, a.username, ac.password_hash, ac.is_admin, ac.is_active,"
-        " ac.session_epoch, ac.created_at FROM actors a JOIN accounts ac ON ac.actor_id = a.id"
+        " ac.session_epoch, ac.created_at, ac.must_change_password"
+        " FROM actors a JOIN accounts ac ON ac.actor_id = a.id"
         " WHERE a.is_local = 1 AND a.username = ? COLLATE NOCASE",
         (username,),
     ).fetchone()
@@ -129,8 +131,9 @@ def select_credentials(conn: sqlite3.Connection, username: str) -> Credentials |
 
 def select_account(conn: sqlite3.Connection, actor_id: int) -> Account | None:
     row = conn.execute(
-        "SELECT a.id, a.username, ac.is_admin, ac.is_active, ac.session_epoch, ac.created_at"
-        " FROM actors a JOIN accounts ac ON ac.actor_id = a.id WHERE a.id = ?",
+        "SELECT a.id, a.username, ac.is_admin, ac.is_active, ac.session_epoch, ac.created_at,"
+        " ac.must_change_password FROM actors a JOIN accounts ac ON ac.actor_id = a.id"
+        " WHERE a.id = ?",
         (actor_id,),
     ).fetchone()
     return _account(row) if row else None
@@ -151,6 +154,7 @@ def _account(row: sqlite3.Row) -> Account:
         is_active=bool(row["is_active"]),
         session_epoch=row["session_epoch"],
         created_at=row["created_at"],
+        must_change_password=bool(row["must_change_password"]),
     )
 
 
@@ -163,18 +167,21 @@ class AccountListing:
 def select_accounts(conn: sqlite3.Connection) -> list[AccountListing]:
     rows = conn.execute(
         f"SELECT {', '.join('a.' + c.strip() for c in ACTOR_COLUMNS.split(','))},"
-        " ac.is_admin, ac.is_active, ac.session_epoch"
+        " ac.is_admin, ac.is_active, ac.session_epoch, ac.must_change_password"
         " FROM actors a JOIN accounts ac ON ac.actor_id = a.id ORDER BY a.username"
     ).fetchall()
     return [AccountListing(actor_from_row(r), _account(r)) for r in rows]
 
 
-def update_password(conn: sqlite3.Connection, actor_id: int, password_hash: str) -> None:
-    """Store a new hash and end every other session (the epoch is part of the cookie)."""
+def update_password(
+    conn: sqlite3.Connection, actor_id: int, password_hash: str, *, one_time: bool = False
+) -> None:
+    """Store a new hash and end every other session (the epoch is part of the cookie).
+    *one_time*: someone else chose or saw it; its holder must choose their own next."""
     conn.execute(
-        "UPDATE accounts SET password_hash = ?, session_epoch = session_epoch + 1"
-        " WHERE actor_id = ?",
-        (password_hash, actor_id),
+        "UPDATE accounts SET password_hash = ?, session_epoch = session_epoch + 1,"
+        " must_change_password = ? WHERE actor_id = ?",
+        (password_hash, int(one_time), actor_id),
     )
 
 

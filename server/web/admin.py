@@ -45,6 +45,7 @@ async def create_user() -> ResponseReturnValue:
             display_name=form.get("display_name", ""),
             is_admin=form.get("is_admin") == "on",
             created_by=require_viewer().id,
+            one_time=True,  # generated or typed by the admin: either way not the person's own
         )
     except SteelyardError as exc:
         listing = await ctx().db.read_in_thread(users.select_accounts)

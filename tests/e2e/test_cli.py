@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import stat
 import time
 from pathlib import Path
@@ -103,6 +104,34 @@ def test_user_commands(tmp_path: Path) -> None:
     assert "deactivated" in run_cli("--instance", inst, "user", "list").stdout
     missing = run_cli("--instance", inst, "user", "deactivate", "ghost")
     assert missing.returncode == 1 and "No user named" in missing.stderr
+
+
+def test_a_generated_password_is_for_one_sign_in(tmp_path: Path) -> None:
+    """Printed on a console, it must be replaced at the first sign-in; a password typed by
+    the operator on standard input is theirs to keep."""
+    inst = str(tmp_path / "inst")
+    assert run_cli("--instance", inst, "init", "--url", "http://127.0.0.1:8000").returncode == 0
+    assert run_cli("--instance", inst, "user", "create", "gen").returncode == 0
+    typed = run_cli(
+        "--instance", inst, "user", "create", "own", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert typed.returncode == 0
+
+    def must_change() -> dict[str, int]:
+        with sqlite3.connect(f"file:{inst}/steelyard.sqlite3?mode=ro", uri=True) as conn:
+            rows = conn.execute(
+                "SELECT a.username, ac.must_change_password FROM accounts ac"
+                " JOIN actors a ON a.id = ac.actor_id"
+            ).fetchall()
+        return {str(name): int(flag) for name, flag in rows}
+
+    assert must_change() == {"gen": 1, "own": 0}
+    assert run_cli("--instance", inst, "user", "password", "own").returncode == 0
+    assert must_change()["own"] == 1
+    again = run_cli(
+        "--instance", inst, "user", "password", "own", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert again.returncode == 0 and must_change()["own"] == 0
 
 
 async def test_serve_and_sign_in_over_http(tmp_path: Path) -> None:

@@ -296,6 +296,70 @@ async def test_admin_pages_are_for_admins(app: Quart, people: People) -> None:
     assert "frank" in listing and "One-time password" in listing
 
 
+async def test_a_one_time_password_opens_only_the_page_to_choose_ones_own(
+    app: Quart, people: People
+) -> None:
+    """The admin (or whoever saw the password on the way) cannot use the account: the first
+    sign-in leads to choosing a new password, and nothing else answers until then."""
+    admin = app.test_client()
+    await login(admin, "alice", PASSWORD)
+    await post_form(
+        admin,
+        "/admin/users",
+        {"username": "frank", "display_name": "Frank"},
+        token_from="/admin/users",
+    )
+    listing = await (await admin.get("/admin/users")).get_data(as_text=True)
+    found = re.search(r"One-time password: ([A-Za-z0-9_-]+)", listing)
+    assert found is not None
+    frank = app.test_client()
+    await login(frank, "frank", found[1])
+    home = await frank.get("/")
+    assert home.status_code == 303 and home.headers["Location"].endswith("/settings/password")
+    token = await csrf_of(frank, "/settings/password")
+    posted = await frank.post(
+        "/posts", form={"text": "hello", "visibility": "internal", "csrf_token": token}
+    )
+    assert posted.status_code == 303
+    fetched = await frank.post(
+        "/posts",
+        form={"text": "hello", "visibility": "internal", "csrf_token": token},
+        headers={"X-Requested-With": "steelyard"},
+    )
+    assert (
+        fetched.status_code == 403
+        and "Choose your own password" in (await fetched.get_json())["error"]
+    )
+    assert (await frank.get("/people")).status_code == 303
+    page = await (await frank.get("/settings/password")).get_data(as_text=True)
+    assert "You signed in with a password someone gave you" in page
+    changed = await frank.post(
+        "/settings/password",
+        form={
+            "current_password": found[1],
+            "new_password": "a long new passphrase 42",
+            "confirm_password": "a long new passphrase 42",
+            "csrf_token": token,
+        },
+    )
+    assert changed.status_code in (302, 303)
+    assert (await frank.get("/")).status_code == 200
+    ctx = context_of(app)
+    from server.storage import users
+
+    posts_by_frank = await ctx.db.read(
+        lambda c: c.execute(
+            "SELECT count(*) FROM posts p JOIN actors a ON a.id = p.author_id"
+            " WHERE a.username = 'frank'"
+        ).fetchone()[0]
+    )
+    assert posts_by_frank == 0  # nothing went through before
+    frank_actor = await ctx.db.read(users.select_local_actor, "frank")
+    assert frank_actor is not None
+    account = await ctx.db.read(users.select_account, frank_actor.id)
+    assert account is not None and not account.must_change_password
+
+
 async def test_the_field_at_fault_is_marked_for_screen_readers(app: Quart, people: People) -> None:
     """The error names its field: that field is aria-invalid and described by the message,
     which takes the focus; the other fields are left as they were."""
