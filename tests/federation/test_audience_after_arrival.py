@@ -226,6 +226,14 @@ async def test_notes_of_a_person_who_left_answer_like_their_actor(trio: Trio) ->
                 alpha, path + suffix, key_id=key_id, private_key_pem=pem
             )
             assert status == 404, (post.uri, suffix)
+    # On the web: the deleted account's public post is no longer published to the world,
+    # and stays for colleagues (the archive); a deactivated colleague's stays public.
+    anonymous = alpha.app.test_client()
+    assert (await anonymous.get(f"/posts/{gone.id}")).status_code == 404
+    assert (await anonymous.get(f"/posts/{kept.id}")).status_code == 200
+    await alpha.user("erin")
+    status, page = await _page(alpha, "erin", f"/posts/{gone.id}")
+    assert (status, "Public before deletion" in page) == (200, True)
 
 
 async def test_open_feeds_hear_of_edits_and_deletions_local_and_remote(trio: Trio) -> None:
