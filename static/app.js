@@ -259,6 +259,11 @@
       var current = cardOnPage(data);
       if (!fresh || !current) return;
       fresh.className = current.className; /* keeps "focused", "post-reply" as shown */
+      /* A post shown as someone's boost stays shown as that boost. */
+      var boostNote = current.querySelector(':scope > .boost-note');
+      if (boostNote && !fresh.querySelector(':scope > .boost-note')) {
+        fresh.insertBefore(boostNote, fresh.firstChild);
+      }
       fresh.querySelectorAll('input[name="next"]').forEach(function (input) {
         input.value = currentPath();
       });

@@ -148,6 +148,17 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     assert await status.inner_text() == "Alice Anders boosted a post by Carol Cho"
     # Carol's page, open all along, shows the boost as a new notification without a reload.
     await carol.locator("[data-unread]", has_text="1").wait_for(timeout=10_000)
+    # Carol edits it: Bob's open feed shows the new text, still as Alice's boost.
+    await (
+        carol.locator("article.post", has_text=boosted)
+        .get_by_role("link", name="Edit post by Carol Cho")
+        .click()
+    )
+    await carol.get_by_label("Text").fill(boosted + " (all 40)")
+    await carol.get_by_role("button", name="Save").click()
+    edited = bob.locator("article.post", has_text=boosted + " (all 40)")
+    await edited.wait_for(timeout=10_000)
+    assert "Alice Anders boosted" in await edited.inner_text()
 
     # Alice edits her post, then deletes it: Bob's open feed follows, without a reload.
     await alice.goto(f"{server.base}/")
