@@ -526,7 +526,7 @@ async def on_update(ctx: Context, activity: Activity, actor: Actor) -> None:
 
     def tx(conn: sqlite3.Connection) -> int | None:
         core = posts.select_post_core_by_uri(conn, note.id)
-        recent = bool(note.published_ms) and now - (note.published_ms or 0) < RECENT_FOR_UPDATE_MS
+        recent = note.published_ms is not None and now - note.published_ms < RECENT_FOR_UPDATE_MS
         if core is None and recent and not fed.is_tombstoned(conn, note.id, actor.id):
             raise NotYet("Update of a recent note that has not arrived (yet)")
         if core is None or core.deleted_at is not None:

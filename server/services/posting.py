@@ -274,10 +274,7 @@ async def edit_post(ctx: Context, editor: Actor, post_id: int, text: str) -> Pos
     _, before = await render(ctx, post.source)
     removed = {a.id for a in before} - {a.id for a in mentioned}
     removed -= {p.id for p in (post.wall_owner,) if p is not None}
-    if post.in_reply_to_id is not None:
-        parent = await ctx.db.read(posts.select_post_unchecked, post.in_reply_to_id)
-        if parent is not None:
-            removed.discard(parent.author.id)
+    removed.discard(await ctx.db.read(posts.select_parent_author_id, post.id))
     _check_internal(post.visibility, mentioned)
     now = ctx.clock.now_ms()
 
