@@ -1,4 +1,4 @@
-"""The ``steelyard`` command: init, serve, user management (and, with federation, allowlist).
+"""The ``steelyard`` command: init, serve, users, the federation allowlist, backup and restore.
 
 Every command has ``--help``; every failure prints one clear line to stderr and exits non-zero.
 ``--instance DIR`` (or ``STEELYARD_INSTANCE``) names the instance folder, ``./instance`` by
@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from server import cli_backups
 from server.clock import SystemClock
 from server.config import (
     CONFIG_FILE,
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     _add_federation_parser(commands)
+    cli_backups.add_parsers(commands)
     apply = commands.add_parser(
         "apply-inbound",
         help="apply received federation activities in a process of its own",
@@ -190,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_user(instance, args))
         if args.command == "federation":
             return asyncio.run(cmd_federation(instance, args))
+        if args.command == "backup":
+            return cli_backups.cmd_backup(instance, args.to)
+        if args.command == "restore":
+            return cli_backups.cmd_restore(instance, args.archive)
         if args.command == "apply-inbound":
             return cmd_apply_inbound(instance, args.idle_exit, args.parent_pid)
     except SteelyardError as exc:

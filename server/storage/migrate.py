@@ -20,7 +20,6 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import sqlite3
 import time
@@ -30,12 +29,10 @@ from importlib import resources
 from pathlib import Path
 
 from server.errors import InstanceError
+from server.storage.snapshot import database_bytes, remove_with_companions, write_copy
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _BACKUP = re.compile(r"^pre-migration-(\d{4})-\d+\.sqlite3$")
-_PARTIAL_SUFFIX = ".partial"
-# What SQLite may leave next to a database file; a killed VACUUM INTO leaves a hot journal.
-_COMPANIONS = ("-journal", "-wal", "-shm")
 _PARTIAL = re.compile(r"^pre-migration-\d{4}-\d+\.sqlite3\.partial(?:-journal|-wal|-shm)?$")
 
 
@@ -155,10 +152,10 @@ def _back_up(
     if stale:
         say(f"Removed an incomplete backup left by an interrupted run: {', '.join(stale)}.")
     target = backups_dir / f"pre-migration-{version:04d}-{now_ms}.sqlite3"
-    size_mb = _database_bytes(conn) / 1e6
+    size_mb = database_bytes(conn) / 1e6
     say(f"Backing up the database ({size_mb:,.0f} MB) to {target} before migrating ...")
     started = time.monotonic()
-    _write_backup(conn, target)
+    write_copy(conn, target)
     say(f"Backed up in {time.monotonic() - started:.1f} s.")
     # Why a fresh backup every time rather than reusing the complete one an earlier, crashed
     # attempt left for this version: that one is a copy of the database as it was then, and
@@ -169,45 +166,8 @@ def _back_up(
     # to it. Removing them only now that the new one is durable keeps one per version on disk
     # (two while a backup is being written) and never leaves the instance with none.
     for old in _other_backups(backups_dir, version, keep=target):
-        _remove_with_companions(old)
+        remove_with_companions(old)
         say(f"Removed {old.name}, an older backup of the same schema version.")
-
-
-def _write_backup(conn: sqlite3.Connection, target: Path) -> None:
-    """Write a complete copy of the database to *target*, or leave nothing of it.
-
-    Invariant: the copy is owner-only (0600) from the moment its file exists, and only a
-    complete copy, fsynced with its directory entry, carries *target*'s name."""
-    partial = target.with_name(target.name + _PARTIAL_SUFFIX)
-    # VACUUM INTO accepts an existing empty file and keeps its mode (SQLite gives its journal
-    # the same mode), so the copy is never readable by others, whatever the umask: no chmod
-    # after the fact, and no process-wide umask change.
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # O_CREAT's mode is narrowed by the umask; SQLite must write it
-    finally:
-        os.close(fd)
-    try:
-        _vacuum_into(conn, partial)
-        _fsync(partial)
-        os.replace(partial, target)
-    except BaseException:
-        _remove_with_companions(partial)
-        raise
-    _fsync(target.parent)  # the rename itself must survive a power loss
-
-
-def _vacuum_into(conn: sqlite3.Connection, path: Path) -> None:
-    conn.execute("VACUUM INTO ?", (str(path),))
-
-
-def _fsync(path: Path) -> None:
-    """fsync a file or a directory (a directory's fsync makes renames in it durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _remove_partials(backups_dir: Path) -> list[str]:
@@ -230,16 +190,6 @@ def _other_backups(backups_dir: Path, version: int, *, keep: Path) -> list[Path]
         if match and int(match[1]) == version and entry.name != keep.name:
             found.append(entry)
     return found
-
-
-def _remove_with_companions(path: Path) -> None:
-    for suffix in ("", *_COMPANIONS):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
-
-
-def _database_bytes(conn: sqlite3.Connection) -> int:
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    return int(pages) * int(conn.execute("PRAGMA page_size").fetchone()[0])
 
 
 def split_statements(sql: str) -> list[str]:

@@ -28,6 +28,8 @@ def test_every_command_has_help() -> None:
         ["user", "create", "--help"],
         ["user", "list", "--help"],
         ["user", "deactivate", "--help"],
+        ["backup", "--help"],
+        ["restore", "--help"],
     ):
         result = run_cli(*args)
         assert result.returncode == 0, args
@@ -293,3 +295,86 @@ async def test_serve_with_two_workers_and_kill_9_leaves_no_orphans(tmp_path: Pat
             break
         await asyncio.sleep(0.1)
     assert not _port_open(port)
+
+
+async def _sign_in(http: aiohttp.ClientSession, base: str, username: str) -> str:
+    """Signs in; returns the CSRF token of the home page."""
+    async with http.get(f"{base}/login") as page:
+        match = re.search(r'name="csrf_token" value="([^"]+)"', await page.text())
+    assert match
+    async with http.post(
+        f"{base}/login",
+        data={"username": username, "password": PASSWORD, "csrf_token": match[1]},
+        allow_redirects=False,
+    ) as signed_in:
+        assert signed_in.status == 302
+    async with http.get(f"{base}/") as home:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', await home.text())
+    assert found
+    return found[1]
+
+
+async def test_backup_while_serving_restores_to_a_working_instance(tmp_path: Path) -> None:
+    """The admin's drill: back up the running instance, restore it elsewhere, serve the copy and
+    find what was posted before the backup (and not what came after)."""
+    inst = tmp_path / "live"
+    port = free_port()
+    assert (
+        run_cli("--instance", str(inst), "init", "--url", f"http://127.0.0.1:{port}").returncode
+        == 0
+    )
+    created = run_cli(
+        "--instance", str(inst), "user", "create", "erin", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert created.returncode == 0, created.stderr
+    server = ServerProcess(inst, port, tmp_path / "server.log")
+    server.start()
+    timeout = aiohttp.ClientTimeout(total=10)
+    try:
+        async with aiohttp.ClientSession(
+            timeout=timeout, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as http:
+            csrf = await _sign_in(http, server.base, "erin")
+            for text in ("Before the backup: quarterly numbers", "Second before the backup"):
+                async with http.post(
+                    f"{server.base}/posts",
+                    data={"text": text, "visibility": "internal", "csrf_token": csrf},
+                    allow_redirects=False,
+                ) as posted:
+                    assert posted.status == 303, await posted.text()
+            backup = run_cli("--instance", str(inst), "backup", "--to", str(tmp_path / "out"))
+            assert backup.returncode == 0, backup.stderr
+            async with http.post(
+                f"{server.base}/posts",
+                data={"text": "After the backup", "visibility": "internal", "csrf_token": csrf},
+                allow_redirects=False,
+            ) as posted:
+                assert posted.status == 303
+    finally:
+        server.stop()
+    assert "Backup written:" in backup.stdout and "encrypt" in backup.stdout
+    [archive] = (tmp_path / "out").glob("steelyard-backup-*.tar")
+    copy = tmp_path / "copy"
+    restored = run_cli("--instance", str(copy), "restore", str(archive))
+    assert restored.returncode == 0, restored.stderr
+    assert f"Restored http://127.0.0.1:{port}" in restored.stdout
+    again = run_cli("--instance", str(copy), "restore", str(archive))
+    assert again.returncode == 1
+    assert again.stderr.strip() == (
+        f"steelyard: {copy} already holds an instance; refusing to overwrite it."
+    )
+    # The copy answers at the instance's own URL (its identity), so it is served on that port.
+    server = ServerProcess(copy, port, tmp_path / "copy.log")
+    server.start()
+    try:
+        async with aiohttp.ClientSession(
+            timeout=timeout, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as http:
+            await _sign_in(http, server.base, "erin")
+            async with http.get(f"{server.base}/") as home:
+                page = await home.text()
+    finally:
+        server.stop()
+    assert "Before the backup: quarterly numbers" in page
+    assert "Second before the backup" in page
+    assert "After the backup" not in page

@@ -18,7 +18,7 @@ import pytest
 from server.bootstrap import MIGRATE_LOCK, wait_for_migrations
 from server.config import load_config
 from server.errors import InstanceError
-from server.storage import migrate
+from server.storage import migrate, snapshot
 from server.storage.db import Database, open_sync
 from tests.conftest import make_instance
 
@@ -104,21 +104,21 @@ def test_backup_is_owner_only_from_its_creation_and_named_only_once_complete(
     extra = _with_extra_migration(monkeypatch, "CREATE TABLE extra_table (x INTEGER);")
     backups = tmp_path / "backups"
     during: list[tuple[Path, int, list[str]]] = []
-    vacuum = migrate._vacuum_into
+    vacuum = snapshot._vacuum_into
 
     def watched(conn: sqlite3.Connection, path: Path) -> None:
         vacuum(conn, path)
         during.append((path, _mode(path), sorted(p.name for p in backups.iterdir())))
 
     synced: list[Path] = []
-    fsync = migrate._fsync
+    fsync = snapshot.fsync_path
 
     def recorded(path: Path) -> None:
         synced.append(path)
         fsync(path)
 
-    monkeypatch.setattr(migrate, "_vacuum_into", watched)
-    monkeypatch.setattr(migrate, "_fsync", recorded)
+    monkeypatch.setattr(snapshot, "_vacuum_into", watched)
+    monkeypatch.setattr(snapshot, "fsync_path", recorded)
     old_umask = os.umask(0o022)  # the usual umask: files 0644, folders 0755 unless told
     try:
         migrate.migrate(conn, backups_dir=backups, now_ms=2)
@@ -144,13 +144,13 @@ def test_a_failed_backup_leaves_no_file_and_does_not_migrate(
     conn = _fresh(tmp_path)
     _with_extra_migration(monkeypatch, "CREATE TABLE extra_table (x INTEGER);")
     backups = tmp_path / "backups"
-    vacuum = migrate._vacuum_into
+    vacuum = snapshot._vacuum_into
 
     def full_disk(conn: sqlite3.Connection, path: Path) -> None:
         vacuum(conn, path)  # the copy is written, then the fsync or rename fails
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(migrate, "_vacuum_into", full_disk)
+    monkeypatch.setattr(snapshot, "_vacuum_into", full_disk)
     with pytest.raises(OSError, match="No space left"):
         migrate.migrate(conn, backups_dir=backups, now_ms=2)
     assert list(backups.iterdir()) == []  # no false backup, no partial
@@ -160,13 +160,13 @@ def test_a_failed_backup_leaves_no_file_and_does_not_migrate(
 _KILLED_MIDWAY = """
 import os, signal, sys
 from pathlib import Path
-from server.storage import migrate
+from server.storage import migrate, snapshot
 from server.storage.db import open_sync
 
 real = migrate.available_migrations()
 extra = migrate.Migration(len(real) + 1, "extra", "CREATE TABLE extra_table (x INTEGER);")
 migrate.available_migrations = lambda: [*real, extra]
-vacuum = migrate._vacuum_into
+vacuum = snapshot._vacuum_into
 
 def killed_midway(conn, path):
     # kill -9 once SQLite has spilled pages into the copy and has a hot journal for it
@@ -178,7 +178,7 @@ def killed_midway(conn, path):
     conn.execute("PRAGMA cache_size = -256")  # the copy's cache: it spills early
     vacuum(conn, path)
 
-migrate._vacuum_into = killed_midway
+snapshot._vacuum_into = killed_midway
 migrate.migrate(open_sync(Path(sys.argv[1])), backups_dir=Path(sys.argv[2]), now_ms=2)
 """
 
@@ -241,13 +241,13 @@ def test_repeated_failed_attempts_keep_one_backup_per_version_the_newest(
     (backups / "pre-migration-0001-1.sqlite3").write_bytes(b"older version")
     (backups / "mine.sqlite3").write_bytes(b"admin's")
     present: list[list[str]] = []
-    vacuum = migrate._vacuum_into
+    vacuum = snapshot._vacuum_into
 
     def watched(conn: sqlite3.Connection, path: Path) -> None:
         present.append(sorted(p.name for p in backups.glob(f"{same}-*.sqlite3")))
         vacuum(conn, path)
 
-    monkeypatch.setattr(migrate, "_vacuum_into", watched)
+    monkeypatch.setattr(snapshot, "_vacuum_into", watched)
     told: list[str] = []
     for attempt in (2, 3, 4):
         with pytest.raises(sqlite3.OperationalError):

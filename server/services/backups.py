@@ -1,0 +1,422 @@
+"""Whole-instance backups as one tar file, and restoring one into a new instance folder.
+
+A backup holds what makes the instance: a consistent copy of the database (taken while the
+server runs, see :mod:`server.storage.snapshot`), ``config.toml``, ``secret_key`` and every
+file under ``uploads/``, then ``manifest.json`` with each file's size and SHA-256. Lock files
+and ``backups/`` (the pre-migration copies) are not part of it. It is a plain POSIX tar, so
+any tool can list or unpack it; the private keys of every account are inside, so it is
+written owner-only (0600) and must be encrypted before it leaves the machine.
+
+Invariants:
+- Only a complete, fsynced archive carries the final name ``steelyard-backup-<UTC>.tar``; an
+  interrupted run leaves at most files ending in ``.partial``, which are never taken for a
+  backup (and the next run names them).
+- A restore writes nothing outside a new staging folder next to the target, and renames it
+  into place only once every file matched the manifest and the database passed SQLite's
+  check. It never overwrites an instance, and refuses any archive member that is not one of
+  the expected regular files: no links, devices, absolute paths or ``..``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from server.config import CONFIG_FILE, DB_FILE, SECRET_FILE, Config, load_config
+from server.errors import InstanceError, InvalidInput
+from server.storage import snapshot
+
+ARCHIVE_FORMAT = "steelyard-backup"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+_UPLOADS = "uploads"
+_CHUNK = 1024 * 1024
+_MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+# A line of progress at most this often (seconds): a few lines a minute in a service's log.
+_PROGRESS_EVERY = 5.0
+# One path segment of an uploaded file: no leading dot, so never "." or "..", nor hidden.
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    path: Path
+    size: int
+    files: int
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    instance: Path
+    url: str
+    schema_version: int
+    files: int
+    size: int
+
+
+class _Progress:
+    """Says "<what> N% (done of total MB)" at most once per ``_PROGRESS_EVERY`` seconds."""
+
+    def __init__(self, say: Say, what: str, total: int) -> None:
+        self._say = say
+        self._what = what
+        self._total = max(total, 1)
+        self._every = _PROGRESS_EVERY
+        self._last = time.monotonic()
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if total is not None:
+            self._total = max(total, 1)
+        now = time.monotonic()
+        if now - self._last < self._every:
+            return
+        self._last = now
+        share = min(100, done * 100 // self._total)
+        self._say(f"  {self._what} {share}% ({_mb(done)} of {_mb(self._total)})")
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB"
+
+
+def archive_name(now: dt.datetime) -> str:
+    return f"steelyard-backup-{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}.tar"
+
+
+def create_backup(config: Config, dest_dir: Path, *, now: dt.datetime, say: Say) -> BackupResult:
+    """Write a backup of *config*'s instance into *dest_dir*; return where and how big."""
+    started = time.monotonic()
+    dest_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    leftovers = sorted(p.name for p in dest_dir.glob("*steelyard-backup-*.partial*"))
+    if leftovers:
+        say(
+            "Found what an interrupted backup left (not a backup; remove it when no backup"
+            f" is running): {', '.join(leftovers)}."
+        )
+    target = _free_name(dest_dir, archive_name(now))
+    db_copy = dest_dir / f".{target.stem}.{DB_FILE}"
+    try:
+        _copy_database(config, db_copy, say)
+        members = [
+            (DB_FILE, db_copy),
+            (CONFIG_FILE, config.instance_path / CONFIG_FILE),
+            (SECRET_FILE, config.instance_path / SECRET_FILE),
+            *_uploads(config.uploads_dir, say),
+        ]
+        manifest: dict[str, Any] = {
+            "format": ARCHIVE_FORMAT,
+            "version": FORMAT_VERSION,
+            "created_at": now.astimezone(dt.UTC).isoformat(timespec="seconds"),
+            "instance_url": config.url,
+            "instance_name": config.name,
+            "schema_version": snapshot.schema_version(db_copy),
+            "files": [],
+        }
+        _write_archive(target, members, manifest, say)
+    finally:
+        snapshot.remove_with_companions(db_copy)
+    size = target.stat().st_size
+    return BackupResult(target, size, len(members), time.monotonic() - started)
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """*name* in *folder*, or ``<stem>-2.tar`` … when a backup of the same second exists."""
+    candidate = folder / name
+    counter = 1
+    while candidate.exists() or candidate.with_name(candidate.name + ".partial").exists():
+        counter += 1
+        candidate = folder / f"{Path(name).stem}-{counter}.tar"
+    return candidate
+
+
+def _copy_database(config: Config, db_copy: Path, say: Say) -> None:
+    try:
+        conn = snapshot.open_read_only(config.db_path)
+    except FileNotFoundError:
+        raise InstanceError(f"{config.instance_path} has no database to back up.") from None
+    try:
+        expected = snapshot.used_bytes(conn)
+        say(f"Copying the database ({_mb(expected)}) ...")
+        began = time.monotonic()
+        snapshot.write_copy(conn, db_copy, progress=_Progress(say, "database", expected))
+    finally:
+        conn.close()
+    say(f"Copied the database in {time.monotonic() - began:.1f} s. Checking the copy ...")
+    began = time.monotonic()
+    verdict = snapshot.quick_check(db_copy)
+    if verdict != "ok":
+        raise InstanceError(
+            f"The copy of the database failed SQLite's check ({verdict}); no backup was"
+            " written. The database itself may be damaged: run PRAGMA integrity_check on it."
+        )
+    say(f"The copy is sound (SQLite quick_check, {time.monotonic() - began:.1f} s).")
+
+
+def _uploads(folder: Path, say: Say) -> list[tuple[str, Path]]:
+    """Every regular file under *folder* as (archive name, path), sorted; links are skipped."""
+    found: list[tuple[str, Path]] = []
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_symlink() or not path.is_file():
+            if path.is_symlink():
+                say(f"Skipped {_UPLOADS}/{relative}: a symbolic link, not an upload.")
+            continue
+        found.append((f"{_UPLOADS}/{relative.as_posix()}", path))
+    return found
+
+
+class _Hashing:
+    """A read-only file wrapper that hashes and counts what tarfile reads through it."""
+
+    def __init__(self, handle: IO[bytes], on_read: Callable[[int], None]) -> None:
+        self._handle = handle
+        self._on_read = on_read
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        self._on_read(len(data))
+        return data
+
+
+def _write_archive(
+    target: Path, members: list[tuple[str, Path]], manifest: dict[str, Any], say: Say
+) -> None:
+    partial = target.with_name(target.name + snapshot.PARTIAL_SUFFIX)
+    total = sum(path.stat().st_size for _, path in members)
+    say(f"Writing {target} ({len(members)} files, {_mb(total)}) ...")
+    progress = _Progress(say, "archive", total)
+    written = 0
+
+    def count(n: int) -> None:
+        nonlocal written
+        written += n
+        progress(written)
+
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with (
+            os.fdopen(fd, "wb") as raw,
+            tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            for name, path in members:
+                with path.open("rb") as handle:
+                    info = _file_info(name, os.fstat(handle.fileno()).st_size)
+                    reader = _Hashing(handle, count)
+                    tar.addfile(info, fileobj=reader)
+                if reader.size != info.size:
+                    raise InstanceError(f"{path} changed while it was backed up; try again.")
+                manifest["files"].append(
+                    {"path": name, "size": info.size, "sha256": reader.digest.hexdigest()}
+                )
+            body = json.dumps(manifest, indent=1).encode("utf-8")
+            tar.addfile(_file_info(MANIFEST, len(body)), fileobj=_BytesReader(body))
+            tar.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    snapshot.fsync_path(target.parent)
+
+
+def _file_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o600
+    info.mtime = int(time.time())
+    info.type = tarfile.REGTYPE
+    return info
+
+
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._at = 0
+
+    def read(self, size: int = -1) -> bytes:
+        end = len(self._data) if size < 0 else self._at + size
+        chunk = self._data[self._at : end]
+        self._at += len(chunk)
+        return chunk
+
+
+# -- restore ---------------------------------------------------------------------------------
+
+
+def restore_backup(archive: Path, instance: Path, *, say: Say) -> RestoreResult:
+    """Unpack *archive* into the new instance folder *instance*, checked, or write nothing."""
+    if (instance / CONFIG_FILE).exists():
+        raise InvalidInput(f"{instance} already holds an instance; refusing to overwrite it.")
+    if instance.exists() and (not instance.is_dir() or any(instance.iterdir())):
+        raise InvalidInput(f"{instance} is not empty; restore into a new or empty folder.")
+    if not archive.is_file():
+        raise InvalidInput(f"{archive} is not a file.")
+    instance.parent.mkdir(parents=True, exist_ok=True)
+    staging = instance.parent / f".{instance.name}.restoring-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(mode=0o700)
+    try:
+        manifest, found = _unpack(archive, staging, say)
+        files = _check_against_manifest(manifest, found)
+        say("Every file matches the manifest. Checking the database ...")
+        verdict = snapshot.quick_check(staging / DB_FILE)
+        if verdict != "ok":
+            raise InvalidInput(f"The database in {archive} failed SQLite's check ({verdict}).")
+        say("The database is sound (SQLite quick_check).")
+        config = load_config(staging)
+        (staging / "backups").mkdir(mode=0o700)
+        (staging / _UPLOADS).mkdir(mode=0o700, exist_ok=True)
+        snapshot.fsync_path(staging)
+        if instance.exists():
+            instance.rmdir()  # empty, checked above
+        os.replace(staging, instance)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    snapshot.fsync_path(instance.parent)
+    size = sum(entry["size"] for entry in files)
+    return RestoreResult(
+        instance, config.url, int(manifest.get("schema_version") or 0), len(files), size
+    )
+
+
+def _unpack(archive: Path, staging: Path, say: Say) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Stream *archive* into *staging*; return the manifest and {name: (size, sha256)}."""
+    manifest: dict[str, Any] | None = None
+    found: dict[str, Any] = {}
+    total = archive.stat().st_size
+    progress = _Progress(say, "restoring", total)
+    say(f"Reading {archive} ({_mb(total)}) ...")
+    try:
+        with archive.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|*") as tar:
+            for member in tar:
+                name = _member_name(member)
+                if name is None:
+                    continue
+                if name in found or (name == MANIFEST and manifest is not None):
+                    raise InvalidInput(f"{archive} holds {name} twice; refusing it.")
+                source = tar.extractfile(member)
+                if source is None:
+                    raise InvalidInput(f"{archive}: cannot read {name}.")
+                if name == MANIFEST:
+                    manifest = _read_manifest(source, member.size)
+                    continue
+                found[name] = _write_member(source, staging, name, lambda: progress(raw.tell()))
+    except tarfile.TarError as exc:
+        raise InvalidInput(f"{archive} is not a readable tar archive ({exc}).") from None
+    if manifest is None:
+        raise InvalidInput(f"{archive} has no {MANIFEST}: not a Steelyard backup.")
+    return manifest, found
+
+
+def _member_name(member: tarfile.TarInfo) -> str | None:
+    """The member's checked name; None for a folder entry under uploads/ (skipped)."""
+    path = PurePosixPath(member.name)
+    parts = path.parts
+    fixed = {MANIFEST, DB_FILE, CONFIG_FILE, SECRET_FILE}
+    is_upload = (
+        len(parts) >= 2
+        and parts[0] == _UPLOADS
+        and len(parts) <= 6
+        and all(_SEGMENT.match(part) for part in parts[1:])
+    )
+    if member.isdir() and (path.as_posix() == _UPLOADS or is_upload):
+        return None
+    if not (path.as_posix() in fixed or is_upload) or path.is_absolute():
+        raise InvalidInput(f"Refusing archive member {member.name!r}: not part of a backup.")
+    if not member.isreg():
+        raise InvalidInput(f"Refusing archive member {member.name!r}: not a regular file.")
+    return path.as_posix()
+
+
+def _read_manifest(source: IO[bytes], size: int) -> dict[str, Any]:
+    if size > _MAX_MANIFEST_BYTES:
+        raise InvalidInput(f"{MANIFEST} is too large.")
+    try:
+        manifest = json.loads(source.read(size))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidInput(f"{MANIFEST} is not valid JSON.") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != ARCHIVE_FORMAT:
+        raise InvalidInput("Not a Steelyard backup (its manifest names another format).")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise InvalidInput(
+            f"This backup has format version {manifest.get('version')!r}; this Steelyard"
+            f" reads version {FORMAT_VERSION}. Restore it with the release that wrote it."
+        )
+    if not isinstance(manifest.get("files"), list):
+        raise InvalidInput(f"{MANIFEST} lists no files.")
+    return manifest
+
+
+def _write_member(
+    source: IO[bytes], staging: Path, name: str, tick: Callable[[], None]
+) -> tuple[int, str]:
+    path = staging
+    for part in PurePosixPath(name).parts[:-1]:
+        path = path / part
+        path.mkdir(mode=0o700, exist_ok=True)  # one by one: parents=True ignores the mode
+    path = staging / name
+    digest = hashlib.sha256()
+    size = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        for chunk in _chunks(source):
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+            tick()
+        out.flush()
+        os.fsync(out.fileno())
+    return size, digest.hexdigest()
+
+
+def _chunks(source: IO[bytes]) -> Iterator[bytes]:
+    while chunk := source.read(_CHUNK):
+        yield chunk
+
+
+def _check_against_manifest(
+    manifest: dict[str, Any], found: dict[str, tuple[int, str]]
+) -> list[dict[str, Any]]:
+    listed: dict[str, dict[str, Any]] = {}
+    for entry in manifest["files"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            raise InvalidInput(f"{MANIFEST} has an unreadable entry.")
+        listed[entry["path"]] = entry
+    for required in (DB_FILE, CONFIG_FILE, SECRET_FILE):
+        if required not in listed:
+            raise InvalidInput(f"The backup has no {required}.")
+    missing = sorted(set(listed) - set(found))
+    extra = sorted(set(found) - set(listed))
+    if missing or extra:
+        raise InvalidInput(
+            "The archive does not match its manifest"
+            f" (missing: {', '.join(missing) or 'none'}; unlisted: {', '.join(extra) or 'none'})."
+        )
+    for name, (size, sha256) in found.items():
+        entry = listed[name]
+        if entry.get("size") != size or entry.get("sha256") != sha256:
+            raise InvalidInput(f"{name} in the archive is damaged (its checksum does not match).")
+    return list(listed.values())
