@@ -6,7 +6,7 @@ import sqlite3
 
 from server.domain import Actor, FollowState, Page
 from server.storage import notifications
-from server.storage.rows import actor_columns, actor_from_row
+from server.storage.rows import actor_columns, actors_from_rows
 
 
 def insert_follow(
@@ -72,7 +72,7 @@ def _people(
     rows = conn.execute(
         sql, {"actor": actor_id, "before": before or 2**62, "limit": limit + 1}
     ).fetchall()
-    people = [actor_from_row(r, "a_") for r in rows[:limit]]
+    people = actors_from_rows(rows[:limit], "a_")
     cursor = int(rows[limit - 1]["follow_id"]) if len(rows) > limit else None
     return Page(tuple(people), cursor)
 
@@ -112,7 +112,7 @@ def select_pending_requests(conn: sqlite3.Connection, followee_id: int) -> list[
         " ORDER BY f.id",
         (followee_id,),
     ).fetchall()
-    return [actor_from_row(r, "a_") for r in rows]
+    return actors_from_rows(rows, "a_")
 
 
 def count_follows(conn: sqlite3.Connection, actor_id: int) -> tuple[int, int]:

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterable
 
 from server.domain import Notification, NotificationKind, Page
-from server.storage.rows import actor_columns, actor_from_row
+from server.storage.rows import actor_columns, actors_from_rows
 from server.storage.visibility import visible_sql
 
 
@@ -98,13 +98,13 @@ def select_notifications(
         Notification(
             id=r["id"],
             kind=NotificationKind(r["kind"]),
-            actor=actor_from_row(r, "a_"),
+            actor=actor,
             post_id=r["post_id"],
             post_snippet=r["snippet"] or "",
             created_at=r["created_at"],
             read=r["read_at"] is not None,
         )
-        for r in rows[:limit]
+        for actor, r in zip(actors_from_rows(rows[:limit], "a_"), rows[:limit], strict=True)
     )
     return Page(items, items[-1].id if len(rows) > limit and items else None)
 

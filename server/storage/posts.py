@@ -14,8 +14,10 @@ Invariants:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
 
 from server.domain import Actor, NotificationKind, Page, Post, PostVersion, Visibility
 from server.storage.notifications import (
@@ -23,7 +25,7 @@ from server.storage.notifications import (
     retract_notification,
     retract_post_notifications,
 )
-from server.storage.rows import actor_columns, actor_from_row, as_dict
+from server.storage.rows import actor_columns, actor_from_row, actor_reader, column_index, row_index
 from server.storage.visibility import visible_reply_count_sql, visible_sql
 
 _POST_SELECT = (
@@ -61,30 +63,94 @@ def _select(viewer_id: int | None, *, extra: str = "", joins: str = "") -> str:
     )
 
 
-def _post_from_row(sql_row: sqlite3.Row, *, entry: bool = False) -> Post:
-    """A post from ``_select``; *entry*: a boost's feed entry (``_AS_BOOST_ENTRY`` columns)."""
-    row = as_dict(sql_row)
-    return Post(
-        id=row["id"],
-        uri=row["uri"],
-        author=actor_from_row(row, "au_"),
-        visibility=Visibility(row["visibility"]),
-        content_html=row["content_html"],
-        source=row["source"],
-        wall_owner=actor_from_row(row, "wo_") if row["wall_owner_id"] is not None else None,
-        in_reply_to_id=row["in_reply_to_id"],
-        thread_root_id=row["thread_root_id"],
-        version=row["version"],
-        reply_count=row["reply_count"],
-        like_count=row["like_count"],
-        created_at=row["created_at"],
-        edited_at=row["edited_at"],
-        deleted_at=row["deleted_at"],
-        liked_by_viewer=bool(row["liked"]),
-        boosted_by_viewer=bool(row["boosted"]),
-        boosted_by=actor_from_row(row, "bo_") if entry else None,
-        feed_key=row["feed_key"] if entry else row["id"],
-    )
+_VISIBILITIES = {v.value: v for v in Visibility}
+_POST_NAMES = (
+    "id",
+    "uri",
+    "visibility",
+    "content_html",
+    "source",
+    "wall_owner_id",
+    "in_reply_to_id",
+    "thread_root_id",
+    "version",
+    "reply_count",
+    "like_count",
+    "created_at",
+    "edited_at",
+    "deleted_at",
+    "liked",
+    "boosted",
+)
+
+
+def _post_reader(index: Mapping[str, int], *, entry: bool = False) -> Callable[[Any], Post]:
+    """A function reading posts from rows of a ``_select`` query whose :func:`column_index` is
+    *index*; *entry*: a boost's feed entry (``_AS_BOOST_ENTRY`` columns)."""
+    values = itemgetter(*(index[name] for name in _POST_NAMES))
+    author = actor_reader(index, "au_")
+    wall_owner = actor_reader(index, "wo_")
+    booster = actor_reader(index, "bo_") if entry else None
+    feed_key_at = index["feed_key"] if entry else None
+
+    def read(row: Any) -> Post:
+        (
+            id_,
+            uri,
+            visibility,
+            content_html,
+            source,
+            wall_owner_id,
+            in_reply_to_id,
+            thread_root_id,
+            version,
+            reply_count,
+            like_count,
+            created_at,
+            edited_at,
+            deleted_at,
+            liked,
+            boosted,
+        ) = values(row)
+        return Post(
+            id=id_,
+            uri=uri,
+            author=author(row),
+            visibility=_VISIBILITIES[visibility],
+            content_html=content_html,
+            source=source,
+            wall_owner=wall_owner(row) if wall_owner_id is not None else None,
+            in_reply_to_id=in_reply_to_id,
+            thread_root_id=thread_root_id,
+            version=version,
+            reply_count=reply_count,
+            like_count=like_count,
+            created_at=created_at,
+            edited_at=edited_at,
+            deleted_at=deleted_at,
+            liked_by_viewer=bool(liked),
+            boosted_by_viewer=bool(boosted),
+            boosted_by=booster(row) if booster is not None else None,
+            feed_key=row[feed_key_at] if feed_key_at is not None else id_,
+        )
+
+    return read
+
+
+def _read_posts(
+    conn: sqlite3.Connection, sql: str, params: Mapping[str, Any], *, entry: bool = False
+) -> list[Post]:
+    """The posts of a ``_select`` query, read as plain tuples by position."""
+    cursor = conn.cursor()
+    cursor.row_factory = None  # tuples: cheaper to make than sqlite3.Row, and read by position
+    cursor.execute(sql, params)
+    read = _post_reader(column_index(cursor), entry=entry)
+    return [read(row) for row in cursor]
+
+
+def _post_from_row(row: sqlite3.Row) -> Post:
+    """One post from one row of a ``_select`` query (lists use :func:`_read_posts`)."""
+    return _post_reader(row_index(row))(row)
 
 
 def next_post_id(conn: sqlite3.Connection, now_ms: int) -> int:
@@ -294,9 +360,10 @@ def select_recipient_ids(conn: sqlite3.Connection, post_id: int) -> list[int]:
     ]
 
 
-def _page(rows: list[sqlite3.Row], limit: int) -> Page[Post]:
-    posts = [_post_from_row(r) for r in rows[:limit]]
-    next_cursor = posts[-1].feed_key if len(rows) > limit and posts else None
+def _page(found: list[Post], limit: int) -> Page[Post]:
+    """A page of *limit* from a query asked for *limit* + 1 (the extra one says there is more)."""
+    posts = found[:limit]
+    next_cursor = posts[-1].feed_key if len(found) > limit and posts else None
     return Page(tuple(posts), next_cursor)
 
 
@@ -362,8 +429,8 @@ def _merged_page(
     """One feed page from a posts query and a boosts query (each newest first, *limit* + 1
     rows), merged by feed position. Two queries merged here: one UNION ALL ... ORDER BY in
     SQLite cost twice as much."""
-    entries = [_post_from_row(row) for row in conn.execute(posts_sql, params)]
-    boosts = [_post_from_row(row, entry=True) for row in conn.execute(boosts_sql, params)]
+    entries = _read_posts(conn, posts_sql, params)
+    boosts = _read_posts(conn, boosts_sql, params, entry=True)
     if boosts:
         entries = sorted([*entries, *boosts], key=lambda post: post.feed_key, reverse=True)
     page = entries[:limit]
@@ -410,7 +477,8 @@ def select_wall(
     before: int | None,
     limit: int,
 ) -> Page[Post]:
-    rows = conn.execute(
+    rows = _read_posts(
+        conn,
         f"{_select(viewer_id)} WHERE p.wall_owner_id = :owner AND p.id < :before"
         f" AND p.deleted_at IS NULL AND {visible_sql(viewer_id)}"
         " ORDER BY p.id DESC LIMIT :limit",
@@ -420,19 +488,19 @@ def select_wall(
             "before": before or _MAX_CURSOR,
             "limit": limit + 1,
         },
-    ).fetchall()
+    )
     return _page(rows, limit)
 
 
 def select_thread(
     conn: sqlite3.Connection, root_id: int, viewer_id: int | None, *, limit: int = 500
 ) -> list[Post]:
-    rows = conn.execute(
+    return _read_posts(
+        conn,
         f"{_select(viewer_id)} WHERE p.thread_root_id = :root AND p.deleted_at IS NULL"
         f" AND {visible_sql(viewer_id)} ORDER BY p.id LIMIT :limit",
         {"root": root_id, "viewer": viewer_id, "limit": limit},
-    ).fetchall()
-    return [_post_from_row(r) for r in rows]
+    )
 
 
 def select_tag_feed(
@@ -443,12 +511,13 @@ def select_tag_feed(
     before: int | None,
     limit: int,
 ) -> Page[Post]:
-    rows = conn.execute(
+    rows = _read_posts(
+        conn,
         f"{_select(viewer_id)} JOIN post_tags t ON t.post_id = p.id"
         " WHERE t.tag = :tag AND t.post_id < :before AND p.deleted_at IS NULL"
         f" AND {visible_sql(viewer_id)} ORDER BY t.post_id DESC LIMIT :limit",
         {"tag": tag, "viewer": viewer_id, "before": before or _MAX_CURSOR, "limit": limit + 1},
-    ).fetchall()
+    )
     return _page(rows, limit)
 
 

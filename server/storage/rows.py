@@ -1,15 +1,17 @@
 """Row to domain conversions shared by the storage modules.
 
-Conversions read plain dicts (see :func:`as_dict`): ``sqlite3.Row`` finds a column by name
-with a linear, case-insensitive scan of every column, so reading the ~50 columns of a feed row
-by name cost more than the feed query itself (about 1 ms of a 20-post page, measured on the
-bench instance).
+Lists are read by position: the columns' positions are looked up by name once per query
+(:func:`column_index`), then each row is unpacked with one ``itemgetter``. ``sqlite3.Row`` finds
+a column by name with a linear, case-insensitive scan of every column, and even a dict per row
+cost more than the feed query itself (0.84 ms of a 20-post page against 0.6 ms of SQL,
+measured on the bench instance).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from server.domain import Actor
@@ -28,30 +30,76 @@ def actor_columns(alias: str, prefix: str) -> str:
     )
 
 
-def as_dict(row: sqlite3.Row) -> dict[str, Any]:
-    """The row as a dict, for reading many columns by name."""
-    return dict(zip(row.keys(), row, strict=True))
+_ACTOR_NAMES = tuple(name.strip() for name in ACTOR_COLUMNS.split(","))
 
 
-def actor_from_row(row: sqlite3.Row | Mapping[str, Any], prefix: str = "") -> Actor:
-    if isinstance(row, sqlite3.Row):
-        row = as_dict(row)
-    return Actor(
-        id=row[f"{prefix}id"],
-        uri=row[f"{prefix}uri"],
-        is_local=bool(row[f"{prefix}is_local"]),
-        username=row[f"{prefix}username"],
-        host=row[f"{prefix}host"],
-        display_name=row[f"{prefix}display_name"],
-        job_title=row[f"{prefix}job_title"],
-        department=row[f"{prefix}department"],
-        location=row[f"{prefix}location"],
-        contact=row[f"{prefix}contact"],
-        bio_html=row[f"{prefix}bio_html"],
-        avatar_file=row[f"{prefix}avatar_file"],
-        avatar_url=row[f"{prefix}avatar_url"],
-        profile_url=row[f"{prefix}profile_url"],
-        manually_approves=bool(row[f"{prefix}manually_approves"]),
-        created_at=row[f"{prefix}created_at"],
-        deleted_at=row[f"{prefix}deleted_at"],
-    )
+def column_index(cursor: sqlite3.Cursor) -> dict[str, int]:
+    """Each result column's position, by name: looked up once per query, then rows are read
+    by position (a feed page's 20 rows of ~50 columns by name cost more than its query)."""
+    return {column[0]: i for i, column in enumerate(cursor.description)}
+
+
+def actor_reader(index: Mapping[str, int], prefix: str = "") -> Callable[[Sequence[Any]], Actor]:
+    """A function reading the ``ACTOR_COLUMNS`` named with *prefix* from a row of a query
+    whose :func:`column_index` is *index*."""
+    values = itemgetter(*(index[f"{prefix}{name}"] for name in _ACTOR_NAMES))
+
+    def read(row: Sequence[Any]) -> Actor:
+        (
+            id_,
+            uri,
+            is_local,
+            username,
+            host,
+            display_name,
+            job_title,
+            department,
+            location,
+            contact,
+            bio_html,
+            avatar_file,
+            avatar_url,
+            profile_url,
+            manually_approves,
+            created_at,
+            deleted_at,
+        ) = values(row)
+        return Actor(
+            id=id_,
+            uri=uri,
+            is_local=bool(is_local),
+            username=username,
+            host=host,
+            display_name=display_name,
+            job_title=job_title,
+            department=department,
+            location=location,
+            contact=contact,
+            bio_html=bio_html,
+            avatar_file=avatar_file,
+            avatar_url=avatar_url,
+            profile_url=profile_url,
+            manually_approves=bool(manually_approves),
+            created_at=created_at,
+            deleted_at=deleted_at,
+        )
+
+    return read
+
+
+def actor_from_row(row: sqlite3.Row, prefix: str = "") -> Actor:
+    """One actor from one row (for single rows; lists read with :func:`actor_reader`)."""
+    return actor_reader(row_index(row), prefix)(row)
+
+
+def actors_from_rows(rows: Sequence[sqlite3.Row], prefix: str = "") -> list[Actor]:
+    """The actors of rows of one query, its column positions looked up once."""
+    if not rows:
+        return []
+    read = actor_reader(row_index(rows[0]), prefix)
+    return [read(row) for row in rows]
+
+
+def row_index(row: sqlite3.Row) -> dict[str, int]:
+    """:func:`column_index` of the query that gave *row*."""
+    return {name: i for i, name in enumerate(row.keys())}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from server.domain import Account, Actor
 from server.storage.notifications import count_unread
-from server.storage.rows import ACTOR_COLUMNS, actor_from_row
+from server.storage.rows import ACTOR_COLUMNS, actor_from_row, actors_from_rows
 
 PROFILE_FIELDS = ("display_name", "job_title", "department", "location", "contact", "bio_html")
 
@@ -113,7 +113,7 @@ def select_local_actors_by_names(
         f" WHERE a.is_local = 1 AND ac.is_active = 1 AND lower(a.username) IN ({marks})",
         [u.lower() for u in usernames],
     ).fetchall()
-    return {row["username"].lower(): actor_from_row(row) for row in rows}
+    return {actor.username.lower(): actor for actor in actors_from_rows(rows)}
 
 
 def select_credentials(conn: sqlite3.Connection, username: str) -> Credentials | None:
@@ -170,7 +170,10 @@ def select_accounts(conn: sqlite3.Connection) -> list[AccountListing]:
         " ac.is_admin, ac.is_active, ac.session_epoch, ac.must_change_password"
         " FROM actors a JOIN accounts ac ON ac.actor_id = a.id ORDER BY a.username"
     ).fetchall()
-    return [AccountListing(actor_from_row(r), _account(r)) for r in rows]
+    return [
+        AccountListing(actor, _account(r))
+        for actor, r in zip(actors_from_rows(rows), rows, strict=True)
+    ]
 
 
 def update_password(
@@ -245,7 +248,7 @@ def search_local_people(
         " ORDER BY lower(coalesce(nullif(a.display_name, ''), a.username)) LIMIT ? OFFSET ?",
         (*params, limit, offset),
     ).fetchall()
-    return [actor_from_row(r) for r in rows]
+    return actors_from_rows(rows)
 
 
 def _like_escape(value: str) -> str:
