@@ -41,7 +41,6 @@ from datetime import UTC
 from email.utils import formatdate, parsedate_to_datetime
 from urllib.parse import urlsplit
 
-import httpsig.utils
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -560,6 +559,10 @@ def _ascii_value(value: str, name: str) -> str:
 def _signing_string(
     covered: Sequence[str], values: Mapping[str, str], *, host: str, method: str, target: str
 ) -> bytes:
+    # Imported on first use: httpsig's package import pulls in pkg_resources, about a fifth
+    # of the server's cold start, for a module only federation traffic needs.
+    import httpsig.utils
+
     try:
         message = httpsig.utils.generate_message(
             list(covered), dict(values), host=host, method=method, path=target

@@ -27,7 +27,7 @@ from federation.keys import KeyResolver
 from federation.policy import FederationPolicy
 from federation.ports import SigningKey, StoredInbound
 from federation.signatures import KeyCache, generate_rsa_keypair
-from federation.transport import AiohttpTransport, Transport
+from federation.transport import DeferredTransport, Transport
 from federation.urls import Urls
 from server.clock import Clock
 from server.config import Config
@@ -55,7 +55,7 @@ class Federator:
         self.urls = Urls(config.url)
         self.host = host_of_url(config.url)
         self._own_transport = transport is None
-        self.transport: Transport = transport or AiohttpTransport(
+        self.transport: Transport = transport or DeferredTransport(
             allow_loopback=config.is_development, user_agent=USER_AGENT
         )
         self.key_cache = KeyCache()
@@ -141,8 +141,6 @@ class Federator:
 
     async def start(self, *, run_workers: bool) -> None:
         await self._load_instance_key()
-        if self._own_transport and isinstance(self.transport, AiohttpTransport):
-            await self.transport.start()
         if run_workers:
             # Only the process that runs the workers (it holds the instance's background
             # lock): whatever a crashed process had claimed is ours. Another worker process
@@ -162,8 +160,6 @@ class Federator:
     async def start_for_applying(self) -> None:
         """For an applier process: keys and transport, no workers, leases left alone."""
         await self._load_instance_key()
-        if self._own_transport and isinstance(self.transport, AiohttpTransport):
-            await self.transport.start()
 
     async def stop(self) -> None:
         if self.launcher is not None:
@@ -174,7 +170,7 @@ class Federator:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
-        if self._own_transport and isinstance(self.transport, AiohttpTransport):
+        if self._own_transport and isinstance(self.transport, DeferredTransport):
             await self.transport.close()
 
     def wake(self) -> None:

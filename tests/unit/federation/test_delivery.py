@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from federation.aiohttp_transport import AiohttpTransport
 from federation.delivery import (
     HORIZON_MS,
     MAX_DELAY_MS,
@@ -38,7 +39,7 @@ from federation.signatures import (
     prepare_verification,
     verify_signature,
 )
-from federation.transport import AiohttpTransport, HttpResponse, TransportError
+from federation.transport import HttpResponse, TransportError
 from tests.unit.federation.memory_ports import (
     Circuits,
     DeliveryRow,

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from federation.aiohttp_transport import AiohttpTransport
 from federation.fetch import Fetcher, FetchError
 from federation.policy import FederationPolicy
 from federation.ports import SigningKey
@@ -27,7 +28,6 @@ from federation.signatures import (
     prepare_verification,
     verify_signature,
 )
-from federation.transport import AiohttpTransport
 from federation.types import AS_ACCEPT
 
 INSTANCE_KEY_ID = "https://steelyard.test/actor#main-key"

@@ -7,17 +7,20 @@ import gzip
 import ipaddress
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from federation.aiohttp_transport import AiohttpTransport, FilteringResolver
 from federation.transport import (
-    AiohttpTransport,
-    FilteringResolver,
+    DeferredTransport,
     RefusedAddressError,
     TransportError,
     is_allowed_address,
@@ -274,9 +277,11 @@ async def prod() -> AsyncIterator[AiohttpTransport]:
         await transport.close()
 
 
-async def expect(kind: str, transport: AiohttpTransport, url: str, **kwargs: object) -> None:
+async def expect(
+    kind: str, transport: AiohttpTransport | DeferredTransport, url: str, **kwargs: object
+) -> None:
     with pytest.raises(TransportError) as info:
-        await transport.request("GET", url, headers={}, **kwargs)  # type: ignore[arg-type]
+        await transport.request("GET", url, headers={}, **kwargs)
     assert info.value.kind == kind, str(info.value)
 
 
@@ -473,3 +478,42 @@ async def test_a_peer_that_always_drops_the_connection_is_a_connect_error(
     finally:
         peer.close()
         await peer.wait_closed()
+
+
+async def test_the_deferred_transport_is_the_same_guarded_client(server: Server) -> None:
+    """What the server uses: the aiohttp client made on the first request, with every guard,
+    and closed (and made again) like it."""
+    prod = DeferredTransport(allow_loopback=False, user_agent="t")
+    await prod.close()  # nothing made yet: nothing to close
+    await expect("refused-address", prod, f"https://127.0.0.1:{server.port}/ok")
+    await expect("refused-scheme", prod, server.url("/ok"))
+    await prod.close()
+    dev = DeferredTransport(allow_loopback=True, user_agent="Steelyard-test/1")
+    assert (await dev.request("GET", server.url("/ok"), headers={})).status == 200
+    assert server.seen[-1].headers["User-Agent"] == "Steelyard-test/1"
+    await dev.close()
+    assert (await dev.request("GET", server.url("/ok"), headers={})).status == 200
+    await dev.close()
+    assert server.hits == {"/ok": 2}
+
+
+def test_an_instance_starts_without_loading_the_http_client_or_httpsig(tmp_path: Path) -> None:
+    """Cold start: aiohttp and httpsig (with the pkg_resources it pulls in) are about 0.4 s of
+    imports on the 2-core machine, loaded only when the instance first federates."""
+    from tests.conftest import make_instance
+
+    inst = make_instance(tmp_path / "inst")
+    probe = (
+        "import sys\n"
+        "from server.app import create_app\n"
+        "import server.cli, server.asgi\n"
+        f"create_app({str(inst)!r})\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'aiohttp', 'httpsig', 'pkg_resources'}))\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
