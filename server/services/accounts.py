@@ -17,7 +17,7 @@ from federation.signatures import generate_rsa_keypair
 from server import passwords
 from server.domain import Account, Actor
 from server.errors import Conflict, Forbidden, InvalidInput, NotFound, TooManyRequests
-from server.services import federating
+from server.services import backups, federating
 from server.services.context import Context
 from server.storage import federation as fed
 from server.storage import users
@@ -388,6 +388,7 @@ async def getting_started(ctx: Context, actor: Actor, *, is_admin: bool) -> list
     if is_admin:
         people = await ctx.db.read(users.count_local_users)
         partners = await ctx.db.read(fed.select_active_hosts)
+        backed_up = await backups.has_backup(ctx)
         steps = [
             SetupStep("Create accounts for your colleagues", "admin.user_list", people > 1),
             SetupStep(
@@ -395,6 +396,7 @@ async def getting_started(ctx: Context, actor: Actor, *, is_admin: bool) -> list
                 "admin.federation",
                 bool(partners),
             ),
+            SetupStep("Set up nightly backups of the instance", "admin.backup_state", backed_up),
             profile,
         ]
     return [] if all(step.done for step in steps) else steps

@@ -19,6 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -27,14 +28,23 @@ import re
 import shutil
 import tarfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from server.config import CONFIG_FILE, DB_FILE, SECRET_FILE, Config, load_config
 from server.errors import InstanceError, InvalidInput
-from server.storage import snapshot
+from server.services.context import Context
+from server.storage import snapshot, users
+from server.storage.db import open_sync
+
+# Audit log actions: every backup and restore is on the record, and the admin page reads them.
+BACKUP_WRITTEN = "backup.written"
+BACKUP_RESTORED = "backup.restored"
+# After this long without a backup the admin page says so.
+STALE_AFTER_MS = 7 * 24 * 3600 * 1000
+_SHOWN = 20
 
 ARCHIVE_FORMAT = "steelyard-backup"
 FORMAT_VERSION = 1
@@ -128,8 +138,32 @@ def create_backup(config: Config, dest_dir: Path, *, now: dt.datetime, say: Say)
         _write_archive(target, members, manifest, say)
     finally:
         snapshot.remove_with_companions(db_copy)
-    size = target.stat().st_size
-    return BackupResult(target, size, len(members), time.monotonic() - started)
+    result = BackupResult(target, target.stat().st_size, len(members), time.monotonic() - started)
+    _record(
+        config.db_path,
+        BACKUP_WRITTEN,
+        {"path": str(result.path.resolve()), "size": result.size, "files": result.files},
+        now,
+    )
+    return result
+
+
+def _record(db_path: Path, action: str, detail: dict[str, Any], now: dt.datetime) -> None:
+    """One audit entry, written through a connection of its own (the server may be running:
+    SQLite's busy timeout makes this wait for its writer, never interleave with it)."""
+    conn = open_sync(db_path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        users.insert_audit(
+            conn,
+            actor_id=None,
+            action=action,
+            detail=json.dumps(detail, sort_keys=True),
+            now_ms=int(now.timestamp() * 1000),
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 def _free_name(folder: Path, name: str) -> Path:
@@ -264,7 +298,9 @@ class _BytesReader:
 # -- restore ---------------------------------------------------------------------------------
 
 
-def restore_backup(archive: Path, instance: Path, *, say: Say) -> RestoreResult:
+def restore_backup(
+    archive: Path, instance: Path, *, say: Say, now: dt.datetime | None = None
+) -> RestoreResult:
     """Unpack *archive* into the new instance folder *instance*, checked, or write nothing."""
     if (instance / CONFIG_FILE).exists():
         raise InvalidInput(f"{instance} already holds an instance; refusing to overwrite it.")
@@ -286,6 +322,12 @@ def restore_backup(archive: Path, instance: Path, *, say: Say) -> RestoreResult:
             raise InvalidInput(f"The database in {archive} failed SQLite's check ({verdict}).")
         say("The database is sound (SQLite quick_check).")
         config = load_config(staging)
+        _record(
+            staging / DB_FILE,
+            BACKUP_RESTORED,
+            {"archive": archive.name, "written_at": str(manifest.get("created_at", ""))},
+            now or dt.datetime.now(dt.UTC),
+        )
         (staging / "backups").mkdir(mode=0o700)
         (staging / _UPLOADS).mkdir(mode=0o700, exist_ok=True)
         snapshot.fsync_path(staging)
@@ -420,3 +462,66 @@ def _check_against_manifest(
         if entry.get("size") != size or entry.get("sha256") != sha256:
             raise InvalidInput(f"{name} in the archive is damaged (its checksum does not match).")
     return list(listed.values())
+
+
+# -- what the admin page shows ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BackupRecord:
+    at: int
+    action: str
+    detail: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BackupFile:
+    name: str
+    size: int
+    modified_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class BackupOverview:
+    records: list[BackupRecord]
+    files: list[BackupFile]  # in the instance's backups/ folder, newest first
+    last_written: int | None  # epoch ms of the newest backup on record
+    stale: bool  # no backup on record, or the newest older than STALE_AFTER_MS
+
+
+async def overview(ctx: Context) -> BackupOverview:
+    entries = await ctx.db.read(users.select_audit, (BACKUP_WRITTEN, BACKUP_RESTORED), limit=_SHOWN)
+    records = [BackupRecord(e.at, e.action, _detail(e.detail)) for e in entries]
+    written = [r.at for r in records if r.action == BACKUP_WRITTEN]
+    last = max(written) if written else None
+    files = await asyncio.to_thread(_files, ctx.config.backups_dir)
+    stale = last is None or ctx.clock.now_ms() - last > STALE_AFTER_MS
+    return BackupOverview(records, files, last, stale)
+
+
+async def has_backup(ctx: Context) -> bool:
+    return bool(await ctx.db.read(users.select_audit, (BACKUP_WRITTEN,), limit=1))
+
+
+def _detail(text: str) -> Mapping[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _files(folder: Path) -> list[BackupFile]:
+    """Complete backups and pre-migration copies in *folder* (not ``.partial`` leftovers)."""
+    found: list[BackupFile] = []
+    if not folder.is_dir():
+        return found
+    for entry in folder.iterdir():
+        name = entry.name
+        complete = name.endswith((".tar", ".sqlite3")) and name.startswith(
+            ("steelyard-backup-", "pre-migration-")
+        )
+        if complete and entry.is_file():
+            info = entry.stat()
+            found.append(BackupFile(name, info.st_size, int(info.st_mtime * 1000)))
+    return sorted(found, key=lambda f: f.modified_ms, reverse=True)

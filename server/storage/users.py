@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from server.domain import Account, Actor
@@ -332,6 +332,27 @@ def insert_audit(
         "INSERT INTO audit_log (at, actor_id, action, detail) VALUES (?, ?, ?, ?)",
         (now_ms, actor_id, action, detail),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: int
+    actor_id: int | None
+    action: str
+    detail: str
+
+
+def select_audit(
+    conn: sqlite3.Connection, actions: Sequence[str], *, limit: int
+) -> list[AuditEntry]:
+    """The newest audit entries of the given actions, newest first."""
+    marks = ", ".join("?" for _ in actions)
+    rows = conn.execute(
+        "SELECT at, actor_id, action, detail FROM audit_log"
+        f" WHERE action IN ({marks}) ORDER BY id DESC LIMIT ?",
+        (*actions, limit),
+    ).fetchall()
+    return [AuditEntry(int(r[0]), r[1], str(r[2]), str(r[3])) for r in rows]
 
 
 UNREAD_CAP = 100  # the badge shows "99+" beyond; counting further would cost with no use

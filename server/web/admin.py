@@ -1,5 +1,5 @@
 """Administration: accounts (create, deactivate, reactivate), the federation allowlist with
-delivery health, and the inbound activities that could not be applied."""
+delivery health, the inbound activities that could not be applied, and the backups on record."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from quart import Blueprint, flash, redirect, request, url_for
 from quart.typing import ResponseReturnValue
 
 from server.errors import SteelyardError
-from server.services import accounts, allowlist
+from server.services import accounts, allowlist, backups
 from server.storage import federation as fed
 from server.storage import users
 from server.web.support import (
@@ -130,6 +130,18 @@ async def _federation_page(
         form=form,
     )
     return body, status
+
+
+@blueprint.get("/backups")
+@admin_required
+async def backup_state() -> ResponseReturnValue:
+    overview = await backups.overview(ctx())
+    return await render_template(
+        "admin_backups.html",
+        overview=overview,
+        instance_path=ctx().config.instance_path.resolve(),
+        stale_days=backups.STALE_AFTER_MS // (24 * 3600 * 1000),
+    )
 
 
 @blueprint.get("/federation")

@@ -55,7 +55,11 @@ def _backup(inst: Path, dest: Path, said: list[str] | None = None) -> Path:
 def _count(db: Path) -> int:
     conn = sqlite3.connect(db)
     try:
-        return int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM audit_log WHERE action NOT LIKE 'backup.%'"
+            ).fetchone()[0]
+        )
     finally:
         conn.close()
 

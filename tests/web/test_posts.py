@@ -4,13 +4,14 @@ follows, notifications, paging."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import re
 
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
 from server.domain import Visibility
-from server.services import accounts, following, posting
+from server.services import accounts, backups, following, posting
 from server.storage import federation as fed
 from server.storage import posts
 from tests.conftest import PASSWORD, People, context_of
@@ -147,6 +148,15 @@ async def test_home_says_how_to_get_started_until_it_is_done(app: Quart, people:
     await ctx.db.write(fed.upsert_allowed_host, "partner.example", "partner", "", "alice", 1)
     await accounts.update_profile(
         ctx, people.alice.id, {"display_name": "Alice Example", "job_title": "CTO"}, bio_source=None
+    )
+    home = await _page(alice, "/")
+    assert 'href="/admin/backups">Set up nightly backups' in home  # what is left
+    await asyncio.to_thread(
+        backups.create_backup,
+        ctx.config,
+        ctx.config.instance_path / "backups",
+        now=dt.datetime.now(dt.UTC),
+        say=lambda _: None,
     )
     assert "Getting started" not in await _page(alice, "/")
     assert "Getting started" not in await _page(alice, "/?before=99999999999999")
