@@ -100,7 +100,7 @@ class RemoteActor:
     followers: str | None
     following: str | None
     key_id: str
-    public_key_pem: str
+    public_key_pem: str  # "" when the actor names its key by reference only (key document)
     manually_approves: bool
     url: str | None
     icon_url: str | None

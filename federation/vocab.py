@@ -604,6 +604,8 @@ def parse_actor(
     An actor may publish several keys (``publicKey`` as a list): the one whose ``id`` is
     *key_id* is taken (the first when *key_id* is None or no entry has it, which a caller
     binding a key id then refuses). The chosen key passes every rule a single key does.
+    A key given only by reference (``"publicKey": "<key id>"``) is returned with an empty
+    ``public_key_pem``: the PEM is the key document's, read by :mod:`federation.keys`.
     """
     return _guarded(_parse_actor, doc, fetched_url, key_id)
 
@@ -735,16 +737,24 @@ def _parse_actor(doc: Mapping[str, Any], fetched_url: str, wanted_key: str | Non
     key = doc.get("publicKey")
     if isinstance(key, list) and key:
         # Several keys (a rotation in progress, a key per device): the one asked for.
-        listed = (k for k in key[:MAX_LIST] if isinstance(k, Mapping) and k.get("id") == wanted_key)
+        listed = (k for k in key[:MAX_LIST] if _key_ref(k) == wanted_key)
         key = next(listed, key[0])
-    if not isinstance(key, Mapping):
+    if isinstance(key, str):
+        # The key named by its id only, its PEM served by a key document of its own (the
+        # JSON-LD form of the same link; Mastodon resolves it too). The PEM stays empty
+        # here: only the key resolver may fill it in, from that document, once the document
+        # names this actor as its owner. An empty PEM verifies nothing.
+        key_id = endpoint(key, "publicKey", required=True)
+        pem = ""
+    elif isinstance(key, Mapping):
+        key_id = endpoint(key.get("id"), "publicKey.id", required=True)
+        if key.get("owner") != uri:
+            _fail("publicKey.owner is not the actor")
+        pem = _text(key.get("publicKeyPem"), "publicKeyPem", _MAX_PEM) or ""
+        if not pem:
+            _fail("publicKeyPem missing")
+    else:
         _fail("publicKey missing")
-    key_id = endpoint(key.get("id"), "publicKey.id", required=True)
-    if key.get("owner") != uri:
-        _fail("publicKey.owner is not the actor")
-    pem = _text(key.get("publicKeyPem"), "publicKeyPem", _MAX_PEM)
-    if not pem:
-        _fail("publicKeyPem missing")
     inbox = endpoint(doc.get("inbox"), "inbox", required=True)
     assert inbox is not None and key_id is not None
     return RemoteActor(
@@ -766,6 +776,11 @@ def _parse_actor(doc: Mapping[str, Any], fetched_url: str, wanted_key: str | Non
         icon_url=_link(doc.get("icon")),
         wall=_same_origin_or_none(doc.get("wall"), uri),
     )
+
+
+def _key_ref(value: Any) -> Any:
+    """The id of one ``publicKey`` entry: the entry itself when it is a reference."""
+    return value.get("id") if isinstance(value, Mapping) else value
 
 
 def _same_origin_or_none(value: Any, actor_uri: str) -> str | None:
