@@ -105,7 +105,8 @@ _MAX_CONTENT = 524_288
 _MAX_PEM = 16_384
 _MAX_HASHTAG = 100
 # No whitespace, "@", slashes, control or URL-structural characters; 1-64 characters
-# (Application actors are often named after their host, so up to 253 for them).
+# (instance actors are often named after their host, so up to 253 for them).
+_INSTANCE_ACTOR_TYPES = frozenset({"Application", "Service"})
 _USERNAME = re.compile(r"[^\s@/\\?#%:\x00-\x1f\x7f]{1,253}")
 
 
@@ -720,7 +721,13 @@ def _parse_actor(doc: Mapping[str, Any], fetched_url: str, wanted_key: str | Non
     if actor_type not in ACTOR_TYPES:
         _fail(f"{actor_type} is not an actor type")
     username = doc.get("preferredUsername")
-    limit = 253 if actor_type == "Application" else 64
+    instance_actor = actor_type in _INSTANCE_ACTOR_TYPES
+    if username is None and instance_actor:
+        # Lemmy 0.19.3's site actor (its signed-fetch signer) has no preferredUsername
+        # (Lemmy PR #4713 made it optional for that reason): name it after its host, as
+        # Mastodon names its own instance actor. A person still needs one.
+        username = urlsplit(uri).hostname
+    limit = 253 if instance_actor else 64
     if not isinstance(username, str) or len(username) > limit or not _USERNAME.fullmatch(username):
         _fail("preferredUsername missing or malformed")
 

@@ -3,6 +3,8 @@
 - an actor that names its key by reference only, the PEM in a key document of its own
   (Mastodon resolves this form: ``FetchRemoteKeyService#confirmed_owner?`` compares
   ``value_or_id(owner['publicKey'])`` with the key document's id);
+- Lemmy 0.19.3's site actor, which signs Lemmy's fetches (``federation_signed_fetch``) and
+  has no ``preferredUsername`` (Lemmy PR #4713);
 
 Each relaxation comes with the check it must not weaken.
 """
@@ -14,7 +16,7 @@ from typing import Any
 from server.domain import Visibility
 from server.services import posting
 from tests.federation.conftest import PEER, Peered
-from tests.federation.support import AS_CONTEXT, actor_by_uri
+from tests.federation.support import AS_CONTEXT, actor_by_uri, signed_get
 from tests.federation.test_interop_keys_and_hosts import like_by
 from tests.federation.test_interop_shapes import SECURITY_CONTEXT, like_count, send
 
@@ -100,3 +102,50 @@ async def test_a_referenced_key_is_not_taken_from_an_actors_own_update(peered: P
     assert (await send(p.alpha, like, key_id=new_key, private_key_pem=new_private)).status == 202
     await p.net.settle()
     assert await like_count(p.alpha, post.id) == 1
+
+
+# --- Lemmy 0.19.3: a site actor without preferredUsername signs its fetches -----------------
+
+LEMMY_SITE = f"https://{PEER}/"
+
+
+def lemmy_site(public_pem: str, kind: str = "Application") -> dict[str, Any]:
+    """Lemmy 0.19.3's ``Instance`` (crates/apub/src/protocol/objects/instance.rs): no
+    preferredUsername, the site name in ``name``, the sidebar in ``content``."""
+    return {
+        "@context": [AS_CONTEXT, SECURITY_CONTEXT],
+        "type": kind,
+        "id": LEMMY_SITE,
+        "name": "Delta Lemmy",
+        "inbox": f"{LEMMY_SITE}inbox",
+        "outbox": f"{LEMMY_SITE}site_outbox",
+        "publicKey": {
+            "id": f"{LEMMY_SITE}#main-key",
+            "owner": LEMMY_SITE,
+            "publicKeyPem": public_pem,
+        },
+        "content": "<p>Sidebar</p>",
+        "published": "2023-06-01T10:00:00.000000+00:00",
+    }
+
+
+async def test_a_lemmy_site_actor_without_preferred_username_may_sign_fetches(
+    peered: Peered,
+) -> None:
+    p = peered
+    private_pem, public_pem = p.keys[0]
+    p.serve(LEMMY_SITE, lemmy_site(public_pem))
+    status, doc, _ = await signed_get(
+        p.alpha, "/users/alice", key_id=f"{LEMMY_SITE}#main-key", private_key_pem=private_pem
+    )
+    assert status == 200
+    assert doc["followers"].endswith("/users/alice/followers")  # the full Person
+
+
+async def test_a_person_without_preferred_username_is_still_refused(peered: Peered) -> None:
+    p = peered
+    private_pem, public_pem = p.keys[0]
+    nameless = erin({"id": f"{ERIN}#main-key", "owner": ERIN, "publicKeyPem": public_pem})
+    del nameless["preferredUsername"]
+    p.serve(ERIN, nameless)
+    assert (await like_by(p, ERIN, f"{ERIN}#main-key", private_pem, 1)).status == 401

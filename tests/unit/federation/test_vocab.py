@@ -435,6 +435,21 @@ def test_parse_actor_accepts_mastodon_shape() -> None:
     assert groupish.display_name == "bob"
 
 
+def test_parse_actor_reads_a_key_named_by_reference_without_a_pem() -> None:
+    """The PEM of a referenced key is the key document's (federation.keys), never assumed."""
+    actor = parse_actor(_actor_doc(publicKey=BOB + "/key"), fetched_url=BOB)
+    assert actor.key_id == BOB + "/key" and actor.public_key_pem == ""
+    several = _actor_doc(publicKey=[BOB + "/key/1", BOB + "/key/2"])
+    assert parse_actor(several, fetched_url=BOB, key_id=BOB + "/key/2").key_id == BOB + "/key/2"
+
+
+@pytest.mark.parametrize("kind", ["Application", "Service"])
+def test_an_instance_actor_without_preferred_username_is_named_after_its_host(kind: str) -> None:
+    """Lemmy 0.19.3's site actor, its signer of fetches, has no preferredUsername."""
+    doc = _actor_doc(type=kind, preferredUsername=None)
+    assert parse_actor(doc, fetched_url=BOB).username == "partner.example"
+
+
 EVIL = "https://evil.example"
 BAD_ACTORS: list[dict[str, Any]] = [
     _actor_doc(id="https://partner.example/users/mallory"),  # not what was fetched
@@ -458,6 +473,9 @@ BAD_ACTORS: list[dict[str, Any]] = [
     _actor_doc(endpoints={"sharedInbox": "https://partner.example.evil.example/inbox"}),
     _actor_doc(publicKey=None),
     _actor_doc(publicKey="x"),
+    _actor_doc(publicKey=EVIL + "/keys/bob"),  # a reference must stay on the actor's origin
+    _actor_doc(publicKey=[EVIL + "/keys/bob"]),
+    _actor_doc(type="Application", preferredUsername=""),
     _actor_doc(publicKey={"id": EVIL + "/k", "owner": BOB, "publicKeyPem": PEM}),
     _actor_doc(publicKey={"id": BOB + "#k", "owner": BOB + "x", "publicKeyPem": PEM}),
     _actor_doc(publicKey={"id": BOB + "#k", "publicKeyPem": PEM}),
