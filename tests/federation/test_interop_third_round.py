@@ -5,6 +5,8 @@
   ``value_or_id(owner['publicKey'])`` with the key document's id);
 - Lemmy 0.19.3's site actor, which signs Lemmy's fetches (``federation_signed_fetch``) and
   has no ``preferredUsername`` (Lemmy PR #4713);
+- a signed GET of one of our actors whose signature we cannot verify gets the key-only
+  actor an unsigned GET gets (Mastodon's barebones actor), not 401: the peer needs our key;
 
 Each relaxation comes with the check it must not weaken.
 """
@@ -16,7 +18,7 @@ from typing import Any
 from server.domain import Visibility
 from server.services import posting
 from tests.federation.conftest import PEER, Peered
-from tests.federation.support import AS_CONTEXT, actor_by_uri, signed_get
+from tests.federation.support import AS_CONTEXT, actor_by_uri, plain_get, signed_get
 from tests.federation.test_interop_keys_and_hosts import like_by
 from tests.federation.test_interop_shapes import SECURITY_CONTEXT, like_count, send
 
@@ -149,3 +151,40 @@ async def test_a_person_without_preferred_username_is_still_refused(peered: Peer
     del nameless["preferredUsername"]
     p.serve(ERIN, nameless)
     assert (await like_by(p, ERIN, f"{ERIN}#main-key", private_pem, 1)).status == 401
+
+
+# --- a signature we cannot verify still gets the key-only actor ------------------------------
+
+
+async def test_an_unverifiable_signed_get_of_an_actor_gets_the_key_only_form(
+    peered: Peered,
+) -> None:
+    """Its key cannot be obtained (here: the peer answers 404 for it; in the wild also an
+    Ed25519-only signer or one whose clock is off): Mastodon answers such a request with its
+    barebones actor, and so do we. Everything else still needs a verified signature."""
+    p = peered
+    private_pem, _ = p.keys[0]
+    unknown_key = f"https://{PEER}/users/ghost#main-key"
+    status, unsigned, _ = await plain_get(p.alpha, "/users/alice")
+    assert status == 200
+    status, doc, _ = await signed_get(
+        p.alpha, "/users/alice", key_id=unknown_key, private_key_pem=private_pem
+    )
+    assert status == 200 and doc == unsigned
+    assert "followers" not in doc and "name" not in doc
+    status, _, _ = await signed_get(
+        p.alpha, "/users/alice/outbox", key_id=unknown_key, private_key_pem=private_pem
+    )
+    assert status == 401
+
+
+async def test_a_host_that_is_not_allowed_still_gets_403_for_an_actor(peered: Peered) -> None:
+    p = peered
+    private_pem, _ = p.keys[0]
+    status, doc, _ = await signed_get(
+        p.alpha,
+        "/users/alice",
+        key_id="https://elsewhere.example/actor#main-key",
+        private_key_pem=private_pem,
+    )
+    assert status == 403 and "publicKey" not in doc
