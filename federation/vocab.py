@@ -46,6 +46,7 @@ from federation.urls import Urls
 
 __all__ = [
     "ACTOR_TYPES",
+    "LINKED_TYPES",
     "MAX_ATTACHMENTS",
     "MAX_LIST",
     "MAX_POLL_OPTIONS",
@@ -90,12 +91,16 @@ AudienceKind = Literal["public", "unlisted", "followers", "limited", "direct"]
 ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organization"})
 # ChatMessage: Pleroma/Akkoma chats and Lemmy 0.19 private messages; addressed to people only,
 # so it reads as a direct message.
-NOTE_TYPES = frozenset({"Note", "Article", "Page", "Question", "ChatMessage"})
+# Video (PeerTube), Audio (Funkwhale), Image and Event (Mobilizon, Gancio): what they are is not
+# text, so they are read as their title, description and a link to the original, as Mastodon
+# converts them (its CONVERTED_TYPES: Image Audio Video Article Page Event).
+LINKED_TYPES = frozenset({"Video", "Audio", "Image", "Event"})
+NOTE_TYPES = frozenset({"Note", "Article", "Page", "Question", "ChatMessage"}) | LINKED_TYPES
 MAX_LIST = 1000
 MAX_ATTACHMENTS = 8  # Mastodon allows 4 per post; others a few more
 MAX_POLL_OPTIONS = 20  # Mastodon allows 4 by default, Pleroma 20 (CVE-2026-23962: cap them)
 # Lemmy posts and blog articles carry a title (``name``); on a Note it is not shown (Mastodon).
-_TITLED_TYPES = frozenset({"Article", "Page"})
+_TITLED_TYPES = frozenset({"Article", "Page"}) | LINKED_TYPES
 _MAX_ATTACHMENT_NAME = 1500  # Mastodon's limit for a media description
 _MAX_URL = 2048
 _MAX_TYPE = 64
@@ -612,7 +617,7 @@ def parse_actor(
 
 
 def parse_note(obj: Mapping[str, Any]) -> RemoteNote:
-    """Parse a Note, Article, Page or Question."""
+    """Parse a Note, Article, Page, Question, ChatMessage, Video, Audio, Image or Event."""
     return _guarded(_parse_note, obj)
 
 
@@ -632,7 +637,8 @@ def primary_type(value: Any) -> str | None:
 
 
 def note_title(obj: Mapping[str, Any]) -> str | None:
-    """The title of an Article or Page (its ``name``, else the first ``nameMap`` value).
+    """The title of an Article, Page or one of ``LINKED_TYPES`` (its ``name``, else the first
+    ``nameMap`` value).
 
     Plain text, at most 512 characters; None for other types and for a missing, empty or
     malformed title (left out, never failing the note). Escape it when rendering.
@@ -834,6 +840,7 @@ def _parse_note(obj: Mapping[str, Any]) -> RemoteNote:
         attachments=_attachments(obj.get("attachment")),
         title=note_title(obj),
         poll_options=poll_options(obj),
+        starts_ms=_date_ms(obj.get("startTime")) if kind == "Event" else None,
     )
 
 

@@ -20,11 +20,12 @@ import html
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from federation import vocab
 from federation.fetch import FetchError
-from federation.hosts import same_origin
+from federation.hosts import host_of_url, same_origin
 from federation.ports import StoredInbound
 from federation.types import Activity, Attachment, RemoteNote
 from server.domain import Actor, FollowState, Visibility
@@ -350,7 +351,18 @@ def _display_html(ctx: Context, note: RemoteNote) -> str:
     if note.poll_options:  # plain text from the parser: escaped here, nothing to sanitize
         choices = "".join(f"<li>{html.escape(option)}</li>" for option in note.poll_options)
         content += f"<p><strong>Poll</strong></p><ul>{choices}</ul>"
-    if note.title:  # a Lemmy post's or a blog article's title
+    if note.starts_ms is not None:  # an Event's start, in UTC like every date we show raw
+        starts = datetime.fromtimestamp(note.starts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+        content = f"<p>Starts {starts} UTC</p>{content}"
+    if note.type in vocab.LINKED_TYPES:
+        # A video, a track, an event: what it is cannot be shown here, so the reader gets a
+        # link to where its server shows it (its url when on its own origin, else its id).
+        original = note.url if note.url and same_origin(note.url, note.id) else note.id
+        label = {"Video": "Watch", "Audio": "Listen", "Image": "View"}.get(note.type, "Open")
+        where = html.escape(host_of_url(note.id))
+        link = f'<p><a href="{html.escape(original)}">{label} on {where}</a></p>'
+        content += ctx.text.sanitize_remote(link)
+    if note.title:  # a Lemmy post's or a blog article's title, a video's or event's name
         content = f"<p><strong>{html.escape(note.title)}</strong></p>{content}"
     if note.summary:
         warning = html.escape(ctx.text.plain_text(note.summary, max_len=500))

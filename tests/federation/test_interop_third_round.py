@@ -7,18 +7,33 @@
   has no ``preferredUsername`` (Lemmy PR #4713);
 - a signed GET of one of our actors whose signature we cannot verify gets the key-only
   actor an unsigned GET gets (Mastodon's barebones actor), not 401: the peer needs our key;
+- a PeerTube ``Video`` (and an ``Event``, ``Audio``, ``Image``) is shown as its title, its
+  description and a link to where its server shows it, as Mastodon converts them, instead of
+  being dropped;
 
 Each relaxation comes with the check it must not weaken.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from server.domain import Visibility
 from server.services import posting
 from tests.federation.conftest import PEER, Peered
-from tests.federation.support import AS_CONTEXT, actor_by_uri, plain_get, signed_get
+from tests.federation.support import (
+    AS_CONTEXT,
+    Sent,
+    actor_by_uri,
+    copy_of,
+    digest_of,
+    http_date,
+    plain_get,
+    raw_post,
+    sign_custom,
+    signed_get,
+)
 from tests.federation.test_interop_keys_and_hosts import like_by
 from tests.federation.test_interop_shapes import SECURITY_CONTEXT, like_count, send
 
@@ -188,3 +203,169 @@ async def test_a_host_that_is_not_allowed_still_gets_403_for_an_actor(peered: Pe
         private_key_pem=private_pem,
     )
     assert status == 403 and "publicKey" not in doc
+
+
+# --- PeerTube videos and other objects that are not text -----------------------------------
+
+ROOT = f"https://{PEER}/accounts/root"
+VIDEO = f"https://{PEER}/videos/watch/9c9de5e8-0a1e-484a-b099-e80766180a6d"
+PUBLIC = "https://www.w3.org/ns/activitystreams#Public"
+
+
+def peertube_account(public_pem: str) -> dict[str, Any]:
+    return {
+        "@context": [AS_CONTEXT, SECURITY_CONTEXT, {"RsaSignature2017": "https://w3id.org/"}],
+        "type": "Person",
+        "id": ROOT,
+        "following": f"{ROOT}/following",
+        "followers": f"{ROOT}/followers",
+        "playlists": f"{ROOT}/playlists",
+        "inbox": f"{ROOT}/inbox",
+        "outbox": f"{ROOT}/outbox",
+        "preferredUsername": "root",
+        "url": ROOT,
+        "name": "root",
+        "endpoints": {"sharedInbox": f"https://{PEER}/inbox"},
+        "publicKey": {"id": f"{ROOT}#main-key", "owner": ROOT, "publicKeyPem": public_pem},
+        "published": "2024-01-10T09:00:00.000Z",
+    }
+
+
+def peertube_video(**overrides: Any) -> dict[str, Any]:
+    """A PeerTube 6 Video, trimmed of counters: the description is Markdown in ``content``,
+    ``url`` lists the watch page first and then the files, and ``attributedTo`` names the
+    account and its channel."""
+    video = {
+        "type": "Video",
+        "id": VIDEO,
+        "name": "Quarterly all-hands",
+        "duration": "PT1200S",
+        "uuid": "9c9de5e8-0a1e-484a-b099-e80766180a6d",
+        "tag": [{"type": "Hashtag", "name": "allhands"}],
+        "views": 0,
+        "sensitive": False,
+        "commentsEnabled": True,
+        "published": "2026-12-03T09:00:00.000Z",
+        "updated": "2026-12-03T09:00:00.000Z",
+        "mediaType": "text/markdown",
+        "content": "Recording of the Q3 all-hands.",
+        "icon": [
+            {
+                "type": "Image",
+                "url": f"https://{PEER}/lazy-static/thumbnails/9c9de5e8.jpg",
+                "mediaType": "image/jpeg",
+                "width": 280,
+                "height": 157,
+            }
+        ],
+        "url": [
+            {"type": "Link", "mediaType": "text/html", "href": f"https://{PEER}/w/kkGMgK9Ztn"},
+            {
+                "type": "Link",
+                "mediaType": "video/mp4",
+                "href": f"https://{PEER}/static/web-videos/9c9de5e8-1080.mp4",
+                "height": 1080,
+                "size": 104857600,
+                "fps": 30,
+            },
+        ],
+        "attributedTo": [
+            {"type": "Person", "id": ROOT},
+            {"type": "Group", "id": f"https://{PEER}/video-channels/root_channel"},
+        ],
+        "to": [PUBLIC],
+        "cc": [f"{ROOT}/followers"],
+    }
+    video.update(overrides)
+    return video
+
+
+async def send_like_peertube(p: Peered, activity: dict[str, Any], private_pem: str) -> Sent:
+    """POST as PeerTube signs: keyId the actor's bare URL, ``(request-target) host date
+    digest``, ``algorithm="rsa-sha256"``."""
+    body = json.dumps(activity).encode()
+    values = {
+        "(request-target)": "post /inbox",
+        "host": p.alpha.host,
+        "date": http_date(p.alpha.ctx.clock.now()),
+        "digest": digest_of(body),
+    }
+    headers = {
+        "Host": values["host"],
+        "Date": values["date"],
+        "Digest": values["digest"],
+        "Content-Type": "application/activity+json",
+        "Signature": sign_custom(private_pem, key_id=ROOT, covered=list(values), values=values),
+    }
+    return await raw_post(p.alpha, "/inbox", headers, body)
+
+
+async def shown(p: Peered, obj: dict[str, Any], private_pem: str) -> str:
+    create = {
+        "@context": [AS_CONTEXT, {"Hashtag": "as:Hashtag"}],
+        "type": "Create",
+        "id": f"{obj['id']}/activity",
+        "actor": ROOT,
+        "to": obj["to"],
+        "cc": obj["cc"],
+        "object": obj,
+    }
+    assert (await send_like_peertube(p, create, private_pem)).status == 202
+    await p.net.settle()
+    post_id = await copy_of(p.alpha, obj["id"])
+    assert post_id is not None, "the object was dropped"
+    content = await p.alpha.value("SELECT content_html FROM posts WHERE id = ?", post_id)
+    return str(content)
+
+
+async def test_a_peertube_video_is_shown_as_its_title_description_and_a_link(
+    peered: Peered,
+) -> None:
+    p = peered
+    private_pem, public_pem = p.keys[0]
+    p.serve(ROOT, peertube_account(public_pem))
+    content = await shown(p, peertube_video(), private_pem)
+    assert content.startswith("<p><strong>Quarterly all-hands</strong></p>")
+    assert "Recording of the Q3 all-hands." in content
+    assert (
+        f'<a href="https://{PEER}/w/kkGMgK9Ztn"' in content and "Watch on delta.example" in content
+    )
+    # Nothing of the partner's is loaded into our pages: no player, no thumbnail.
+    assert "<video" not in content and "<img" not in content and ".mp4" not in content
+
+
+async def test_a_video_link_stays_on_the_videos_own_origin(peered: Peered) -> None:
+    """A ``url`` elsewhere (or not http(s)) is never the link we show: the object's id is."""
+    p = peered
+    private_pem, public_pem = p.keys[0]
+    p.serve(ROOT, peertube_account(public_pem))
+    elsewhere = peertube_video(url="https://evil.example/w/kkGMgK9Ztn")
+    content = await shown(p, elsewhere, private_pem)
+    assert "evil.example" not in content and f'<a href="{VIDEO}"' in content
+    scripted = peertube_video(id=f"{VIDEO}-2", url="javascript:alert(1)")
+    content = await shown(p, scripted, private_pem)
+    assert "javascript" not in content and f'<a href="{VIDEO}-2"' in content
+
+
+async def test_an_event_shows_when_it_starts(peered: Peered) -> None:
+    p = peered
+    private_pem, public_pem = p.keys[0]
+    p.serve(ROOT, peertube_account(public_pem))
+    event = {
+        "type": "Event",
+        "id": f"https://{PEER}/events/1",
+        "attributedTo": ROOT,
+        "name": "Supplier day",
+        "content": "<p>Hall B</p>",
+        "startTime": "2027-01-14T08:30:00Z",
+        "endTime": "2027-01-14T16:00:00Z",
+        "location": {"type": "Place", "name": "Hall B"},
+        "published": "2026-12-03T09:00:00Z",
+        "url": f"https://{PEER}/events/1",
+        "to": [PUBLIC],
+        "cc": [f"{ROOT}/followers"],
+    }
+    content = await shown(p, event, private_pem)
+    assert content.startswith("<p><strong>Supplier day</strong></p><p>Starts 2027-01-14 08:30 UTC")
+    assert f'<a href="https://{PEER}/events/1" rel=' in content
+    assert content.endswith(">Open on delta.example</a></p>")
