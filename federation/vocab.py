@@ -51,6 +51,7 @@ __all__ = [
     "MAX_LIST",
     "MAX_POLL_OPTIONS",
     "NOTE_TYPES",
+    "TITLED_TYPES",
     "AudienceKind",
     "VocabError",
     "accept",
@@ -100,7 +101,7 @@ MAX_LIST = 1000
 MAX_ATTACHMENTS = 8  # Mastodon allows 4 per post; others a few more
 MAX_POLL_OPTIONS = 20  # Mastodon allows 4 by default, Pleroma 20 (CVE-2026-23962: cap them)
 # Lemmy posts and blog articles carry a title (``name``); on a Note it is not shown (Mastodon).
-_TITLED_TYPES = frozenset({"Article", "Page"}) | LINKED_TYPES
+TITLED_TYPES = frozenset({"Article", "Page"}) | LINKED_TYPES
 _MAX_ATTACHMENT_NAME = 1500  # Mastodon's limit for a media description
 _MAX_URL = 2048
 _MAX_TYPE = 64
@@ -643,7 +644,7 @@ def note_title(obj: Mapping[str, Any]) -> str | None:
     Plain text, at most 512 characters; None for other types and for a missing, empty or
     malformed title (left out, never failing the note). Escape it when rendering.
     """
-    if not isinstance(obj, Mapping) or primary_type(obj.get("type")) not in _TITLED_TYPES:
+    if not isinstance(obj, Mapping) or primary_type(obj.get("type")) not in TITLED_TYPES:
         return None
     return _plain_name(obj)
 

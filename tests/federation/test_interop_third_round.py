@@ -10,6 +10,8 @@
 - a PeerTube ``Video`` (and an ``Event``, ``Audio``, ``Image``) is shown as its title, its
   description and a link to where its server shows it, as Mastodon converts them, instead of
   being dropped;
+- a WordPress article's ``summary`` is its excerpt, shown under the title, and a content
+  warning only when the article is marked ``sensitive`` (wordpress-activitypub #735, #900);
 
 Each relaxation comes with the check it must not weaken.
 """
@@ -369,3 +371,87 @@ async def test_an_event_shows_when_it_starts(peered: Peered) -> None:
     assert content.startswith("<p><strong>Supplier day</strong></p><p>Starts 2027-01-14 08:30 UTC")
     assert f'<a href="https://{PEER}/events/1" rel=' in content
     assert content.endswith(">Open on delta.example</a></p>")
+
+
+# --- WordPress: an article's summary is an excerpt, a warning only when sensitive -----------
+
+JANE = f"https://{PEER}/author/jane/"
+
+
+def wordpress_author(public_pem: str) -> dict[str, Any]:
+    return {
+        "@context": [AS_CONTEXT, SECURITY_CONTEXT],
+        "id": JANE,
+        "type": "Person",
+        "name": "Jane",
+        "preferredUsername": "jane",
+        "url": JANE,
+        "inbox": f"https://{PEER}/wp-json/activitypub/1.0/actors/2/inbox",
+        "outbox": f"https://{PEER}/wp-json/activitypub/1.0/actors/2/outbox",
+        "followers": f"https://{PEER}/wp-json/activitypub/1.0/actors/2/followers",
+        "endpoints": {"sharedInbox": f"https://{PEER}/wp-json/activitypub/1.0/inbox"},
+        "publicKey": {"id": f"{JANE}#main-key", "owner": JANE, "publicKeyPem": public_pem},
+    }
+
+
+def wordpress_article(slug: str, **overrides: Any) -> dict[str, Any]:
+    """The plugin's Article: full text in content, the excerpt in summary."""
+    url = f"https://{PEER}/2026/12/{slug}/"
+    article = {
+        "id": url,
+        "type": "Article",
+        "attachment": [],
+        "attributedTo": JANE,
+        "content": "<p>Revenue grew in every region.</p>",
+        "contentMap": {"en": "<p>Revenue grew in every region.</p>"},
+        "name": "Quarterly report",
+        "published": "2026-12-03T09:00:00Z",
+        "summary": "Our quarter in numbers [&hellip;]",
+        "summaryMap": {"en": "Our quarter in numbers [&hellip;]"},
+        "tag": [],
+        "url": url,
+        "to": [PUBLIC, f"https://{PEER}/wp-json/activitypub/1.0/actors/2/followers"],
+        "cc": [],
+        "sensitive": False,
+    }
+    article.update(overrides)
+    return article
+
+
+async def article_shown(p: Peered, article: dict[str, Any], private_pem: str) -> str:
+    create = {
+        "@context": [AS_CONTEXT, {"Hashtag": "as:Hashtag", "sensitive": "as:sensitive"}],
+        "id": f"{article['id']}#activity-create",
+        "type": "Create",
+        "actor": JANE,
+        "to": article["to"],
+        "cc": article["cc"],
+        "object": article,
+    }
+    sent = await send(p.alpha, create, key_id=f"{JANE}#main-key", private_key_pem=private_pem)
+    assert sent.status == 202
+    await p.net.settle()
+    post_id = await copy_of(p.alpha, article["id"])
+    assert post_id is not None
+    return str(await p.alpha.value("SELECT content_html FROM posts WHERE id = ?", post_id))
+
+
+async def test_a_wordpress_excerpt_is_a_lead_and_a_sensitive_summary_a_warning(
+    peered: Peered,
+) -> None:
+    p = peered
+    private_pem, public_pem = p.keys[0]
+    p.serve(JANE, wordpress_author(public_pem))
+    content = await article_shown(p, wordpress_article("report"), private_pem)
+    assert content.startswith(
+        "<p><strong>Quarterly report</strong></p><p>Our quarter in numbers [\u2026]</p>"
+        "<p>Revenue grew"
+    )
+    assert "Content warning" not in content
+    warned = wordpress_article(
+        "layoffs", name="Restructuring", summary="Job losses", sensitive=True
+    )
+    content = await article_shown(p, warned, private_pem)
+    assert content.startswith(
+        "<p><strong>Content warning: Job losses</strong></p><p><strong>Restructuring</strong>"
+    )
