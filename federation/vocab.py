@@ -242,17 +242,24 @@ def key_only_actor(
     actor_id: str,
     preferred_username: str,
     inbox: str,
+    outbox: str,
     key_id: str,
     public_key_pem: str,
     actor_type: str = "Person",
 ) -> Doc:
-    """The barebones actor served to unsigned GETs: enough to verify our signatures."""
+    """The barebones actor served to unsigned GETs: enough to verify our signatures.
+
+    ``outbox`` is there because Lemmy cannot read an actor without one (its ``Person`` makes
+    it mandatory) and fetches actors unsigned by default; the outbox itself still needs a
+    signature. Nothing else is added: no name, no collections a peer could list.
+    """
     return {
         "@context": [AS_CONTEXT, SECURITY_CONTEXT],
         "id": actor_id,
         "type": actor_type,
         "preferredUsername": preferred_username,
         "inbox": inbox,
+        "outbox": outbox,
         "publicKey": _public_key(key_id, actor_id, public_key_pem),
     }
 

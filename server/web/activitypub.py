@@ -199,6 +199,7 @@ async def _key_only_person(c: Context, person: Actor) -> Response:
             actor_id=c.urls.actor(person.username),
             preferred_username=person.username,
             inbox=c.urls.inbox(person.username),
+            outbox=c.urls.outbox(person.username),
             key_id=c.urls.key_id(person.username),
             public_key_pem=pem or "",
         )

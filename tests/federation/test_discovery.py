@@ -131,7 +131,16 @@ async def test_actor_is_key_only_when_unsigned_and_full_when_signed(trio: Trio) 
     assert status == 200
     assert headers["Content-Type"].startswith("application/activity+json")
     assert "Signature" in headers["Vary"]
-    assert set(doc) == {"@context", "id", "type", "preferredUsername", "inbox", "publicKey"}
+    assert set(doc) == {
+        "@context",
+        "id",
+        "type",
+        "preferredUsername",
+        "inbox",
+        "outbox",  # Lemmy cannot read an actor without one
+        "publicKey",
+    }
+    assert doc["outbox"] == f"{people.alice.uri}/outbox"
     assert doc["publicKey"]["id"] == f"{people.alice.uri}#main-key"
     assert doc["publicKey"]["owner"] == people.alice.uri
     assert "BEGIN PUBLIC KEY" in doc["publicKey"]["publicKeyPem"]

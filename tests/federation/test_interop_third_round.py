@@ -10,6 +10,8 @@
 - a PeerTube ``Video`` (and an ``Event``, ``Audio``, ``Image``) is shown as its title, its
   description and a link to where its server shows it, as Mastodon converts them, instead of
   being dropped;
+- the key-only actor carries ``outbox``: Lemmy fetches actors unsigned by default and its
+  ``Person`` cannot be read without one;
 - a WordPress article's ``summary`` is its excerpt, shown under the title, and a content
   warning only when the article is marked ``sensitive`` (wordpress-activitypub #735, #900);
 
@@ -455,3 +457,22 @@ async def test_a_wordpress_excerpt_is_a_lead_and_a_sensitive_summary_a_warning(
     assert content.startswith(
         "<p><strong>Content warning: Job losses</strong></p><p><strong>Restructuring</strong>"
     )
+
+
+# --- Lemmy reads our key-only actor -------------------------------------------------------
+
+# The fields Lemmy's Person requires (crates/apub/src/protocol/objects/person.rs): everything
+# else is optional there. Lemmy fetches unsigned unless federation_signed_fetch is on.
+LEMMY_PERSON_REQUIRED = ("type", "id", "preferredUsername", "inbox", "outbox", "publicKey")
+
+
+async def test_an_unsigned_fetch_gets_an_actor_lemmy_can_read(peered: Peered) -> None:
+    p = peered
+    status, doc, _ = await plain_get(p.alpha, "/users/alice")
+    assert status == 200
+    assert all(field in doc for field in LEMMY_PERSON_REQUIRED)
+    assert doc["type"] in ("Person", "Service", "Organization")
+    assert set(doc["publicKey"]) == {"id", "owner", "publicKeyPem"}
+    # The outbox is named, not opened: it still needs a signature.
+    status, _, _ = await plain_get(p.alpha, "/users/alice/outbox")
+    assert status == 401

@@ -270,10 +270,20 @@ def test_key_only_and_instance_actor() -> None:
         actor_id=ALICE,
         preferred_username="alice",
         inbox=URLS.inbox("alice"),
+        outbox=URLS.outbox("alice"),
         key_id=URLS.key_id("alice"),
         public_key_pem=PEM,
     )
-    assert set(key_only) == {"@context", "id", "type", "preferredUsername", "inbox", "publicKey"}
+    # outbox: Lemmy's Person cannot be read without one (its fetches are unsigned by default)
+    assert set(key_only) == {
+        "@context",
+        "id",
+        "type",
+        "preferredUsername",
+        "inbox",
+        "outbox",
+        "publicKey",
+    }
     parse_actor(key_only, fetched_url=ALICE)
     app = vocab.instance_actor(Urls("http://127.0.0.1:8000"), PEM, "ACME")
     assert app["type"] == "Application" and app["id"] == "http://127.0.0.1:8000/actor"
