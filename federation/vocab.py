@@ -24,6 +24,7 @@ Invariants:
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -825,12 +826,17 @@ def _parse_note(obj: Mapping[str, Any]) -> RemoteNote:
     content_map = obj.get("contentMap")
     if content is None and isinstance(content_map, Mapping):
         content = next((v for v in content_map.values() if isinstance(v, str)), None)
+    content = _text(content, "content", _MAX_CONTENT)
+    if content and _is_text_source(obj.get("mediaType")):
+        # PeerTube sends a video's description as Markdown (mediaType text/markdown): it is
+        # text, not HTML, so it is escaped and its paragraphs and lines kept.
+        content = _text(_text_as_html(content), "content", _MAX_CONTENT)
     mentions, hashtags = _mentions_and_hashtags(obj.get("tag"))
     context = obj.get("context")
     return RemoteNote(
         id=note_id,
         attributed_to=author,
-        content_html=_text(content, "content", _MAX_CONTENT) or "",
+        content_html=content or "",
         summary=_text(obj.get("summary"), "summary", _MAX_SUMMARY) or None,
         in_reply_to=_opt_ref(obj.get("inReplyTo"), "inReplyTo"),
         published_ms=_published_ms(obj.get("published")),
@@ -850,6 +856,22 @@ def _parse_note(obj: Mapping[str, Any]) -> RemoteNote:
         poll_options=poll_options(obj),
         starts_ms=_date_ms(obj.get("startTime")) if kind == "Event" else None,
     )
+
+
+def _is_text_source(media_type: Any) -> bool:
+    """True when ``mediaType`` says ``content`` is Markdown, not HTML (PeerTube's videos).
+    Only Markdown: a server that labels HTML otherwise would see its markup as text."""
+    if not isinstance(media_type, str) or len(media_type) > 100:
+        return False
+    return media_type.split(";", 1)[0].strip().lower() == "text/markdown"
+
+
+def _text_as_html(text: str) -> str:
+    """*text* escaped, its blank-line-separated paragraphs as ``<p>``, its lines as ``<br>``
+    (Markdown is not rendered: it reads well enough as text, and renders nothing unsafe)."""
+    blocks = re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").replace("\r", "\n"))
+    paragraphs = (html.escape(block.strip()).replace("\n", "<br>") for block in blocks)
+    return "".join(f"<p>{paragraph}</p>" for paragraph in paragraphs if paragraph)
 
 
 def _attachments(value: Any) -> tuple[Attachment, ...]:

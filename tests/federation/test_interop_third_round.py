@@ -236,9 +236,9 @@ def peertube_account(public_pem: str) -> dict[str, Any]:
 
 
 def peertube_video(**overrides: Any) -> dict[str, Any]:
-    """A PeerTube 6 Video, trimmed of counters: the description is Markdown in ``content``,
+    """A PeerTube Video, trimmed of counters: the description is Markdown in ``content``,
     ``url`` lists the watch page first and then the files, and ``attributedTo`` names the
-    account and its channel."""
+    account and its channel, by id."""
     video = {
         "type": "Video",
         "id": VIDEO,
@@ -252,7 +252,7 @@ def peertube_video(**overrides: Any) -> dict[str, Any]:
         "published": "2026-12-03T09:00:00.000Z",
         "updated": "2026-12-03T09:00:00.000Z",
         "mediaType": "text/markdown",
-        "content": "Recording of the Q3 all-hands.",
+        "content": "Recording of the **Q3** all-hands.\n\nAgenda:\n- results\n- <b>plans</b>",
         "icon": [
             {
                 "type": "Image",
@@ -273,10 +273,9 @@ def peertube_video(**overrides: Any) -> dict[str, Any]:
                 "fps": 30,
             },
         ],
-        "attributedTo": [
-            {"type": "Person", "id": ROOT},
-            {"type": "Group", "id": f"https://{PEER}/video-channels/root_channel"},
-        ],
+        # videoModelToActivityPubObject (server/core/models/video/formatter/
+        # video-activity-pub-format.ts): the account first, then the channel.
+        "attributedTo": [ROOT, f"https://{PEER}/video-channels/root_channel"],
         "to": [PUBLIC],
         "cc": [f"{ROOT}/followers"],
     }
@@ -330,7 +329,9 @@ async def test_a_peertube_video_is_shown_as_its_title_description_and_a_link(
     p.serve(ROOT, peertube_account(public_pem))
     content = await shown(p, peertube_video(), private_pem)
     assert content.startswith("<p><strong>Quarterly all-hands</strong></p>")
-    assert "Recording of the Q3 all-hands." in content
+    # The description is Markdown: shown as text, paragraphs and lines kept, nothing rendered.
+    assert "<p>Recording of the **Q3** all-hands.</p>" in content
+    assert "<p>Agenda:<br>- results<br>- &lt;b&gt;plans&lt;/b&gt;</p>" in content
     assert (
         f'<a href="https://{PEER}/w/kkGMgK9Ztn"' in content and "Watch on delta.example" in content
     )

@@ -760,3 +760,15 @@ def test_our_person_document_names_its_wall() -> None:
         published_iso="2026-01-01T00:00:00Z",
     )
     assert doc["wall"] == "https://acme.example/users/alice/wall"
+
+
+def test_markdown_content_is_text_with_its_paragraphs() -> None:
+    """PeerTube labels a video's description ``text/markdown``: escaped, never rendered."""
+    markdown = "Intro **bold**\r\n\r\n<script>x</script>\nline two\n \n"
+    parsed = parse_note(_note_doc(mediaType="text/markdown", content=markdown))
+    assert parsed.content_html == (
+        "<p>Intro **bold**</p><p>&lt;script&gt;x&lt;/script&gt;<br>line two</p>"
+    )
+    html_note = parse_note(_note_doc(mediaType="text/html", content="<p>a<br>b</p>"))
+    assert html_note.content_html == "<p>a<br>b</p>"
+    assert parse_note(_note_doc(content="<p>a</p>")).content_html == "<p>a</p>"
