@@ -12,7 +12,11 @@ Invariants:
   a keyId that is the actor's own URL names the actor's one key, when it has just one),
   a key object with ``owner`` (then the owner is fetched), or GoToSocial's actor stub served
   at ``…/main-key`` with the owner's id (then the owner is fetched from that id, same
-  origin only).
+  origin only). The owner may embed the key (its PEM must then equal the key document's)
+  or name it by id only (``"publicKey": "<keyId>"``): the PEM is then the key document's,
+  and only because that document, served at the keyId, names the owner that names it back.
+  An actor that names its key by reference and is itself the keyId's document verifies
+  nothing (no PEM).
 - An owner that lists several keys (``publicKey`` as a list) is read for the entry whose
   ``id`` is the keyId asked about; every rule above applies to that entry.
 - The network is asked about one key id at most once per ``refetch_cooldown_ms`` (concurrent
@@ -43,6 +47,7 @@ __all__ = ["KeyResolutionError", "KeyResolver"]
 
 KeyErrorKind = Literal["invalid", "policy", "gone", "unavailable", "rejected", "cooldown"]
 _MAX_TRACKED = 10_000
+_MAX_PEM = 16_384
 
 
 class KeyResolutionError(Exception):
@@ -190,7 +195,15 @@ class KeyResolver:
                 if doc.get("id") != key_id or not isinstance(owner, str):
                     raise KeyResolutionError("rejected", "not a key document of this id")
                 actor = await self._owner(owner, key_id)
-                if doc.get("publicKeyPem") != actor.public_key_pem:
+                pem = doc.get("publicKeyPem")
+                if actor.public_key_pem == "" and actor.key_id == key_id:
+                    # The owner lists this key by reference only: the PEM is this
+                    # document's, which was served at the key id and names that owner,
+                    # who names it back (both directions of Mastodon's check).
+                    if not isinstance(pem, str) or not pem or len(pem) > _MAX_PEM:
+                        raise KeyResolutionError("rejected", "key document has no usable PEM")
+                    actor = replace(actor, public_key_pem=pem)
+                elif pem != actor.public_key_pem:
                     raise KeyResolutionError("rejected", "key and owner disagree on the key")
             else:
                 actor = _owner_actor(doc, url, key_id)

@@ -100,7 +100,7 @@ class RemoteActor:
     followers: str | None
     following: str | None
     key_id: str
-    public_key_pem: str
+    public_key_pem: str  # "" when the actor names its key by reference only (key document)
     manually_approves: bool
     url: str | None
     icon_url: str | None
@@ -143,7 +143,8 @@ class Attachment:
 
 @dataclass(frozen=True, slots=True)
 class RemoteNote:
-    """A Note-like object (Note, Article, Page, Question) as parsed by ``parse_note``.
+    """A Note-like object as parsed by ``parse_note``: Note, Article, Page, Question,
+    ChatMessage, or a Video, Audio, Image or Event (``federation.vocab.LINKED_TYPES``).
 
     ``mentions`` are the ``href`` of the Mention tags; ``hashtags`` are lower-case names
     without ``#``; ``wall_target`` is the FEP-400e target collection id.
@@ -169,6 +170,7 @@ class RemoteNote:
     attachments: tuple[Attachment, ...] = ()
     title: str | None = None  # an Article's or Page's ``name``: plain text, escape it
     poll_options: tuple[str, ...] = ()  # a Question's option names: plain text, escape them
+    starts_ms: int | None = None  # an Event's ``startTime``, epoch ms (None: none or unreadable)
 
     @property
     def addressing(self) -> Addressing:

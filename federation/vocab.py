@@ -24,6 +24,7 @@ Invariants:
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -46,10 +47,12 @@ from federation.urls import Urls
 
 __all__ = [
     "ACTOR_TYPES",
+    "LINKED_TYPES",
     "MAX_ATTACHMENTS",
     "MAX_LIST",
     "MAX_POLL_OPTIONS",
     "NOTE_TYPES",
+    "TITLED_TYPES",
     "AudienceKind",
     "VocabError",
     "accept",
@@ -90,12 +93,16 @@ AudienceKind = Literal["public", "unlisted", "followers", "limited", "direct"]
 ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organization"})
 # ChatMessage: Pleroma/Akkoma chats and Lemmy 0.19 private messages; addressed to people only,
 # so it reads as a direct message.
-NOTE_TYPES = frozenset({"Note", "Article", "Page", "Question", "ChatMessage"})
+# Video (PeerTube), Audio (Funkwhale), Image and Event (Mobilizon, Gancio): what they are is not
+# text, so they are read as their title, description and a link to the original, as Mastodon
+# converts them (its CONVERTED_TYPES: Image Audio Video Article Page Event).
+LINKED_TYPES = frozenset({"Video", "Audio", "Image", "Event"})
+NOTE_TYPES = frozenset({"Note", "Article", "Page", "Question", "ChatMessage"}) | LINKED_TYPES
 MAX_LIST = 1000
 MAX_ATTACHMENTS = 8  # Mastodon allows 4 per post; others a few more
 MAX_POLL_OPTIONS = 20  # Mastodon allows 4 by default, Pleroma 20 (CVE-2026-23962: cap them)
 # Lemmy posts and blog articles carry a title (``name``); on a Note it is not shown (Mastodon).
-_TITLED_TYPES = frozenset({"Article", "Page"})
+TITLED_TYPES = frozenset({"Article", "Page"}) | LINKED_TYPES
 _MAX_ATTACHMENT_NAME = 1500  # Mastodon's limit for a media description
 _MAX_URL = 2048
 _MAX_TYPE = 64
@@ -105,7 +112,8 @@ _MAX_CONTENT = 524_288
 _MAX_PEM = 16_384
 _MAX_HASHTAG = 100
 # No whitespace, "@", slashes, control or URL-structural characters; 1-64 characters
-# (Application actors are often named after their host, so up to 253 for them).
+# (instance actors are often named after their host, so up to 253 for them).
+_INSTANCE_ACTOR_TYPES = frozenset({"Application", "Service"})
 _USERNAME = re.compile(r"[^\s@/\\?#%:\x00-\x1f\x7f]{1,253}")
 
 
@@ -235,17 +243,24 @@ def key_only_actor(
     actor_id: str,
     preferred_username: str,
     inbox: str,
+    outbox: str,
     key_id: str,
     public_key_pem: str,
     actor_type: str = "Person",
 ) -> Doc:
-    """The barebones actor served to unsigned GETs: enough to verify our signatures."""
+    """The barebones actor served to unsigned GETs: enough to verify our signatures.
+
+    ``outbox`` is there because Lemmy cannot read an actor without one (its ``Person`` makes
+    it mandatory) and fetches actors unsigned by default; the outbox itself still needs a
+    signature. Nothing else is added: no name, no collections a peer could list.
+    """
     return {
         "@context": [AS_CONTEXT, SECURITY_CONTEXT],
         "id": actor_id,
         "type": actor_type,
         "preferredUsername": preferred_username,
         "inbox": inbox,
+        "outbox": outbox,
         "publicKey": _public_key(key_id, actor_id, public_key_pem),
     }
 
@@ -604,12 +619,14 @@ def parse_actor(
     An actor may publish several keys (``publicKey`` as a list): the one whose ``id`` is
     *key_id* is taken (the first when *key_id* is None or no entry has it, which a caller
     binding a key id then refuses). The chosen key passes every rule a single key does.
+    A key given only by reference (``"publicKey": "<key id>"``) is returned with an empty
+    ``public_key_pem``: the PEM is the key document's, read by :mod:`federation.keys`.
     """
     return _guarded(_parse_actor, doc, fetched_url, key_id)
 
 
 def parse_note(obj: Mapping[str, Any]) -> RemoteNote:
-    """Parse a Note, Article, Page or Question."""
+    """Parse a Note, Article, Page, Question, ChatMessage, Video, Audio, Image or Event."""
     return _guarded(_parse_note, obj)
 
 
@@ -629,12 +646,13 @@ def primary_type(value: Any) -> str | None:
 
 
 def note_title(obj: Mapping[str, Any]) -> str | None:
-    """The title of an Article or Page (its ``name``, else the first ``nameMap`` value).
+    """The title of an Article, Page or one of ``LINKED_TYPES`` (its ``name``, else the first
+    ``nameMap`` value).
 
     Plain text, at most 512 characters; None for other types and for a missing, empty or
     malformed title (left out, never failing the note). Escape it when rendering.
     """
-    if not isinstance(obj, Mapping) or primary_type(obj.get("type")) not in _TITLED_TYPES:
+    if not isinstance(obj, Mapping) or primary_type(obj.get("type")) not in TITLED_TYPES:
         return None
     return _plain_name(obj)
 
@@ -718,7 +736,13 @@ def _parse_actor(doc: Mapping[str, Any], fetched_url: str, wanted_key: str | Non
     if actor_type not in ACTOR_TYPES:
         _fail(f"{actor_type} is not an actor type")
     username = doc.get("preferredUsername")
-    limit = 253 if actor_type == "Application" else 64
+    instance_actor = actor_type in _INSTANCE_ACTOR_TYPES
+    if username is None and instance_actor:
+        # Lemmy 0.19.3's site actor (its signed-fetch signer) has no preferredUsername
+        # (Lemmy PR #4713 made it optional for that reason): name it after its host, as
+        # Mastodon names its own instance actor. A person still needs one.
+        username = urlsplit(uri).hostname
+    limit = 253 if instance_actor else 64
     if not isinstance(username, str) or len(username) > limit or not _USERNAME.fullmatch(username):
         _fail("preferredUsername missing or malformed")
 
@@ -735,16 +759,24 @@ def _parse_actor(doc: Mapping[str, Any], fetched_url: str, wanted_key: str | Non
     key = doc.get("publicKey")
     if isinstance(key, list) and key:
         # Several keys (a rotation in progress, a key per device): the one asked for.
-        listed = (k for k in key[:MAX_LIST] if isinstance(k, Mapping) and k.get("id") == wanted_key)
+        listed = (k for k in key[:MAX_LIST] if _key_ref(k) == wanted_key)
         key = next(listed, key[0])
-    if not isinstance(key, Mapping):
+    if isinstance(key, str):
+        # The key named by its id only, its PEM served by a key document of its own (the
+        # JSON-LD form of the same link; Mastodon resolves it too). The PEM stays empty
+        # here: only the key resolver may fill it in, from that document, once the document
+        # names this actor as its owner. An empty PEM verifies nothing.
+        key_id = endpoint(key, "publicKey", required=True)
+        pem = ""
+    elif isinstance(key, Mapping):
+        key_id = endpoint(key.get("id"), "publicKey.id", required=True)
+        if key.get("owner") != uri:
+            _fail("publicKey.owner is not the actor")
+        pem = _text(key.get("publicKeyPem"), "publicKeyPem", _MAX_PEM) or ""
+        if not pem:
+            _fail("publicKeyPem missing")
+    else:
         _fail("publicKey missing")
-    key_id = endpoint(key.get("id"), "publicKey.id", required=True)
-    if key.get("owner") != uri:
-        _fail("publicKey.owner is not the actor")
-    pem = _text(key.get("publicKeyPem"), "publicKeyPem", _MAX_PEM)
-    if not pem:
-        _fail("publicKeyPem missing")
     inbox = endpoint(doc.get("inbox"), "inbox", required=True)
     assert inbox is not None and key_id is not None
     return RemoteActor(
@@ -768,6 +800,11 @@ def _parse_actor(doc: Mapping[str, Any], fetched_url: str, wanted_key: str | Non
     )
 
 
+def _key_ref(value: Any) -> Any:
+    """The id of one ``publicKey`` entry: the entry itself when it is a reference."""
+    return value.get("id") if isinstance(value, Mapping) else value
+
+
 def _same_origin_or_none(value: Any, actor_uri: str) -> str | None:
     """Lenient, for optional extensions: an http(s) URL on the actor's origin, else None."""
     if not _is_url(value):  # a string, within the URL length cap, absolute http(s)
@@ -789,12 +826,17 @@ def _parse_note(obj: Mapping[str, Any]) -> RemoteNote:
     content_map = obj.get("contentMap")
     if content is None and isinstance(content_map, Mapping):
         content = next((v for v in content_map.values() if isinstance(v, str)), None)
+    content = _text(content, "content", _MAX_CONTENT)
+    if content and _is_text_source(obj.get("mediaType")):
+        # PeerTube sends a video's description as Markdown (mediaType text/markdown): it is
+        # text, not HTML, so it is escaped and its paragraphs and lines kept.
+        content = _text(_text_as_html(content), "content", _MAX_CONTENT)
     mentions, hashtags = _mentions_and_hashtags(obj.get("tag"))
     context = obj.get("context")
     return RemoteNote(
         id=note_id,
         attributed_to=author,
-        content_html=_text(content, "content", _MAX_CONTENT) or "",
+        content_html=content or "",
         summary=_text(obj.get("summary"), "summary", _MAX_SUMMARY) or None,
         in_reply_to=_opt_ref(obj.get("inReplyTo"), "inReplyTo"),
         published_ms=_published_ms(obj.get("published")),
@@ -812,7 +854,24 @@ def _parse_note(obj: Mapping[str, Any]) -> RemoteNote:
         attachments=_attachments(obj.get("attachment")),
         title=note_title(obj),
         poll_options=poll_options(obj),
+        starts_ms=_date_ms(obj.get("startTime")) if kind == "Event" else None,
     )
+
+
+def _is_text_source(media_type: Any) -> bool:
+    """True when ``mediaType`` says ``content`` is Markdown, not HTML (PeerTube's videos).
+    Only Markdown: a server that labels HTML otherwise would see its markup as text."""
+    if not isinstance(media_type, str) or len(media_type) > 100:
+        return False
+    return media_type.split(";", 1)[0].strip().lower() == "text/markdown"
+
+
+def _text_as_html(text: str) -> str:
+    """*text* escaped, its blank-line-separated paragraphs as ``<p>``, its lines as ``<br>``
+    (Markdown is not rendered: it reads well enough as text, and renders nothing unsafe)."""
+    blocks = re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").replace("\r", "\n"))
+    paragraphs = (html.escape(block.strip()).replace("\n", "<br>") for block in blocks)
+    return "".join(f"<p>{paragraph}</p>" for paragraph in paragraphs if paragraph)
 
 
 def _attachments(value: Any) -> tuple[Attachment, ...]:

@@ -20,11 +20,12 @@ import html
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from federation import vocab
 from federation.fetch import FetchError
-from federation.hosts import same_origin
+from federation.hosts import host_of_url, same_origin
 from federation.ports import StoredInbound
 from federation.types import Activity, Attachment, RemoteNote
 from server.domain import Actor, FollowState, Visibility
@@ -333,11 +334,12 @@ async def _guess_followers_collection(ctx: Context, note: RemoteNote, actor: Act
 
 
 def _display_html(ctx: Context, note: RemoteNote) -> str:
-    """Sanitized content as we store and show it. A content warning (``summary``) is kept as
-    a first paragraph and media attachments as a closing list of links to where the partner
-    serves them, so neither is lost nor hidden from the reader; we never load the media
-    ourselves (nothing is fetched from a partner for display, and pages load nothing from
-    other hosts)."""
+    """Sanitized content as we store and show it. A content warning (``summary``; on an
+    Article, Page, Video, Audio, Image or Event only when marked ``sensitive``, else it is an
+    excerpt shown under the title) is kept as a first paragraph and media attachments as a
+    closing list of links to where the partner serves them, so neither is lost nor hidden
+    from the reader; we never load the media ourselves (nothing is fetched from a partner
+    for display, and pages load nothing from other hosts)."""
     content = ctx.text.sanitize_remote(note.content_html)
     if note.attachments:
         items = "".join(
@@ -350,11 +352,28 @@ def _display_html(ctx: Context, note: RemoteNote) -> str:
     if note.poll_options:  # plain text from the parser: escaped here, nothing to sanitize
         choices = "".join(f"<li>{html.escape(option)}</li>" for option in note.poll_options)
         content += f"<p><strong>Poll</strong></p><ul>{choices}</ul>"
-    if note.title:  # a Lemmy post's or a blog article's title
+    if note.starts_ms is not None:  # an Event's start, in UTC like every date we show raw
+        starts = datetime.fromtimestamp(note.starts_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+        content = f"<p>Starts {starts} UTC</p>{content}"
+    if note.type in vocab.LINKED_TYPES:
+        # A video, a track, an event: what it is cannot be shown here, so the reader gets a
+        # link to where its server shows it (its url when on its own origin, else its id).
+        original = note.url if note.url and same_origin(note.url, note.id) else note.id
+        label = {"Video": "Watch", "Audio": "Listen", "Image": "View"}.get(note.type, "Open")
+        where = html.escape(host_of_url(note.id))
+        link = f'<p><a href="{html.escape(original)}">{label} on {where}</a></p>'
+        content += ctx.text.sanitize_remote(link)
+    summary = html.escape(ctx.text.plain_text(note.summary, max_len=500)) if note.summary else ""
+    if summary and note.type in vocab.TITLED_TYPES and not note.sensitive:
+        # An article's summary is its excerpt (the WordPress plugin sends its excerpt there,
+        # and its content warnings as summary with sensitive: true): shown under the title
+        # as a lead, not as a warning (wordpress-activitypub #735).
+        content = f"<p>{summary}</p>{content}"
+        summary = ""
+    if note.title:  # a Lemmy post's or a blog article's title, a video's or event's name
         content = f"<p><strong>{html.escape(note.title)}</strong></p>{content}"
-    if note.summary:
-        warning = html.escape(ctx.text.plain_text(note.summary, max_len=500))
-        content = f"<p><strong>Content warning: {warning}</strong></p>{content}"
+    if summary:
+        content = f"<p><strong>Content warning: {summary}</strong></p>{content}"
     return content
 
 

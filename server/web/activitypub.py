@@ -2,8 +2,9 @@
 collections and objects (content-negotiated with the HTML pages).
 
 Invariants (SECURITY.md §2, PROTOCOL.md §2-3):
-- Secure mode always: an unsigned GET of anything but an actor (which gets the key-only form)
-  answers 401; a GET signed by a host that is not allowed answers 403 before any key fetch.
+- Secure mode always: an unsigned GET of anything but an actor (which gets the key-only form,
+  as does an actor GET whose signature does not verify) answers 401; a GET signed by a host
+  that is not allowed answers 403 before any key fetch.
 - Internal posts answer 404 to every remote requester, exactly like a missing post; Followers
   posts only to accepted followers, Direct posts only to the addressed.
 - Inbox POSTs are capped at 256 KB before the body is read, verified, archived and committed,
@@ -176,20 +177,33 @@ async def actor(username: str) -> ResponseReturnValue:
     if person is None:
         return _refusal(404, "not found")
     if "Signature" not in request.headers:
-        pem = await c.db.read(fed.select_public_key_pem, person.id)
-        return _json(
-            vocab.key_only_actor(
-                actor_id=c.urls.actor(person.username),
-                preferred_username=person.username,
-                inbox=c.urls.inbox(person.username),
-                key_id=c.urls.key_id(person.username),
-                public_key_pem=pem or "",
-            )
-        )
+        return await _key_only_person(c, person)
     requester = await _signed_requester()
     if isinstance(requester, Response):
+        if requester.status_code == 401:
+            # A signature we cannot verify (a key we cannot fetch or do not support, a
+            # clock out of the window) gets what no signature gets, as on Mastodon, whose
+            # barebones actor answers any request without a verified signer: the peer
+            # still needs our key to verify what we deliver to it. A host that is not
+            # allowed keeps its 403.
+            return await _key_only_person(c, person)
         return requester
     return _json(await _person_document(c, person))
+
+
+async def _key_only_person(c: Context, person: Actor) -> Response:
+    """The barebones Person: enough to verify our people's signatures, nothing more."""
+    pem = await c.db.read(fed.select_public_key_pem, person.id)
+    return _json(
+        vocab.key_only_actor(
+            actor_id=c.urls.actor(person.username),
+            preferred_username=person.username,
+            inbox=c.urls.inbox(person.username),
+            outbox=c.urls.outbox(person.username),
+            key_id=c.urls.key_id(person.username),
+            public_key_pem=pem or "",
+        )
+    )
 
 
 # --- inboxes --------------------------------------------------------------------------------

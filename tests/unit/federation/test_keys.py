@@ -377,3 +377,88 @@ async def test_hostile_documents_at_the_key_url(
     peer.serve("/users/bob", {"id": peer.url("/users/bob"), **doc})
     await expect_key_error("rejected", setup.resolver.resolve(peer.url("/users/bob#main-key")))
     assert setup.store.keys == {}
+
+
+# --- a key named by reference only ---------------------------------------------------------
+# ``"publicKey": "<key id>"`` in the actor, the PEM in a key document of its own: the JSON-LD
+# form of the same link, which Mastodon resolves (FetchRemoteKeyService compares
+# ``value_or_id(owner['publicKey'])`` with the key document's id, and ProcessAccountService
+# fetches a referenced key). Both documents must name each other.
+
+
+def key_document(peer: Peer, path: str, owner: str, pem: str) -> dict[str, Any]:
+    return {
+        "@context": "https://w3id.org/security/v1",
+        "id": peer.url(path),
+        "type": "Key",
+        "owner": peer.url(owner),
+        "publicKeyPem": pem,
+    }
+
+
+async def test_owner_naming_its_key_by_reference(
+    peer: Peer, setup: Setup, actor_keys: tuple[str, str]
+) -> None:
+    key_id = peer.url("/keys/erin")
+    peer.serve("/keys/erin", key_document(peer, "/keys/erin", "/users/erin", actor_keys[1]))
+    peer.serve("/users/erin", actor_doc(peer, "erin", "", publicKey=key_id))
+    known, actor = await setup.resolver.resolve_with_actor(key_id)
+    assert known.owner_uri == peer.url("/users/erin")
+    assert known.public_key_pem == actor_keys[1]
+    assert actor is not None and actor.key_id == key_id
+    assert [s.raw_path for s in peer.seen] == ["/keys/erin", "/users/erin"]
+
+
+async def test_owner_listing_references_among_several_keys(
+    peer: Peer, setup: Setup, actor_keys: tuple[str, str]
+) -> None:
+    key_id = peer.url("/keys/erin/2")
+    peer.serve("/keys/erin/2", key_document(peer, "/keys/erin/2", "/users/erin", actor_keys[1]))
+    erin = actor_doc(peer, "erin", "", publicKey=[peer.url("/keys/erin/1"), key_id])
+    peer.serve("/users/erin", erin)
+    assert (await setup.resolver.resolve(key_id)).public_key_pem == actor_keys[1]
+
+
+async def test_a_referenced_key_needs_the_owner_to_name_it(
+    peer: Peer, setup: Setup, actor_keys: tuple[str, str]
+) -> None:
+    # Mallory serves a key document claiming Erin; Erin references another key.
+    key_id = peer.url("/keys/mallory")
+    peer.serve("/keys/mallory", key_document(peer, "/keys/mallory", "/users/erin", actor_keys[1]))
+    peer.serve("/users/erin", actor_doc(peer, "erin", "", publicKey=peer.url("/keys/erin")))
+    await expect_key_error("rejected", setup.resolver.resolve(key_id))
+    assert setup.store.keys == {}
+
+
+async def test_a_referenced_key_on_another_origin_is_refused(
+    peer: Peer, setup: Setup, actor_keys: tuple[str, str]
+) -> None:
+    elsewhere = peer.url("/keys/erin", host="localhost")
+    peer.serve("/users/erin", actor_doc(peer, "erin", "", publicKey=elsewhere))
+    await expect_key_error("rejected", setup.resolver.resolve(peer.url("/users/erin#main-key")))
+    await expect_key_error("rejected", setup.resolver.resolve(peer.url("/users/erin")))
+    assert setup.store.keys == {}
+
+
+async def test_an_actor_that_only_references_its_key_verifies_nothing_itself(
+    peer: Peer, setup: Setup, actor_keys: tuple[str, str]
+) -> None:
+    # The keyId names the actor (or a fragment of it) while the actor merely points at that
+    # id: no PEM anywhere, so no key; and nothing is fetched beyond the actor.
+    ref = peer.url("/users/erin#main-key")
+    peer.serve("/users/erin", actor_doc(peer, "erin", "", publicKey=ref))
+    await expect_key_error("rejected", setup.resolver.resolve(ref))
+    assert setup.store.keys == {}
+    assert [s.raw_path for s in peer.seen] == ["/users/erin"]
+
+
+async def test_a_referenced_key_document_without_a_pem_is_refused(
+    peer: Peer, setup: Setup, actor_keys: tuple[str, str]
+) -> None:
+    key_id = peer.url("/keys/erin")
+    doc = key_document(peer, "/keys/erin", "/users/erin", actor_keys[1])
+    del doc["publicKeyPem"]
+    peer.serve("/keys/erin", doc)
+    peer.serve("/users/erin", actor_doc(peer, "erin", "", publicKey=key_id))
+    await expect_key_error("rejected", setup.resolver.resolve(key_id))
+    assert setup.store.keys == {}

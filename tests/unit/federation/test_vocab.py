@@ -270,10 +270,20 @@ def test_key_only_and_instance_actor() -> None:
         actor_id=ALICE,
         preferred_username="alice",
         inbox=URLS.inbox("alice"),
+        outbox=URLS.outbox("alice"),
         key_id=URLS.key_id("alice"),
         public_key_pem=PEM,
     )
-    assert set(key_only) == {"@context", "id", "type", "preferredUsername", "inbox", "publicKey"}
+    # outbox: Lemmy's Person cannot be read without one (its fetches are unsigned by default)
+    assert set(key_only) == {
+        "@context",
+        "id",
+        "type",
+        "preferredUsername",
+        "inbox",
+        "outbox",
+        "publicKey",
+    }
     parse_actor(key_only, fetched_url=ALICE)
     app = vocab.instance_actor(Urls("http://127.0.0.1:8000"), PEM, "ACME")
     assert app["type"] == "Application" and app["id"] == "http://127.0.0.1:8000/actor"
@@ -435,6 +445,21 @@ def test_parse_actor_accepts_mastodon_shape() -> None:
     assert groupish.display_name == "bob"
 
 
+def test_parse_actor_reads_a_key_named_by_reference_without_a_pem() -> None:
+    """The PEM of a referenced key is the key document's (federation.keys), never assumed."""
+    actor = parse_actor(_actor_doc(publicKey=BOB + "/key"), fetched_url=BOB)
+    assert actor.key_id == BOB + "/key" and actor.public_key_pem == ""
+    several = _actor_doc(publicKey=[BOB + "/key/1", BOB + "/key/2"])
+    assert parse_actor(several, fetched_url=BOB, key_id=BOB + "/key/2").key_id == BOB + "/key/2"
+
+
+@pytest.mark.parametrize("kind", ["Application", "Service"])
+def test_an_instance_actor_without_preferred_username_is_named_after_its_host(kind: str) -> None:
+    """Lemmy 0.19.3's site actor, its signer of fetches, has no preferredUsername."""
+    doc = _actor_doc(type=kind, preferredUsername=None)
+    assert parse_actor(doc, fetched_url=BOB).username == "partner.example"
+
+
 EVIL = "https://evil.example"
 BAD_ACTORS: list[dict[str, Any]] = [
     _actor_doc(id="https://partner.example/users/mallory"),  # not what was fetched
@@ -458,6 +483,9 @@ BAD_ACTORS: list[dict[str, Any]] = [
     _actor_doc(endpoints={"sharedInbox": "https://partner.example.evil.example/inbox"}),
     _actor_doc(publicKey=None),
     _actor_doc(publicKey="x"),
+    _actor_doc(publicKey=EVIL + "/keys/bob"),  # a reference must stay on the actor's origin
+    _actor_doc(publicKey=[EVIL + "/keys/bob"]),
+    _actor_doc(type="Application", preferredUsername=""),
     _actor_doc(publicKey={"id": EVIL + "/k", "owner": BOB, "publicKeyPem": PEM}),
     _actor_doc(publicKey={"id": BOB + "#k", "owner": BOB + "x", "publicKeyPem": PEM}),
     _actor_doc(publicKey={"id": BOB + "#k", "publicKeyPem": PEM}),
@@ -732,3 +760,15 @@ def test_our_person_document_names_its_wall() -> None:
         published_iso="2026-01-01T00:00:00Z",
     )
     assert doc["wall"] == "https://acme.example/users/alice/wall"
+
+
+def test_markdown_content_is_text_with_its_paragraphs() -> None:
+    """PeerTube labels a video's description ``text/markdown``: escaped, never rendered."""
+    markdown = "Intro **bold**\r\n\r\n<script>x</script>\nline two\n \n"
+    parsed = parse_note(_note_doc(mediaType="text/markdown", content=markdown))
+    assert parsed.content_html == (
+        "<p>Intro **bold**</p><p>&lt;script&gt;x&lt;/script&gt;<br>line two</p>"
+    )
+    html_note = parse_note(_note_doc(mediaType="text/html", content="<p>a<br>b</p>"))
+    assert html_note.content_html == "<p>a<br>b</p>"
+    assert parse_note(_note_doc(content="<p>a</p>")).content_html == "<p>a</p>"
