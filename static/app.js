@@ -3,9 +3,10 @@
  * 1. Live updates (Server-Sent Events): new posts (and boosts) appear at the top of the home feed,
  *    the unread badge follows the notification count.
  * 2. The home composer posts without a page reload.
- * 3. Like / Unlike and Boost / Unboost without a page reload.
+ * 3. Like and Boost (toggle buttons, aria-pressed) without a page reload.
  * 4. Confirmation before destructive forms ([data-confirm]).
  * 5. Times shown in the reader's own time zone.
+ * 6. "Show more" on a long post opens it in place (without this file it links to the post).
  *
  * Plain ES2017, no libraries. Never builds HTML from strings except the server-made post card,
  * which is parsed through a <template> element.
@@ -108,6 +109,39 @@
       el.dataset.localized = '1';
     });
   }
+
+  /* ---- Long posts -------------------------------------------------------------------- */
+
+  /* The server's "Show more" is a link to the post's own page; here it becomes a button that
+     opens and closes the text where it is, and says which it would do (aria-expanded). */
+  function enhanceShowMore(root) {
+    root.querySelectorAll('a[data-show-more]').forEach(function (link) {
+      var button = document.createElement('button');
+      button.type = 'button';
+      button.setAttribute('data-show-more', '');
+      button.setAttribute('aria-controls', link.getAttribute('aria-controls') || '');
+      button.setAttribute('aria-expanded', 'false');
+      while (link.firstChild) button.appendChild(link.firstChild);
+      link.replaceWith(button);
+    });
+  }
+
+  function toggleShowMore(button) {
+    var text = document.getElementById(button.getAttribute('aria-controls'));
+    if (!text || !button.firstChild) return;
+    var open = button.getAttribute('aria-expanded') !== 'true';
+    text.classList.toggle('is-collapsed', !open);
+    button.setAttribute('aria-expanded', open ? 'true' : 'false');
+    button.firstChild.textContent = open ? 'Show less' : 'Show more';
+    /* Closing a long text can leave the reader far below it: bring its card back. */
+    if (!open) button.closest('article').scrollIntoView({ block: 'nearest' });
+  }
+
+  document.addEventListener('click', function (event) {
+    var target = event.target;
+    var button = target instanceof Element ? target.closest('button[data-show-more]') : null;
+    if (button) toggleShowMore(button);
+  });
 
   /* ---- Unread badge ------------------------------------------------------------------ */
 
@@ -217,6 +251,7 @@
     if (empty) empty.remove();
     feed.insertBefore(article, feed.firstChild);
     localizeTimes(article);
+    enhanceShowMore(article);
     highlight(article);
     announce(article);
   }
@@ -269,6 +304,7 @@
       });
       current.replaceWith(fresh);
       localizeTimes(fresh);
+      enhanceShowMore(fresh);
     } catch (err) {
       /* Network trouble: the next page load shows the new text. */
     }
@@ -380,7 +416,7 @@
     }
   }
 
-  /* ---- Like / Unlike, Boost / Unboost, in place --------------------------------------- */
+  /* ---- Like and Boost, in place ------------------------------------------------------ */
 
   /* Posts the form and lets *apply* update the card from the JSON answer; anything else (an
      error page, a sign-in redirect) falls back to a normal submit, which shows it. */
@@ -406,19 +442,18 @@
     }
   }
 
+  /* Like and Boost are toggle buttons: their name stays, aria-pressed says the state. */
   function applyLike(form, button, data) {
     if (typeof data.liked !== 'boolean') return false;
     var action = form.querySelector('input[name="action"]');
     if (action) action.value = data.liked ? 'unlike' : 'like';
-    var label = form.querySelector('[data-like-label]');
-    if (label) label.textContent = data.liked ? 'Unlike' : 'Like';
     var count = form.querySelector('[data-like-count]');
     if (count && typeof data.count === 'number') count.textContent = String(data.count);
     var noun = form.querySelector('[data-like-noun]');
     if (noun && typeof data.count === 'number') {
       noun.textContent = data.count === 1 ? ' like' : ' likes';
     }
-    if (button) button.classList.toggle('is-liked', data.liked);
+    if (button) button.setAttribute('aria-pressed', data.liked ? 'true' : 'false');
     return true;
   }
 
@@ -426,9 +461,7 @@
     if (typeof data.boosted !== 'boolean') return false;
     var action = form.querySelector('input[name="action"]');
     if (action) action.value = data.boosted ? 'unboost' : 'boost';
-    var label = form.querySelector('[data-boost-label]');
-    if (label) label.textContent = data.boosted ? 'Unboost' : 'Boost';
-    if (button) button.classList.toggle('is-liked', data.boosted);
+    if (button) button.setAttribute('aria-pressed', data.boosted ? 'true' : 'false');
     return true;
   }
 
@@ -497,6 +530,7 @@
 
   function start() {
     localizeTimes(document);
+    enhanceShowMore(document);
     /* The badge came with the page; the stream keeps it current from here. */
     if (document.body.dataset.live) openLive();
   }

@@ -136,12 +136,14 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     await alice.evaluate("window.stillThisPage = true")
     await card.get_by_role("button", name="Boost").focus()
     await alice.keyboard.press("Enter")
-    # In place, like a like: the button turns into Unboost without a reload, and keeps the
-    # keyboard focus (a disabled button would drop it to the page).
-    await card.get_by_role("button", name="Unboost").wait_for(timeout=10_000)
+    # In place, like a like: the toggle button shows as pressed without a reload, and keeps
+    # the keyboard focus (a disabled button would drop it to the page).
+    await card.get_by_role("button", name="Boost", pressed=True).wait_for(timeout=10_000)
     assert await alice.evaluate("window.stillThisPage === true")
-    focused = await alice.evaluate("document.activeElement.textContent")
-    assert focused.startswith("Unboost"), focused
+    focused = await alice.evaluate(
+        "[document.activeElement.textContent, document.activeElement.ariaPressed]"
+    )
+    assert focused == ["Boost post by Carol Cho", "true"], focused
     live = bob.locator("article.post", has_text=boosted)
     await live.wait_for(timeout=10_000)
     assert "Alice Anders boosted" in await live.inner_text()
