@@ -405,5 +405,107 @@ async def test_phone_sized_screen_has_no_horizontal_scroll(server: ServerProcess
     await admin_ctx.close()
 
 
+async def _nav_rows(page) -> int:  # type: ignore[no-untyped-def]
+    """How many lines the main navigation's items take."""
+    tops = await page.evaluate(
+        "[...document.querySelectorAll('.site-nav li')].map(li => li.getBoundingClientRect().top)"
+    )
+    return len({round(top) for top in tops})
+
+
+@pytest.mark.parametrize("size", [(360, 740), (390, 844)])
+async def test_on_a_phone_the_menu_is_one_row_and_no_page_scrolls_sideways(  # type: ignore[no-untyped-def]
+    server: ServerProcess, browser, size: tuple[int, int]
+) -> None:
+    """An admin has the most menu items: all of them in one row of icons and short labels,
+    Sign out in sight, and no page wider than the screen."""
+    width, height = size
+    context = await browser.new_context(
+        viewport={"width": width, "height": height}, is_mobile=True, has_touch=True
+    )
+    page = await context.new_page()
+    await _sign_in(page, server.base, "admin")
+    await page.get_by_label("What are you working on?").fill(
+        f"Phone check {width}: {LONG_WORD} " + "and a long paragraph of notes " * 20
+    )
+    await page.get_by_role("button", name="Post", exact=True).click()
+    card = page.locator("article.post", has_text=f"Phone check {width}")
+    await card.wait_for()
+    post_path = await card.locator(".post-info a[href^='/posts/']").first.get_attribute("href")
+    assert post_path is not None
+    await page.goto(f"{server.base}{post_path}")
+    await page.get_by_label("Reply").fill(f"Reply at {width}")
+    await page.get_by_role("button", name="Reply", exact=True).click()
+    await page.wait_for_selector(f"text=Reply at {width}")
+    for path in (
+        "/",
+        "/people/admin",
+        post_path,
+        "/people",
+        "/notifications",
+        "/settings/profile",
+        "/settings/password",
+        "/admin/users",
+        "/admin/federation",
+    ):
+        await page.goto(f"{server.base}{path}")
+        sizes = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert sizes[0] <= sizes[1], (path, sizes)
+        assert await _nav_rows(page) == 1, path
+        nav = page.get_by_role("navigation", name="Main")
+        for label in ("Home", "People", "Alerts", "Profile", "Settings", "Admin"):
+            box = await nav.get_by_role("link", name=label).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+            assert box["height"] >= 44, (label, box)  # a finger-sized target
+        sign_out = await page.get_by_role("button", name="Sign out").bounding_box()
+        assert sign_out is not None and sign_out["y"] + sign_out["height"] <= 120, path
+    await page.goto(f"{server.base}/")
+    await page.screenshot(path=str(ARTIFACTS / f"phone-{width}-feed.png"), full_page=True)
+    await context.close()
+
+
+async def test_a_long_post_opens_in_place_or_on_its_page(server: ServerProcess, browser) -> None:  # type: ignore[no-untyped-def]
+    """With JavaScript "Show more" opens the text where it is (and says so); without, it is
+    a link to the post's page, which shows all of it. Likes toggle in place, aria-pressed."""
+    text = "Minutes of the supplier meeting. " * 25 + "LAST-WORDS"
+    for scripts in (True, False):
+        context = await browser.new_context(
+            viewport={"width": 390, "height": 844}, java_script_enabled=scripts
+        )
+        page = await context.new_page()
+        await _sign_in(page, server.base, "bob")
+        await page.get_by_label("What are you working on?").fill(f"{scripts} {text}")
+        await page.get_by_role("button", name="Post", exact=True).click()
+        card = page.locator("article.post", has_text=f"{scripts} Minutes")
+        await card.wait_for()
+        body = card.locator(".post-content")
+        clipped = "el => el.scrollHeight - el.clientHeight"
+        assert await body.evaluate(clipped) > 20  # shortened
+        if scripts:
+            more = card.get_by_role("button", name="Show more")
+            assert await more.get_attribute("aria-expanded") == "false"
+            await more.click()
+            less = card.get_by_role("button", name="Show less")
+            assert await less.get_attribute("aria-expanded") == "true"
+            assert await body.evaluate(clipped) <= 1
+            await less.click()
+            assert await body.evaluate(clipped) > 20
+            like = card.get_by_role("button", name="Like post by Bob Berg")
+            assert await like.get_attribute("aria-pressed") == "false"
+            await page.evaluate("window.stillThisPage = true")
+            await like.click()
+            await card.locator('button.action-like[aria-pressed="true"]').wait_for()
+            assert await like.locator("[data-like-count]").inner_text() == "1"
+            assert await like.locator("[data-like-noun]").inner_text() == "like"
+            assert await page.evaluate("window.stillThisPage === true")
+        else:
+            await card.get_by_role("link", name="Show more").click()
+            await page.wait_for_url(re.compile(r"/posts/\d+$"))
+            whole = page.locator("article.post", has_text=f"{scripts} Minutes")
+            assert await whole.locator(".post-content").evaluate(clipped) <= 1
+            assert await whole.get_by_text("LAST-WORDS").is_visible()
+        await context.close()
+
+
 def test_chromium_binary_is_debians() -> None:
     assert shutil.which("chromium") == CHROMIUM or Path(CHROMIUM).exists()
