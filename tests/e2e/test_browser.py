@@ -425,6 +425,14 @@ async def test_on_a_phone_the_menu_is_one_row_and_no_page_scrolls_sideways(  # t
     )
     page = await context.new_page()
     await _sign_in(page, server.base, "admin")
+    # The visibility menu sits under its label, as wide as the text box: beside the label
+    # "Internal (colleagues only)" was cut off.
+    text_box = await page.get_by_label("What are you working on?").bounding_box()
+    menu = await page.get_by_label("Visibility").bounding_box()
+    assert text_box and menu and abs(menu["width"] - text_box["width"]) <= 1, (text_box, menu)
+    # A getting-started step's number stands by its first line (it is a block, not inline).
+    for step in await page.locator(".setup-steps a").all():
+        assert await step.evaluate("el => getComputedStyle(el).display") == "block"
     await page.get_by_label("What are you working on?").fill(
         f"Phone check {width}: {LONG_WORD} " + "and a long paragraph of notes " * 20
     )
