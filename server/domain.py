@@ -30,6 +30,11 @@ class Visibility(enum.StrEnum):
             "direct": "Direct (mentioned people only)",
         }[self.value]
 
+    @property
+    def short_label(self) -> str:
+        """The label's first word ("Internal"), where the room is short (a card on a phone)."""
+        return self.label.split(" (")[0]
+
 
 class FollowState(enum.StrEnum):
     PENDING = "pending"

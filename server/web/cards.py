@@ -100,7 +100,7 @@ def post_card(
         f'        <a href="{thread_url}"><time datetime="{escape(iso(post.created_at))}">'
         f"{escape(human(post.created_at))}</time></a>\n"
         f'        <span class="badge badge-vis badge-{post.visibility.value}">'
-        f"{escape(post.visibility.label)}</span>"
+        f"{_visibility(post.visibility)}</span>"
     )
     if post.version > 1:
         out.append(f'\n        <a class="edited" href="{thread_url}/history">edited</a>')
@@ -176,6 +176,16 @@ def post_card(
         )
     out.append("\n  </footer>\n</article>")
     return Markup("".join(out))  # noqa: S704 - every interpolated value is escaped above
+
+
+def _visibility(visibility: Visibility) -> str:
+    """ "Internal (colleagues only)"; on a phone the part in brackets is left out (style.css),
+    so the badge fits on the line of the post's time."""
+    short = visibility.short_label
+    detail = visibility.label[len(short) :]
+    if not detail:
+        return escape(short)
+    return f'{escape(short)}<span class="vis-detail">{escape(detail)}</span>'
 
 
 def _likes(count: int) -> str:

@@ -439,6 +439,14 @@ async def test_on_a_phone_the_menu_is_one_row_and_no_page_scrolls_sideways(  # t
     await page.get_by_role("button", name="Post", exact=True).click()
     card = page.locator("article.post", has_text=f"Phone check {width}")
     await card.wait_for()
+    # The visibility badge is short ("Internal") and stays on the line of the time.
+    time_box = await card.locator(".post-info time").bounding_box()
+    badge_box = await card.locator(".badge-vis").bounding_box()
+    assert time_box and badge_box and abs(time_box["y"] - badge_box["y"]) < 12, (
+        time_box,
+        badge_box,
+    )
+    assert await card.locator(".badge-vis").inner_text() == "Internal"
     post_path = await card.locator(".post-info a[href^='/posts/']").first.get_attribute("href")
     assert post_path is not None
     await page.goto(f"{server.base}{post_path}")

@@ -161,3 +161,18 @@ async def test_like_and_boost_are_toggle_buttons_with_compact_counts(
     # Anonymous readers see the count, worded for screen readers.
     anon = _card(await _page(app.test_client(), f"/posts/{post.id}"), post.id)
     assert '<span class="count">1</span><span class="sr-only" data-like-noun> like</span>' in anon
+
+
+async def test_the_visibility_badge_has_a_short_form_for_phones(app: Quart, people: People) -> None:
+    """style.css hides the part in brackets on a phone; the first word always shows."""
+    ctx = context_of(app)
+    internal = await posting.publish_post(ctx, people.alice, posting.Draft("Canteen menu"))
+    public = await posting.publish_post(
+        ctx, people.alice, posting.Draft("Open day", Visibility.PUBLIC)
+    )
+    page = await _page(await _client(app, "bob"), "/people/alice")
+    assert (
+        '<span class="badge badge-vis badge-internal">Internal'
+        '<span class="vis-detail"> (colleagues only)</span></span>'
+    ) in _card(page, internal.id)
+    assert '<span class="badge badge-vis badge-public">Public</span>' in _card(page, public.id)
