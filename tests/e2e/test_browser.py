@@ -413,7 +413,7 @@ async def _nav_rows(page) -> int:  # type: ignore[no-untyped-def]
     return len({round(top) for top in tops})
 
 
-@pytest.mark.parametrize("size", [(360, 740), (390, 844)])
+@pytest.mark.parametrize("size", [(360, 740), (390, 844)], ids=["360x740", "390x844"])
 async def test_on_a_phone_the_menu_is_one_row_and_no_page_scrolls_sideways(  # type: ignore[no-untyped-def]
     server: ServerProcess, browser, size: tuple[int, int]
 ) -> None:
@@ -475,6 +475,12 @@ async def test_on_a_phone_the_menu_is_one_row_and_no_page_scrolls_sideways(  # t
             assert box["height"] >= 44, (label, box)  # a finger-sized target
         sign_out = await page.get_by_role("button", name="Sign out").bounding_box()
         assert sign_out is not None and sign_out["y"] + sign_out["height"] <= 120, path
+    await page.goto(f"{server.base}/")
+    # The reply shows in the feed as "Replying to Ada Administrator"; a name that is one long
+    # word wraps instead of widening the page.
+    note = page.locator(".reply-note a", has_text="Replying to Ada Administrator").first
+    await note.evaluate(f"el => {{ el.textContent = 'Replying to {LONG_WORD}'; }}")
+    assert await _overflow(page) <= 0
     await page.goto(f"{server.base}/")
     await page.screenshot(path=str(ARTIFACTS / f"phone-{width}-feed.png"), full_page=True)
     await context.close()
