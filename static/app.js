@@ -5,7 +5,7 @@
  * 2. The home composer posts without a page reload.
  * 3. Like and Boost (toggle buttons, aria-pressed) without a page reload.
  * 4. Confirmation before destructive forms ([data-confirm]).
- * 5. Times shown in the reader's own time zone.
+ * 5. Times shown in the reader's own time zone; recent ones in feeds as "5 minutes ago".
  * 6. "Show more" on a long post opens it in place (without this file it links to the post).
  *
  * Plain ES2017, no libraries. Never builds HTML from strings except the server-made post card,
@@ -90,23 +90,58 @@
   /* ---- Times in the reader's time zone ---------------------------------------------- */
 
   var timeFormat = null;
+  var relativeFormat = null;
   try {
     timeFormat = new Intl.DateTimeFormat(undefined, {
       year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit'
     });
+    relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
   } catch (err) {
-    timeFormat = null;
+    /* An old browser keeps the server's text (without a relative one, the absolute one). */
+  }
+
+  /* In feeds and notifications a recent time reads as people say it ("5 minutes ago",
+     "yesterday"); the full date and time is in its tooltip. Older ones, and times
+     elsewhere (history, admin tables), show the date and time. */
+  var RELATIVE_TIMES = '.post-info time, .notification time';
+  /* [below this many seconds ago, count in this unit of this many seconds] */
+  var RELATIVE_STEPS = [[3600, 'minute', 60], [86400, 'hour', 3600], [604800, 'day', 86400]];
+
+  function relativeText(date) {
+    if (!relativeFormat) return null;
+    var seconds = (date.getTime() - Date.now()) / 1000;
+    if (Math.abs(seconds) < 45) return relativeFormat.format(0, 'second');
+    for (var i = 0; i < RELATIVE_STEPS.length; i++) {
+      var step = RELATIVE_STEPS[i];
+      if (Math.abs(seconds) < step[0]) {
+        return relativeFormat.format(Math.round(seconds / step[2]), step[1]);
+      }
+    }
+    return null;
+  }
+
+  function showTime(el) {
+    var date = new Date(el.getAttribute('datetime'));
+    if (isNaN(date.getTime())) return;
+    var full = timeFormat.format(date);
+    el.title = full;
+    el.textContent = (el.matches(RELATIVE_TIMES) && relativeText(date)) || full;
   }
 
   function localizeTimes(root) {
     if (!timeFormat) return;
     root.querySelectorAll('time[datetime]').forEach(function (el) {
       if (el.dataset.localized) return;
-      var date = new Date(el.getAttribute('datetime'));
-      if (isNaN(date.getTime())) return;
-      el.title = el.textContent.trim();
-      el.textContent = timeFormat.format(date);
+      showTime(el);
       el.dataset.localized = '1';
+    });
+  }
+
+  /* "5 minutes ago" moves on while the page stays open. */
+  function refreshRelativeTimes() {
+    if (!timeFormat) return;
+    document.querySelectorAll(RELATIVE_TIMES).forEach(function (el) {
+      if (el.getAttribute('datetime')) showTime(el);
     });
   }
 
@@ -530,6 +565,7 @@
 
   function start() {
     localizeTimes(document);
+    window.setInterval(refreshRelativeTimes, 60 * 1000);
     enhanceShowMore(document);
     /* The badge came with the page; the stream keeps it current from here. */
     if (document.body.dataset.live) openLive();

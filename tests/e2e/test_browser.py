@@ -488,7 +488,8 @@ async def test_on_a_phone_the_menu_is_one_row_and_no_page_scrolls_sideways(  # t
 
 async def test_a_long_post_opens_in_place_or_on_its_page(server: ServerProcess, browser) -> None:  # type: ignore[no-untyped-def]
     """With JavaScript "Show more" opens the text where it is (and says so); without, it is
-    a link to the post's page, which shows all of it. Likes toggle in place, aria-pressed."""
+    a link to the post's page, which shows all of it. Likes toggle in place, aria-pressed;
+    the time of a new post reads "now" with JavaScript, the date and time without."""
     text = "Minutes of the supplier meeting. " * 25 + "LAST-WORDS"
     for scripts in (True, False):
         context = await browser.new_context(
@@ -503,7 +504,11 @@ async def test_a_long_post_opens_in_place_or_on_its_page(server: ServerProcess, 
         body = card.locator(".post-content")
         clipped = "el => el.scrollHeight - el.clientHeight"
         assert await body.evaluate(clipped) > 20  # shortened
+        posted = card.locator(".post-info time")
         if scripts:
+            # A time in a feed reads as people say it; the date and time is in the tooltip.
+            assert await posted.inner_text() in ("now", "1 minute ago"), await posted.inner_text()
+            assert re.search(r"\d{4}", await posted.get_attribute("title") or "")
             more = card.get_by_role("button", name="Show more")
             assert await more.get_attribute("aria-expanded") == "false"
             await more.click()
@@ -521,6 +526,7 @@ async def test_a_long_post_opens_in_place_or_on_its_page(server: ServerProcess, 
             assert await like.locator("[data-like-noun]").inner_text() == "like"
             assert await page.evaluate("window.stillThisPage === true")
         else:
+            assert re.search(r"\d{4}", await posted.inner_text())  # the date, from the server
             await card.get_by_role("link", name="Show more").click()
             await page.wait_for_url(re.compile(r"/posts/\d+$"))
             whole = page.locator("article.post", has_text=f"{scripts} Minutes")
