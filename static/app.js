@@ -180,9 +180,14 @@
 
   /* ---- Unread badge ------------------------------------------------------------------ */
 
+  var UNREAD_IN_TITLE = /^\(\d+\+?\) /;
+
   function setUnread(value) {
     var count = parseInt(value, 10);
     if (isNaN(count) || count < 0) return;
+    /* "(3) Home · ACME": a tab in the background shows it too. */
+    var title = document.title.replace(UNREAD_IN_TITLE, '');
+    document.title = count ? '(' + (count > 99 ? '99+' : count) + ') ' + title : title;
     document.querySelectorAll('[data-unread]').forEach(function (badge) {
       badge.textContent = '';
       if (count === 0) {

@@ -272,6 +272,8 @@ async def test_the_badge_catches_up_when_the_live_stream_comes_back(  # type: ig
     release.set()
     badge = bob.locator("[data-unread]", has_text=re.compile(rf"^{before + 1}\b"))
     await badge.wait_for(timeout=10_000)
+    # The tab's title leads with the count too, once, however often it changes.
+    assert await bob.title() == f"({before + 1}) Home · ACME"
     await alice_ctx.close()
     await bob_ctx.close()
 

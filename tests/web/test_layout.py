@@ -44,3 +44,14 @@ async def test_the_menu_has_icons_and_a_short_label_for_phones(app: Quart, peopl
     ) in nav
     assert "Sign out" not in nav  # beside the name, not among the places to go
     assert header.index("</nav>") < header.index("Sign out</span></button>")
+
+
+async def test_the_unread_count_leads_the_page_title(app: Quart, people: People) -> None:
+    from server.services import following
+
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    assert "<title>Home · Test</title>" in await (await client.get("/")).get_data(as_text=True)
+    await following.follow(context_of(app), people.bob, people.alice.id)
+    page = await (await client.get("/people")).get_data(as_text=True)
+    assert "<title>(1) People · Test</title>" in page
