@@ -487,11 +487,15 @@
     if (typeof data.liked !== 'boolean') return false;
     var action = form.querySelector('input[name="action"]');
     if (action) action.value = data.liked ? 'unlike' : 'like';
-    var count = form.querySelector('[data-like-count]');
-    if (count && typeof data.count === 'number') count.textContent = String(data.count);
-    var noun = form.querySelector('[data-like-noun]');
-    if (noun && typeof data.count === 'number') {
-      noun.textContent = data.count === 1 ? ' like' : ' likes';
+    if (typeof data.count === 'number') {
+      /* As cards.py writes it: a bare number, none at zero; words for screen readers. */
+      var count = form.querySelector('[data-like-count]');
+      if (count) count.textContent = data.count ? String(data.count) : '';
+      var words = form.querySelector('[data-like-noun]');
+      if (words) {
+        words.textContent = data.count === 0 ? 'no likes'
+          : data.count + (data.count === 1 ? ' like' : ' likes');
+      }
     }
     if (button) button.setAttribute('aria-pressed', data.liked ? 'true' : 'false');
     return true;

@@ -112,7 +112,11 @@ def post_card(
     else:
         out.append(f'\n  <div class="post-content">{post.content_html}</div>')
     out.append('\n  <footer class="post-actions">\n    ')
-    likes = f'<span class="sr-only" data-like-noun> {_likes(post.like_count)}</span>'
+    # Counts show as a bare number, none at zero (as in "♥ 2"); screen readers get words.
+    likes = (
+        f'<span class="count" data-like-count aria-hidden="true">{_count(post.like_count)}</span>'
+        f'<span class="sr-only" data-like-noun>{_counted(post.like_count, "like", "likes")}</span>'
+    )
     if me is not None:
         liked = post.liked_by_viewer
         # Like and Boost are toggle buttons: one name, the state in aria-pressed.
@@ -128,8 +132,7 @@ def post_card(
             f'      <input type="hidden" name="next" value="{back_here}">\n'
             '      <button type="submit" class="action action-like"'
             f' aria-pressed="{_pressed(liked)}">{_HEART}'
-            f'<span class="sr-only">Like</span>{whose}<span class="sr-only">,</span>'
-            f' <span class="count" data-like-count>{post.like_count}</span>{likes}'
+            f'<span class="sr-only">Like</span>{whose}<span class="sr-only">, </span>{likes}'
             "</button>\n    </form>\n    "
         )
         if post.visibility is Visibility.PUBLIC:
@@ -147,14 +150,12 @@ def post_card(
                 "</button>\n    </form>\n    "
             )
     else:
-        out.append(
-            f'<span class="action-static">{_HEART}'
-            f'<span class="count">{post.like_count}</span>{likes}</span>\n    '
-        )
-    replies = "reply" if post.reply_count == 1 else "replies"
+        out.append(f'<span class="action-static">{_HEART}{likes}</span>\n    ')
     out.append(
-        f'<a class="action" href="{thread_url}">{_COMMENT}<span class="count">'
-        f'{post.reply_count}</span><span class="sr-only"> {replies}</span></a>\n    '
+        f'<a class="action" href="{thread_url}">{_COMMENT}'
+        f'<span class="count" aria-hidden="true">{_count(post.reply_count)}</span>'
+        f'<span class="sr-only">{_counted(post.reply_count, "reply", "replies")}</span>'
+        "</a>\n    "
     )
     if is_author or is_wall_owner:
         confirm = (
@@ -188,8 +189,15 @@ def _visibility(visibility: Visibility) -> str:
     return f'{escape(short)}<span class="vis-detail">{escape(detail)}</span>'
 
 
-def _likes(count: int) -> str:
-    return "like" if count == 1 else "likes"
+def _count(count: int) -> str:
+    return str(count) if count else ""
+
+
+def _counted(count: int, one: str, many: str) -> str:
+    """'no likes', '1 like', '2 likes' (app.js words a like count the same way)."""
+    if count == 0:
+        return f"no {many}"
+    return f"{count} {one if count == 1 else many}"
 
 
 def _pressed(state: bool) -> str:
