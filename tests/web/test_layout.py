@@ -55,3 +55,17 @@ async def test_the_unread_count_leads_the_page_title(app: Quart, people: People)
     await following.follow(context_of(app), people.bob, people.alice.id)
     page = await (await client.get("/people")).get_data(as_text=True)
     assert "<title>(1) People · Test</title>" in page
+
+
+async def test_notifications_show_the_ui_icons_not_text_glyphs(app: Quart, people: People) -> None:
+    """The same drawn icons as the post cards (a text "♥" differs from font to font)."""
+    ctx = context_of(app)
+    post = await posting.publish_post(ctx, people.alice, posting.Draft("Canteen menu"))
+    await posting.like_post(ctx, people.bob, post.id, like=True)
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    page = await (await client.get("/notifications")).get_data(as_text=True)
+    icon = re.search(r'<span class="notification-icon">(<svg [^>]*>)', page)
+    assert icon and 'class="icon icon-heart"' in icon.group(1)
+    assert 'aria-hidden="true"' in icon.group(1)
+    assert "♥" not in page
