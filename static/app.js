@@ -491,7 +491,7 @@
       /* As cards.py writes it: a bare number, none at zero; words for screen readers. */
       var count = form.querySelector('[data-like-count]');
       if (count) count.textContent = data.count ? String(data.count) : '';
-      var words = form.querySelector('[data-like-noun]');
+      var words = form.querySelector('[data-like-words]');
       if (words) {
         words.textContent = data.count === 0 ? 'no likes'
           : data.count + (data.count === 1 ? ' like' : ' likes');

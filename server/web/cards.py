@@ -115,14 +115,13 @@ def post_card(
     # Counts show as a bare number, none at zero (as in "♥ 2"); screen readers get words.
     likes = (
         f'<span class="count" data-like-count aria-hidden="true">{_count(post.like_count)}</span>'
-        f'<span class="sr-only" data-like-noun>{_counted(post.like_count, "like", "likes")}</span>'
+        f'<span class="sr-only" data-like-words>{_counted(post.like_count, "like", "likes")}</span>'
     )
     if me is not None:
         liked = post.liked_by_viewer
         # Like and Boost are toggle buttons: one name, the state in aria-pressed.
         out.append(
-            f'<a class="action" href="{thread_url}#reply">{_REPLY}'
-            f'<span class="action-label">Reply</span>'
+            f'<a class="action" href="{thread_url}#reply">{_REPLY}Reply'
             f'<span class="sr-only"> to {escape(author.name)}</span></a>\n'
             f'    <form method="post" action="{thread_url}/like" class="inline-form"'
             " data-like-form>\n"
@@ -145,8 +144,7 @@ def post_card(
                 f' value="{"unboost" if boosted else "boost"}">\n'
                 f'      <input type="hidden" name="next" value="{back_here}">\n'
                 '      <button type="submit" class="action action-boost"'
-                f' aria-pressed="{_pressed(boosted)}">{_BOOST}'
-                f'<span class="action-label">Boost</span>{whose}'
+                f' aria-pressed="{_pressed(boosted)}">{_BOOST}Boost{whose}'
                 "</button>\n    </form>\n    "
             )
     else:
@@ -180,8 +178,8 @@ def post_card(
 
 
 def _visibility(visibility: Visibility) -> str:
-    """ "Internal (colleagues only)"; on a phone the part in brackets is left out (style.css),
-    so the badge fits on the line of the post's time."""
+    """The badge's text, "Internal (colleagues only)": on a phone the part in brackets is
+    left out (style.css), so the badge fits on the line of the post's time."""
     short = visibility.short_label
     detail = visibility.label[len(short) :]
     if not detail:
@@ -219,7 +217,7 @@ def _collapsed_content(post: Post) -> str:
     hidden part opens the text when it takes the keyboard focus (style.css)."""
     text_id = f"post-{post.id}-text"
     return (
-        f'\n  <div class="post-content is-collapsed" id="{text_id}" data-collapsed>'
+        f'\n  <div class="post-content is-collapsed" id="{text_id}">'
         f"{post.content_html}</div>\n"
         f'  <p class="show-more"><a href="/posts/{post.id}" data-show-more'
         f' aria-controls="{text_id}">Show more<span class="sr-only"> of the post by'

@@ -525,7 +525,7 @@ async def test_a_long_post_opens_in_place_or_on_its_page(server: ServerProcess, 
             await like.click()
             await card.locator('button.action-like[aria-pressed="true"]').wait_for()
             assert await like.locator("[data-like-count]").inner_text() == "1"
-            assert await like.locator("[data-like-noun]").inner_text() == "1 like"
+            assert await like.locator("[data-like-words]").inner_text() == "1 like"
             assert await page.evaluate("window.stillThisPage === true")
         else:
             assert re.search(r"\d{4}", await posted.inner_text())  # the date, from the server
