@@ -30,6 +30,11 @@ class Visibility(enum.StrEnum):
             "direct": "Direct (mentioned people only)",
         }[self.value]
 
+    @property
+    def short_label(self) -> str:
+        """The label's first word ("Internal"), where the room is short (a card on a phone)."""
+        return self.label.split(" (")[0]
+
 
 class FollowState(enum.StrEnum):
     PENDING = "pending"
@@ -120,6 +125,9 @@ class Post:
     # position (the cursor for the next page: the post id, or the boost's feed position).
     boosted_by: Actor | None = None
     feed_key: int = 0
+    # In a feed: the author of the post this one answers, when the viewer may read that post
+    # (None for a post that answers nothing, or a parent that is deleted or hidden from them).
+    reply_to: Actor | None = None
 
     @property
     def is_deleted(self) -> bool:

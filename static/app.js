@@ -3,9 +3,10 @@
  * 1. Live updates (Server-Sent Events): new posts (and boosts) appear at the top of the home feed,
  *    the unread badge follows the notification count.
  * 2. The home composer posts without a page reload.
- * 3. Like / Unlike and Boost / Unboost without a page reload.
+ * 3. Like and Boost (toggle buttons, aria-pressed) without a page reload.
  * 4. Confirmation before destructive forms ([data-confirm]).
- * 5. Times shown in the reader's own time zone.
+ * 5. Times shown in the reader's own time zone; recent ones in feeds as "5 minutes ago".
+ * 6. "Show more" on a long post opens it in place (without this file it links to the post).
  *
  * Plain ES2017, no libraries. Never builds HTML from strings except the server-made post card,
  * which is parsed through a <template> element.
@@ -89,31 +90,104 @@
   /* ---- Times in the reader's time zone ---------------------------------------------- */
 
   var timeFormat = null;
+  var relativeFormat = null;
   try {
     timeFormat = new Intl.DateTimeFormat(undefined, {
       year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit'
     });
+    relativeFormat = new Intl.RelativeTimeFormat(undefined, { numeric: 'auto' });
   } catch (err) {
-    timeFormat = null;
+    /* An old browser keeps the server's text (without a relative one, the absolute one). */
+  }
+
+  /* In feeds and notifications a recent time reads as people say it ("5 minutes ago",
+     "yesterday"); the full date and time is in its tooltip. Older ones, and times
+     elsewhere (history, admin tables), show the date and time. */
+  var RELATIVE_TIMES = '.post-info time, .notification time';
+  /* [below this many seconds ago, count in this unit of this many seconds] */
+  var RELATIVE_STEPS = [[3600, 'minute', 60], [86400, 'hour', 3600], [604800, 'day', 86400]];
+
+  function relativeText(date) {
+    if (!relativeFormat) return null;
+    var seconds = (date.getTime() - Date.now()) / 1000;
+    if (Math.abs(seconds) < 45) return relativeFormat.format(0, 'second');
+    for (var i = 0; i < RELATIVE_STEPS.length; i++) {
+      var step = RELATIVE_STEPS[i];
+      if (Math.abs(seconds) < step[0]) {
+        return relativeFormat.format(Math.round(seconds / step[2]), step[1]);
+      }
+    }
+    return null;
+  }
+
+  function showTime(el) {
+    var date = new Date(el.getAttribute('datetime'));
+    if (isNaN(date.getTime())) return;
+    var full = timeFormat.format(date);
+    el.title = full;
+    el.textContent = (el.matches(RELATIVE_TIMES) && relativeText(date)) || full;
   }
 
   function localizeTimes(root) {
     if (!timeFormat) return;
     root.querySelectorAll('time[datetime]').forEach(function (el) {
       if (el.dataset.localized) return;
-      var date = new Date(el.getAttribute('datetime'));
-      if (isNaN(date.getTime())) return;
-      el.title = el.textContent.trim();
-      el.textContent = timeFormat.format(date);
+      showTime(el);
       el.dataset.localized = '1';
     });
   }
 
+  /* "5 minutes ago" moves on while the page stays open. */
+  function refreshRelativeTimes() {
+    if (!timeFormat) return;
+    document.querySelectorAll(RELATIVE_TIMES).forEach(function (el) {
+      if (el.getAttribute('datetime')) showTime(el);
+    });
+  }
+
+  /* ---- Long posts -------------------------------------------------------------------- */
+
+  /* The server's "Show more" is a link to the post's own page; here it becomes a button that
+     opens and closes the text where it is, and says which it would do (aria-expanded). */
+  function enhanceShowMore(root) {
+    root.querySelectorAll('a[data-show-more]').forEach(function (link) {
+      var button = document.createElement('button');
+      button.type = 'button';
+      button.setAttribute('data-show-more', '');
+      button.setAttribute('aria-controls', link.getAttribute('aria-controls') || '');
+      button.setAttribute('aria-expanded', 'false');
+      while (link.firstChild) button.appendChild(link.firstChild);
+      link.replaceWith(button);
+    });
+  }
+
+  function toggleShowMore(button) {
+    var text = document.getElementById(button.getAttribute('aria-controls'));
+    if (!text || !button.firstChild) return;
+    var open = button.getAttribute('aria-expanded') !== 'true';
+    text.classList.toggle('is-collapsed', !open);
+    button.setAttribute('aria-expanded', open ? 'true' : 'false');
+    button.firstChild.textContent = open ? 'Show less' : 'Show more';
+    /* Closing a long text can leave the reader far below it: bring its card back. */
+    if (!open) button.closest('article').scrollIntoView({ block: 'nearest' });
+  }
+
+  document.addEventListener('click', function (event) {
+    var target = event.target;
+    var button = target instanceof Element ? target.closest('button[data-show-more]') : null;
+    if (button) toggleShowMore(button);
+  });
+
   /* ---- Unread badge ------------------------------------------------------------------ */
+
+  var UNREAD_IN_TITLE = /^\(\d+\+?\) /;
 
   function setUnread(value) {
     var count = parseInt(value, 10);
     if (isNaN(count) || count < 0) return;
+    /* "(3) Home · ACME": a tab in the background shows it too. */
+    var title = document.title.replace(UNREAD_IN_TITLE, '');
+    document.title = count ? '(' + (count > 99 ? '99+' : count) + ') ' + title : title;
     document.querySelectorAll('[data-unread]').forEach(function (badge) {
       badge.textContent = '';
       if (count === 0) {
@@ -217,6 +291,7 @@
     if (empty) empty.remove();
     feed.insertBefore(article, feed.firstChild);
     localizeTimes(article);
+    enhanceShowMore(article);
     highlight(article);
     announce(article);
   }
@@ -269,6 +344,7 @@
       });
       current.replaceWith(fresh);
       localizeTimes(fresh);
+      enhanceShowMore(fresh);
     } catch (err) {
       /* Network trouble: the next page load shows the new text. */
     }
@@ -380,7 +456,7 @@
     }
   }
 
-  /* ---- Like / Unlike, Boost / Unboost, in place --------------------------------------- */
+  /* ---- Like and Boost, in place ------------------------------------------------------ */
 
   /* Posts the form and lets *apply* update the card from the JSON answer; anything else (an
      error page, a sign-in redirect) falls back to a normal submit, which shows it. */
@@ -406,19 +482,22 @@
     }
   }
 
+  /* Like and Boost are toggle buttons: their name stays, aria-pressed says the state. */
   function applyLike(form, button, data) {
     if (typeof data.liked !== 'boolean') return false;
     var action = form.querySelector('input[name="action"]');
     if (action) action.value = data.liked ? 'unlike' : 'like';
-    var label = form.querySelector('[data-like-label]');
-    if (label) label.textContent = data.liked ? 'Unlike' : 'Like';
-    var count = form.querySelector('[data-like-count]');
-    if (count && typeof data.count === 'number') count.textContent = String(data.count);
-    var noun = form.querySelector('[data-like-noun]');
-    if (noun && typeof data.count === 'number') {
-      noun.textContent = data.count === 1 ? ' like' : ' likes';
+    if (typeof data.count === 'number') {
+      /* As cards.py writes it: a bare number, none at zero; words for screen readers. */
+      var count = form.querySelector('[data-like-count]');
+      if (count) count.textContent = data.count ? String(data.count) : '';
+      var words = form.querySelector('[data-like-words]');
+      if (words) {
+        words.textContent = data.count === 0 ? 'no likes'
+          : data.count + (data.count === 1 ? ' like' : ' likes');
+      }
     }
-    if (button) button.classList.toggle('is-liked', data.liked);
+    if (button) button.setAttribute('aria-pressed', data.liked ? 'true' : 'false');
     return true;
   }
 
@@ -426,9 +505,7 @@
     if (typeof data.boosted !== 'boolean') return false;
     var action = form.querySelector('input[name="action"]');
     if (action) action.value = data.boosted ? 'unboost' : 'boost';
-    var label = form.querySelector('[data-boost-label]');
-    if (label) label.textContent = data.boosted ? 'Unboost' : 'Boost';
-    if (button) button.classList.toggle('is-liked', data.boosted);
+    if (button) button.setAttribute('aria-pressed', data.boosted ? 'true' : 'false');
     return true;
   }
 
@@ -497,6 +574,8 @@
 
   function start() {
     localizeTimes(document);
+    window.setInterval(refreshRelativeTimes, 60 * 1000);
+    enhanceShowMore(document);
     /* The badge came with the page; the stream keeps it current from here. */
     if (document.body.dataset.live) openLive();
   }

@@ -7,6 +7,7 @@ Invariants:
 - Deleted posts (``deleted_at`` set) are never returned by the reads for people; the row and
   every version stay for the compliance archive.
 - ``post_versions`` holds every version, the current one included; an edit adds a row.
+- Feed pages name whom a reply answers only where the viewer may read it (``replies.py``).
 - Post ids are time-sortable; feeds page by ``id < cursor`` (keyset), so page 500 costs what
   page 1 costs.
 """
@@ -25,6 +26,7 @@ from server.storage.notifications import (
     retract_notification,
     retract_post_notifications,
 )
+from server.storage.replies import page_with_reply_targets
 from server.storage.rows import actor_columns, actor_from_row, actor_reader, column_index, row_index
 from server.storage.visibility import visible_reply_count_sql, visible_sql
 
@@ -416,7 +418,8 @@ def select_home_feed(
         " ORDER BY a.feed_id DESC LIMIT :limit"
     )
     params = {"viewer": viewer_id, "before": before or _MAX_CURSOR, "limit": limit + 1}
-    return _merged_page(conn, posts_part, boosts_part, params, limit)
+    page = _merged_page(conn, posts_part, boosts_part, params, limit)
+    return page_with_reply_targets(conn, page, viewer_id)
 
 
 def _merged_page(
@@ -466,7 +469,8 @@ def select_profile_feed(
         "before": before or _MAX_CURSOR,
         "limit": limit + 1,
     }
-    return _merged_page(conn, posts_part, boosts_part, params, limit)
+    page = _merged_page(conn, posts_part, boosts_part, params, limit)
+    return page_with_reply_targets(conn, page, viewer_id)
 
 
 def select_wall(
@@ -489,7 +493,7 @@ def select_wall(
             "limit": limit + 1,
         },
     )
-    return _page(rows, limit)
+    return page_with_reply_targets(conn, _page(rows, limit), viewer_id)
 
 
 def select_thread(
@@ -518,7 +522,7 @@ def select_tag_feed(
         f" AND {visible_sql(viewer_id)} ORDER BY t.post_id DESC LIMIT :limit",
         {"tag": tag, "viewer": viewer_id, "before": before or _MAX_CURSOR, "limit": limit + 1},
     )
-    return _page(rows, limit)
+    return page_with_reply_targets(conn, _page(rows, limit), viewer_id)
 
 
 def select_versions(conn: sqlite3.Connection, post_id: int) -> list[PostVersion]:

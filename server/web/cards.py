@@ -9,13 +9,26 @@ Ids are integers and paths are our own fixed routes.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from markupsafe import Markup, escape
 
 from server.domain import Post, Visibility
+from server.web.icons import icon
 
 _IsoFormat = Any  # callables turning epoch ms into text, passed in from the app's filters
+
+# A post longer than this (characters of text, or lines) is shown shortened in feeds, with
+# "Show more"; its own page shows all of it.
+COLLAPSE_CHARS = 500
+COLLAPSE_LINES = 8
+_HEART = str(icon("heart"))
+_BOOST = str(icon("boost"))
+_REPLY = str(icon("reply"))
+_COMMENT = str(icon("comment"))
+_TAG = re.compile(r"<[^>]*>")
+_LINE_BREAK = re.compile(r"<(?:p|br|li|tr)\b|\n")
 
 
 def post_card(
@@ -87,21 +100,28 @@ def post_card(
         f'        <a href="{thread_url}"><time datetime="{escape(iso(post.created_at))}">'
         f"{escape(human(post.created_at))}</time></a>\n"
         f'        <span class="badge badge-vis badge-{post.visibility.value}">'
-        f"{escape(post.visibility.label)}</span>"
+        f"{_visibility(post.visibility)}</span>"
     )
     if post.version > 1:
         out.append(f'\n        <a class="edited" href="{thread_url}/history">edited</a>')
-    if post.in_reply_to_id and not on_thread:
-        out.append(f'\n        <a href="{thread_url}">reply in a conversation</a>')
-    out.append(
-        "\n      </p>\n    </div>\n  </header>\n"
-        f'  <div class="post-content">{post.content_html}</div>\n'
-        '  <footer class="post-actions">\n    '
+    out.append("\n      </p>\n    </div>\n  </header>")
+    if post.in_reply_to_id is not None and not on_thread:
+        out.append(_reply_note(post, thread_url))
+    if not on_thread and is_long(post.content_html):
+        out.append(_collapsed_content(post))
+    else:
+        out.append(f'\n  <div class="post-content">{post.content_html}</div>')
+    out.append('\n  <footer class="post-actions">\n    ')
+    # Counts show as a bare number, none at zero (as in "♥ 2"); screen readers get words.
+    likes = (
+        f'<span class="count" data-like-count aria-hidden="true">{_count(post.like_count)}</span>'
+        f'<span class="sr-only" data-like-words>{_counted(post.like_count, "like", "likes")}</span>'
     )
     if me is not None:
         liked = post.liked_by_viewer
+        # Like and Boost are toggle buttons: one name, the state in aria-pressed.
         out.append(
-            f'<a class="action" href="{thread_url}#reply">Reply'
+            f'<a class="action" href="{thread_url}#reply">{_REPLY}Reply'
             f'<span class="sr-only"> to {escape(author.name)}</span></a>\n'
             f'    <form method="post" action="{thread_url}/like" class="inline-form"'
             " data-like-form>\n"
@@ -109,11 +129,9 @@ def post_card(
             '      <input type="hidden" name="action"'
             f' value="{"unlike" if liked else "like"}">\n'
             f'      <input type="hidden" name="next" value="{back_here}">\n'
-            f'      <button type="submit" class="action{" is-liked" if liked else ""}">'
-            f"<span data-like-label>{'Unlike' if liked else 'Like'}</span>{whose}"
-            f'<span class="sr-only">,</span> <span class="count" data-like-count>'
-            f"{post.like_count}</span>"
-            f'<span class="sr-only" data-like-noun> {_likes(post.like_count)}</span>'
+            '      <button type="submit" class="action action-like"'
+            f' aria-pressed="{_pressed(liked)}">{_HEART}'
+            f'<span class="sr-only">Like</span>{whose}<span class="sr-only">, </span>{likes}'
             "</button>\n    </form>\n    "
         )
         if post.visibility is Visibility.PUBLIC:
@@ -125,16 +143,18 @@ def post_card(
                 '      <input type="hidden" name="action"'
                 f' value="{"unboost" if boosted else "boost"}">\n'
                 f'      <input type="hidden" name="next" value="{back_here}">\n'
-                f'      <button type="submit" class="action{" is-liked" if boosted else ""}">'
-                f"<span data-boost-label>{'Unboost' if boosted else 'Boost'}</span>{whose}"
+                '      <button type="submit" class="action action-boost"'
+                f' aria-pressed="{_pressed(boosted)}">{_BOOST}Boost{whose}'
                 "</button>\n    </form>\n    "
             )
     else:
-        out.append(
-            f'<span class="action-static">{post.like_count} {_likes(post.like_count)}</span>\n    '
-        )
-    replies = "reply" if post.reply_count == 1 else "replies"
-    out.append(f'<a class="action" href="{thread_url}">{post.reply_count} {replies}</a>\n    ')
+        out.append(f'<span class="action-static">{_HEART}{likes}</span>\n    ')
+    out.append(
+        f'<a class="action" href="{thread_url}">{_COMMENT}'
+        f'<span class="count" aria-hidden="true">{_count(post.reply_count)}</span>'
+        f'<span class="sr-only">{_counted(post.reply_count, "reply", "replies")}</span>'
+        "</a>\n    "
+    )
     if is_author or is_wall_owner:
         confirm = (
             "Delete this post? This cannot be undone."
@@ -157,8 +177,66 @@ def post_card(
     return Markup("".join(out))  # noqa: S704 - every interpolated value is escaped above
 
 
-def _likes(count: int) -> str:
-    return "like" if count == 1 else "likes"
+def _visibility(visibility: Visibility) -> str:
+    """The badge's text, "Internal (colleagues only)": on a phone the part in brackets is
+    left out (style.css), so the badge fits on the line of the post's time."""
+    short = visibility.short_label
+    detail = visibility.label[len(short) :]
+    if not detail:
+        return escape(short)
+    return f'{escape(short)}<span class="vis-detail">{escape(detail)}</span>'
+
+
+def _count(count: int) -> str:
+    return str(count) if count else ""
+
+
+def _counted(count: int, one: str, many: str) -> str:
+    """'no likes', '1 like', '2 likes' (app.js words a like count the same way)."""
+    if count == 0:
+        return f"no {many}"
+    return f"{count} {one if count == 1 else many}"
+
+
+def _pressed(state: bool) -> str:
+    return "true" if state else "false"
+
+
+def is_long(content_html: str) -> bool:
+    """Is the post long enough to be shortened in a feed?"""
+    if len(content_html) <= COLLAPSE_CHARS and content_html.count("<") <= COLLAPSE_LINES:
+        return False  # the common short post: no regex at all
+    lines = len(_LINE_BREAK.findall(content_html))
+    return lines > COLLAPSE_LINES or len(_TAG.sub("", content_html)) > COLLAPSE_CHARS
+
+
+def _collapsed_content(post: Post) -> str:
+    """The text cut to a few lines by the style sheet, with "Show more": a link to the post's
+    own page, where all of it shows (app.js turns it into a button that opens it in place).
+    All of the text stays in the page, so a screen reader reads it all, and a link inside the
+    hidden part opens the text when it takes the keyboard focus (style.css)."""
+    text_id = f"post-{post.id}-text"
+    return (
+        f'\n  <div class="post-content is-collapsed" id="{text_id}">'
+        f"{post.content_html}</div>\n"
+        f'  <p class="show-more"><a href="/posts/{post.id}" data-show-more'
+        f' aria-controls="{text_id}">Show more<span class="sr-only"> of the post by'
+        f" {escape(post.author.name)}</span></a></p>"
+    )
+
+
+def _reply_note(post: Post, thread_url: str) -> str:
+    """'↩ Replying to Alice', linked to the post answered, on a reply shown outside its thread.
+
+    ``reply_to`` is set only when the reader may read that post (see storage/replies.py);
+    otherwise the card says no more than that it is part of a conversation, and links to
+    its own page."""
+    parent = post.reply_to
+    if parent is None or post.in_reply_to_id is None:
+        link = f'<a href="{thread_url}">Reply in a conversation</a>'
+    else:
+        link = f'<a href="/posts/{post.in_reply_to_id}">Replying to {escape(parent.name)}</a>'
+    return f'\n  <p class="reply-note small">{_REPLY} {link}</p>'
 
 
 def _boost_note(post: Post) -> str:
@@ -167,6 +245,6 @@ def _boost_note(post: Post) -> str:
     if booster is None:
         return ""
     return (
-        '\n  <p class="boost-note small"><span aria-hidden="true">↻</span> '
+        f'\n  <p class="boost-note small">{_BOOST} '
         f'<a href="/people/{escape(booster.handle)}">{escape(booster.name)}</a> boosted</p>'
     )

@@ -12,7 +12,7 @@ from quart.typing import ResponseReturnValue
 from server.domain import Post
 from server.errors import Forbidden, NotFound, SteelyardError
 from server.services import posting
-from server.storage import posts
+from server.storage import posts, replies
 from server.web.support import (
     ask_to_confirm,
     ctx,
@@ -56,6 +56,7 @@ async def card(post_id: str) -> ResponseReturnValue:
     """The post as a feed item, for live insertion (visibility checked like the page);
     ``?via=<actor id>``: as boosted by that person, if they did boost it."""
     post = await _visible_post(post_id)
+    (post,) = await ctx().db.read(replies.with_reply_targets, [post], viewer_id())
     via = request.args.get("via", "")
     if _ID.fullmatch(via):
         if await ctx().db.read(posts.is_in_own_feed, post.id, require_viewer().id):

@@ -22,6 +22,7 @@ from quart.typing import ResponseReturnValue
 from server.domain import Account, Actor
 from server.errors import Forbidden, InvalidInput, NotFound
 from server.services.context import Context
+from server.web.icons import icon
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -258,4 +259,5 @@ def template_globals() -> dict[str, Any]:
         "card_context": card_context,
         "unread_count": unread_count,
         "invalid": invalid,
+        "icon": icon,
     }

@@ -136,12 +136,14 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     await alice.evaluate("window.stillThisPage = true")
     await card.get_by_role("button", name="Boost").focus()
     await alice.keyboard.press("Enter")
-    # In place, like a like: the button turns into Unboost without a reload, and keeps the
-    # keyboard focus (a disabled button would drop it to the page).
-    await card.get_by_role("button", name="Unboost").wait_for(timeout=10_000)
+    # In place, like a like: the toggle button shows as pressed without a reload, and keeps
+    # the keyboard focus (a disabled button would drop it to the page).
+    await card.get_by_role("button", name="Boost", pressed=True).wait_for(timeout=10_000)
     assert await alice.evaluate("window.stillThisPage === true")
-    focused = await alice.evaluate("document.activeElement.textContent")
-    assert focused.startswith("Unboost"), focused
+    focused = await alice.evaluate(
+        "[document.activeElement.textContent, document.activeElement.ariaPressed]"
+    )
+    assert focused == ["Boost post by Carol Cho", "true"], focused
     live = bob.locator("article.post", has_text=boosted)
     await live.wait_for(timeout=10_000)
     assert "Alice Anders boosted" in await live.inner_text()
@@ -270,6 +272,8 @@ async def test_the_badge_catches_up_when_the_live_stream_comes_back(  # type: ig
     release.set()
     badge = bob.locator("[data-unread]", has_text=re.compile(rf"^{before + 1}\b"))
     await badge.wait_for(timeout=10_000)
+    # The tab's title leads with the count too, once, however often it changes.
+    assert await bob.title() == f"({before + 1}) Home · ACME"
     await alice_ctx.close()
     await bob_ctx.close()
 
@@ -401,6 +405,136 @@ async def test_phone_sized_screen_has_no_horizontal_scroll(server: ServerProcess
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 320, (path, box)
     await admin.screenshot(path=str(ARTIFACTS / "phone-admin-federation.png"), full_page=True)
     await admin_ctx.close()
+
+
+async def _nav_rows(page) -> int:  # type: ignore[no-untyped-def]
+    """How many lines the main navigation's items take."""
+    tops = await page.evaluate(
+        "[...document.querySelectorAll('.site-nav li')].map(li => li.getBoundingClientRect().top)"
+    )
+    return len({round(top) for top in tops})
+
+
+@pytest.mark.parametrize("size", [(360, 740), (390, 844)], ids=["360x740", "390x844"])
+async def test_on_a_phone_the_menu_is_one_row_and_no_page_scrolls_sideways(  # type: ignore[no-untyped-def]
+    server: ServerProcess, browser, size: tuple[int, int]
+) -> None:
+    """An admin has the most menu items: all of them in one row of icons and short labels,
+    Sign out in sight, and no page wider than the screen."""
+    width, height = size
+    context = await browser.new_context(
+        viewport={"width": width, "height": height}, is_mobile=True, has_touch=True
+    )
+    page = await context.new_page()
+    await _sign_in(page, server.base, "admin")
+    # The visibility menu sits under its label, as wide as the text box: beside the label
+    # "Internal (colleagues only)" was cut off.
+    text_box = await page.get_by_label("What are you working on?").bounding_box()
+    menu = await page.get_by_label("Visibility").bounding_box()
+    assert text_box and menu and abs(menu["width"] - text_box["width"]) <= 1, (text_box, menu)
+    # A getting-started step's number stands by its first line (it is a block, not inline).
+    for step in await page.locator(".setup-steps a").all():
+        assert await step.evaluate("el => getComputedStyle(el).display") == "block"
+    await page.get_by_label("What are you working on?").fill(
+        f"Phone check {width}: {LONG_WORD} " + "and a long paragraph of notes " * 20
+    )
+    await page.get_by_role("button", name="Post", exact=True).click()
+    card = page.locator("article.post", has_text=f"Phone check {width}")
+    await card.wait_for()
+    # The visibility badge is short ("Internal") and stays on the line of the time.
+    time_box = await card.locator(".post-info time").bounding_box()
+    badge_box = await card.locator(".badge-vis").bounding_box()
+    assert time_box and badge_box and abs(time_box["y"] - badge_box["y"]) < 12, (
+        time_box,
+        badge_box,
+    )
+    assert await card.locator(".badge-vis").inner_text() == "Internal"
+    post_path = await card.locator(".post-info a[href^='/posts/']").first.get_attribute("href")
+    assert post_path is not None
+    await page.goto(f"{server.base}{post_path}")
+    await page.get_by_label("Reply").fill(f"Reply at {width}")
+    await page.get_by_role("button", name="Reply", exact=True).click()
+    await page.wait_for_selector(f"text=Reply at {width}")
+    for path in (
+        "/",
+        "/people/admin",
+        post_path,
+        "/people",
+        "/notifications",
+        "/settings/profile",
+        "/settings/password",
+        "/admin/users",
+        "/admin/federation",
+    ):
+        await page.goto(f"{server.base}{path}")
+        sizes = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert sizes[0] <= sizes[1], (path, sizes)
+        assert await _nav_rows(page) == 1, path
+        nav = page.get_by_role("navigation", name="Main")
+        for label in ("Home", "People", "Alerts", "Profile", "Settings", "Admin"):
+            box = await nav.get_by_role("link", name=label).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+            assert box["height"] >= 44, (label, box)  # a finger-sized target
+        sign_out = await page.get_by_role("button", name="Sign out").bounding_box()
+        assert sign_out is not None and sign_out["y"] + sign_out["height"] <= 120, path
+    await page.goto(f"{server.base}/")
+    # The reply shows in the feed as "Replying to Ada Administrator"; a name that is one long
+    # word wraps instead of widening the page.
+    note = page.locator(".reply-note a", has_text="Replying to Ada Administrator").first
+    await note.evaluate(f"el => {{ el.textContent = 'Replying to {LONG_WORD}'; }}")
+    assert await _overflow(page) <= 0
+    await page.goto(f"{server.base}/")
+    await page.screenshot(path=str(ARTIFACTS / f"phone-{width}-feed.png"), full_page=True)
+    await context.close()
+
+
+async def test_a_long_post_opens_in_place_or_on_its_page(server: ServerProcess, browser) -> None:  # type: ignore[no-untyped-def]
+    """With JavaScript "Show more" opens the text where it is (and says so); without, it is
+    a link to the post's page, which shows all of it. Likes toggle in place, aria-pressed;
+    the time of a new post reads "now" with JavaScript, the date and time without."""
+    text = "Minutes of the supplier meeting. " * 25 + "LAST-WORDS"
+    for scripts in (True, False):
+        context = await browser.new_context(
+            viewport={"width": 390, "height": 844}, java_script_enabled=scripts
+        )
+        page = await context.new_page()
+        await _sign_in(page, server.base, "bob")
+        await page.get_by_label("What are you working on?").fill(f"{scripts} {text}")
+        await page.get_by_role("button", name="Post", exact=True).click()
+        card = page.locator("article.post", has_text=f"{scripts} Minutes")
+        await card.wait_for()
+        body = card.locator(".post-content")
+        clipped = "el => el.scrollHeight - el.clientHeight"
+        assert await body.evaluate(clipped) > 20  # shortened
+        posted = card.locator(".post-info time")
+        if scripts:
+            # A time in a feed reads as people say it; the date and time is in the tooltip.
+            assert await posted.inner_text() in ("now", "1 minute ago"), await posted.inner_text()
+            assert re.search(r"\d{4}", await posted.get_attribute("title") or "")
+            more = card.get_by_role("button", name="Show more")
+            assert await more.get_attribute("aria-expanded") == "false"
+            await more.click()
+            less = card.get_by_role("button", name="Show less")
+            assert await less.get_attribute("aria-expanded") == "true"
+            assert await body.evaluate(clipped) <= 1
+            await less.click()
+            assert await body.evaluate(clipped) > 20
+            like = card.get_by_role("button", name="Like post by Bob Berg")
+            assert await like.get_attribute("aria-pressed") == "false"
+            await page.evaluate("window.stillThisPage = true")
+            await like.click()
+            await card.locator('button.action-like[aria-pressed="true"]').wait_for()
+            assert await like.locator("[data-like-count]").inner_text() == "1"
+            assert await like.locator("[data-like-words]").inner_text() == "1 like"
+            assert await page.evaluate("window.stillThisPage === true")
+        else:
+            assert re.search(r"\d{4}", await posted.inner_text())  # the date, from the server
+            await card.get_by_role("link", name="Show more").click()
+            await page.wait_for_url(re.compile(r"/posts/\d+$"))
+            whole = page.locator("article.post", has_text=f"{scripts} Minutes")
+            assert await whole.locator(".post-content").evaluate(clipped) <= 1
+            assert await whole.get_by_text("LAST-WORDS").is_visible()
+        await context.close()
 
 
 def test_chromium_binary_is_debians() -> None:

@@ -35,9 +35,13 @@ class _Scanner(HTMLParser):
         values = dict(attrs)
         if tag == "script" and values.get("src") != "/static/app.js":
             self.problems.append("script")
-        if tag in ("iframe", "svg", "math", "object", "embed", "img") and not (
-            tag == "img" and (values.get("src") or "").startswith("/media/avatars/")
-        ):
+        own_image = (tag == "img" and (values.get("src") or "").startswith("/media/avatars/")) or (
+            # The UI's own icons (server/web/icons.py), decoration only.
+            tag == "svg"
+            and (values.get("class") or "").startswith("icon icon-")
+            and values.get("aria-hidden") == "true"
+        )
+        if tag in ("iframe", "svg", "math", "object", "embed", "img") and not own_image:
             self.problems.append(tag)
         for name, value in attrs:
             if name.startswith("on") or name == "style":
