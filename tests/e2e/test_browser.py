@@ -465,6 +465,7 @@ async def test_on_a_phone_the_menu_is_one_row_and_no_page_scrolls_sideways(  # t
         "/settings/password",
         "/admin/users",
         "/admin/federation",
+        "/admin/backups",
     ):
         await page.goto(f"{server.base}{path}")
         sizes = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")

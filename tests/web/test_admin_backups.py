@@ -46,6 +46,7 @@ async def test_it_says_when_there_is_no_backup_then_lists_each_one(
 ) -> None:
     ctx = context_of(app)
     body = await _admin_page(app)
+    assert 'href="/admin/backups" aria-current="page">Backups</a>' in body
     assert 'data-backup-state="none"' in body
     assert f"steelyard --instance {ctx.config.instance_path.resolve()} backup" in body
     assert "Nothing yet" in body
