@@ -1058,6 +1058,8 @@ def _date_ms(value: Any) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:
-        return (moment - _EPOCH) // timedelta(milliseconds=1)
-    except OverflowError:
+        # Through UTC first: "9999-12-31T23:59:59-14:00" is a valid string but lies past the
+        # last datetime; a moment no datetime can hold would fail whoever shows it later.
+        return (moment.astimezone(UTC) - _EPOCH) // timedelta(milliseconds=1)
+    except (OverflowError, ValueError):
         return None

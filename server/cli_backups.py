@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shlex
 from pathlib import Path
 
 
@@ -34,9 +35,15 @@ def add_parsers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         " --instance, which must not exist yet or be empty: an instance is never"
         " overwritten. Every file is checked against the backup's manifest and the database"
         " with SQLite's quick_check before the folder appears. Then start it with"
-        " `steelyard --instance DIR serve` (a backup from an older release is migrated then).",
+        " `steelyard --instance DIR serve` (a backup from an older release is migrated then)."
+        " The copy is the same instance, with the same address and keys: stop the original"
+        " before serving it, and never serve both.",
     )
-    restore.add_argument("archive", metavar="ARCHIVE", help="the backup's .tar file")
+    restore.add_argument(
+        "archive",
+        metavar="ARCHIVE",
+        help="the backup's .tar file (also gzip-, bzip2- or xz-compressed: .tar.gz and so on)",
+    )
 
 
 def _say(line: str) -> None:
@@ -76,5 +83,9 @@ def cmd_restore(instance: Path, archive: str) -> int:
             f"This backup was written by a newer Steelyard (schema {result.schema_version},"
             f" this release knows {newest}): upgrade Steelyard before serving it."
         )
-    _say(f"Start it with: steelyard --instance {instance} serve")
+    _say(
+        f"Start it with: steelyard --instance {shlex.quote(str(result.instance))} serve"
+        " (it has the original's address and keys: stop the original first, and never serve"
+        " both)."
+    )
     return 0

@@ -9,23 +9,31 @@ written owner-only (0600) and must be encrypted before it leaves the machine.
 
 Invariants:
 - Only a complete, fsynced archive carries the final name ``steelyard-backup-<UTC>.tar``; an
-  interrupted run leaves at most files ending in ``.partial``, which are never taken for a
-  backup (and the next run names them).
+  interrupted run (even by kill -9) leaves at most files whose names contain
+  ``steelyard-backup-…​.partial``, which are never taken for a backup (and the next run names
+  them). Two runs in the same second never share a name: each reserves its ``.partial``
+  with O_EXCL before writing.
+- What a backup holds, a restore accepts, and the reverse: upload names pass the same check
+  both ways (:func:`_is_upload`), so a backup that was written can be restored.
 - A restore writes nothing outside a new staging folder next to the target, and renames it
   into place only once every file matched the manifest and the database passed SQLite's
   check. It never overwrites an instance, and refuses any archive member that is not one of
   the expected regular files: no links, devices, absolute paths or ``..``.
+- Failures of the disk or the database reach the caller as one :class:`InstanceError` line
+  naming the file, never as a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 import re
 import shutil
+import sqlite3
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -37,7 +45,6 @@ from server.config import CONFIG_FILE, DB_FILE, SECRET_FILE, Config, load_config
 from server.errors import InstanceError, InvalidInput
 from server.services.context import Context
 from server.storage import snapshot, users
-from server.storage.db import open_sync
 
 # Audit log actions: every backup and restore is on the record, and the admin page reads them.
 BACKUP_WRITTEN = "backup.written"
@@ -56,6 +63,9 @@ _MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _PROGRESS_EVERY = 5.0
 # One path segment of an uploaded file: no leading dot, so never "." or "..", nor hidden.
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
+_MAX_UPLOAD_DEPTH = 5
+# A restore's staging folder, next to the target: ".<target name>.restoring".
+_STAGING_SUFFIX = ".restoring"
 
 Say = Callable[[str], None]
 
@@ -102,12 +112,33 @@ def _mb(size: int) -> str:
     return f"{size / 1e6:,.1f} MB"
 
 
+def _is_upload(relative: PurePosixPath) -> bool:
+    """Is *relative* (a path under ``uploads/``) a name a backup holds and a restore accepts?"""
+    parts = relative.parts
+    return 1 <= len(parts) <= _MAX_UPLOAD_DEPTH and all(_SEGMENT.match(p) for p in parts)
+
+
+def _failure(what: str, exc: OSError | sqlite3.Error) -> InstanceError:
+    """One line for a failure of the disk or the database, naming the file when known."""
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return InstanceError(f"{what}: {exc.strerror or exc}{where}.")
+    return InstanceError(f"{what}: the database said {exc}.")
+
+
 def archive_name(now: dt.datetime) -> str:
     return f"steelyard-backup-{now.astimezone(dt.UTC):%Y%m%dT%H%M%SZ}.tar"
 
 
 def create_backup(config: Config, dest_dir: Path, *, now: dt.datetime, say: Say) -> BackupResult:
     """Write a backup of *config*'s instance into *dest_dir*; return where and how big."""
+    try:
+        return _create_backup(config, dest_dir, now=now, say=say)
+    except (OSError, sqlite3.Error) as exc:
+        raise _failure("The backup failed, and no backup was written", exc) from exc
+
+
+def _create_backup(config: Config, dest_dir: Path, *, now: dt.datetime, say: Say) -> BackupResult:
     started = time.monotonic()
     dest_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     leftovers = sorted(p.name for p in dest_dir.glob("*steelyard-backup-*.partial*"))
@@ -116,14 +147,17 @@ def create_backup(config: Config, dest_dir: Path, *, now: dt.datetime, say: Say)
             "Found what an interrupted backup left (not a backup; remove it when no backup"
             f" is running): {', '.join(leftovers)}."
         )
-    target = _free_name(dest_dir, archive_name(now))
-    db_copy = dest_dir / f".{target.stem}.{DB_FILE}"
+    target, fd = _reserve(dest_dir, archive_name(now))
+    raw = os.fdopen(fd, "wb")
+    partial = _partial(target)
+    # Named after the archive's .partial, so whatever a kill leaves of it is named next time.
+    db_copy = dest_dir / f".{partial.name}.{DB_FILE}"
     try:
         _copy_database(config, db_copy, say)
         members = [
-            (DB_FILE, db_copy),
-            (CONFIG_FILE, config.instance_path / CONFIG_FILE),
-            (SECRET_FILE, config.instance_path / SECRET_FILE),
+            _Member(DB_FILE, db_copy),
+            _Member(CONFIG_FILE, config.instance_path / CONFIG_FILE),
+            _Member(SECRET_FILE, config.instance_path / SECRET_FILE),
             *_uploads(config.uploads_dir, say),
         ]
         manifest: dict[str, Any] = {
@@ -135,45 +169,58 @@ def create_backup(config: Config, dest_dir: Path, *, now: dt.datetime, say: Say)
             "schema_version": snapshot.schema_version(db_copy),
             "files": [],
         }
-        _write_archive(target, members, manifest, say)
+        _write_archive(raw, target, members, manifest, say)
+        os.replace(partial, target)
+        snapshot.fsync_path(target.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            raw.close()
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
     finally:
-        snapshot.remove_with_companions(db_copy)
-    result = BackupResult(target, target.stat().st_size, len(members), time.monotonic() - started)
-    _record(
+        with contextlib.suppress(OSError):
+            snapshot.remove_with_companions(db_copy)
+    written = len(manifest["files"])
+    result = BackupResult(target, target.stat().st_size, written, time.monotonic() - started)
+    users.append_audit(
         config.db_path,
-        BACKUP_WRITTEN,
-        {"path": str(result.path.resolve()), "size": result.size, "files": result.files},
-        now,
+        action=BACKUP_WRITTEN,
+        detail=json.dumps(
+            {"path": str(result.path.resolve()), "size": result.size, "files": written},
+            sort_keys=True,
+        ),
+        now_ms=int(now.timestamp() * 1000),
     )
     return result
 
 
-def _record(db_path: Path, action: str, detail: dict[str, Any], now: dt.datetime) -> None:
-    """One audit entry, written through a connection of its own (the server may be running:
-    SQLite's busy timeout makes this wait for its writer, never interleave with it)."""
-    conn = open_sync(db_path)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        users.insert_audit(
-            conn,
-            actor_id=None,
-            action=action,
-            detail=json.dumps(detail, sort_keys=True),
-            now_ms=int(now.timestamp() * 1000),
-        )
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
+def _partial(target: Path) -> Path:
+    return target.with_name(target.name + snapshot.PARTIAL_SUFFIX)
 
 
-def _free_name(folder: Path, name: str) -> Path:
-    """*name* in *folder*, or ``<stem>-2.tar`` … when a backup of the same second exists."""
-    candidate = folder / name
+def _reserve(folder: Path, name: str) -> tuple[Path, int]:
+    """A free archive name in *folder* (*name*, else ``<stem>-2.tar`` …) and the open,
+    owner-only ``.partial`` that reserves it.
+
+    The ``.partial`` is created with O_EXCL *before* the final name is checked: a run that
+    still writes holds its ``.partial`` until its rename, so two runs of the same second
+    can never both pass, and neither replaces the other's archive."""
     counter = 1
-    while candidate.exists() or candidate.with_name(candidate.name + ".partial").exists():
+    candidate = folder / name
+    while True:
+        try:
+            fd = os.open(_partial(candidate), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            fd = -1
+        if fd >= 0 and not candidate.exists():
+            os.fchmod(fd, 0o600)  # O_CREAT's mode is narrowed by the umask, never widened
+            return candidate, fd
+        if fd >= 0:
+            os.close(fd)
+            _partial(candidate).unlink(missing_ok=True)
         counter += 1
         candidate = folder / f"{Path(name).stem}-{counter}.tar"
-    return candidate
 
 
 def _copy_database(config: Config, db_copy: Path, say: Say) -> None:
@@ -199,19 +246,51 @@ def _copy_database(config: Config, db_copy: Path, say: Say) -> None:
     say(f"The copy is sound (SQLite quick_check, {time.monotonic() - began:.1f} s).")
 
 
-def _uploads(folder: Path, say: Say) -> list[tuple[str, Path]]:
-    """Every regular file under *folder* as (archive name, path), sorted; links are skipped."""
-    found: list[tuple[str, Path]] = []
+@dataclass(frozen=True, slots=True)
+class _Member:
+    name: str  # in the archive
+    path: Path
+    may_vanish: bool = False  # an upload the server may delete while the backup runs
+
+
+def _uploads(folder: Path, say: Say) -> list[_Member]:
+    """Every upload under *folder*, sorted. Links, hidden files (the server's half-written
+    ``.tmp`` files) and anything but regular files are skipped, each with a line saying so;
+    a name a restore would refuse stops the backup before anything is written."""
+    found: list[_Member] = []
     if not folder.is_dir():
         return found
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder)
-        if path.is_symlink() or not path.is_file():
-            if path.is_symlink():
-                say(f"Skipped {_UPLOADS}/{relative}: a symbolic link, not an upload.")
-            continue
-        found.append((f"{_UPLOADS}/{relative.as_posix()}", path))
-    return found
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        for name in sorted(dirs):  # os.walk does not follow links; say what it leaves out
+            inner = (here / name).relative_to(folder).as_posix()
+            if (here / name).is_symlink():
+                say(f"Skipped {_UPLOADS}/{inner}: a symbolic link, not an upload.")
+                dirs.remove(name)
+            elif name.startswith("."):
+                say(f"Skipped {_UPLOADS}/{inner}/: a hidden folder, not uploads.")
+                dirs.remove(name)
+        dirs.sort()
+        for name in sorted(files):
+            path = here / name
+            relative = path.relative_to(folder)
+            shown = f"{_UPLOADS}/{relative.as_posix()}"
+            if name.startswith("."):
+                say(f"Skipped {shown}: a hidden file (an upload still being written).")
+            elif path.is_symlink():
+                say(f"Skipped {shown}: a symbolic link, not an upload.")
+            elif not path.is_file():
+                if path.exists():
+                    say(f"Skipped {shown}: not a regular file.")
+            elif not _is_upload(PurePosixPath(relative.as_posix())):
+                raise InstanceError(
+                    f"{shown} has a name a restore would refuse (letters, digits, '.', '_'"
+                    f" and '-' only, at most {_MAX_UPLOAD_DEPTH - 1} folders deep); rename or"
+                    " remove it, then back up again. No backup was written."
+                )
+            else:
+                found.append(_Member(shown, path, may_vanish=True))
+    return sorted(found, key=lambda m: m.name)
 
 
 class _Hashing:
@@ -232,10 +311,11 @@ class _Hashing:
 
 
 def _write_archive(
-    target: Path, members: list[tuple[str, Path]], manifest: dict[str, Any], say: Say
+    raw: IO[bytes], target: Path, members: list[_Member], manifest: dict[str, Any], say: Say
 ) -> None:
-    partial = target.with_name(target.name + snapshot.PARTIAL_SUFFIX)
-    total = sum(path.stat().st_size for _, path in members)
+    """Write *members*, then the manifest listing what was written, as a tar to *raw* (the
+    open ``.partial`` of *target*), fsynced and closed."""
+    total = sum(_size_or_zero(m.path) for m in members)
     say(f"Writing {target} ({len(members)} files, {_mb(total)}) ...")
     progress = _Progress(say, "archive", total)
     written = 0
@@ -245,33 +325,36 @@ def _write_archive(
         written += n
         progress(written)
 
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member in members:
+            try:
+                handle = member.path.open("rb")
+            except FileNotFoundError:
+                if not member.may_vanish:
+                    raise
+                say(f"Skipped {member.name}: deleted while the backup ran.")
+                continue
+            with handle:
+                info = _file_info(member.name, os.fstat(handle.fileno()).st_size)
+                reader = _Hashing(handle, count)
+                tar.addfile(info, fileobj=reader)
+            if reader.size != info.size:
+                raise InstanceError(f"{member.path} changed while it was backed up; try again.")
+            manifest["files"].append(
+                {"path": member.name, "size": info.size, "sha256": reader.digest.hexdigest()}
+            )
+        body = json.dumps(manifest, indent=1).encode("utf-8")
+        tar.addfile(_file_info(MANIFEST, len(body)), fileobj=_BytesReader(body))
+        tar.close()
+        raw.flush()
+        os.fsync(raw.fileno())
+
+
+def _size_or_zero(path: Path) -> int:
     try:
-        os.fchmod(fd, 0o600)
-        with (
-            os.fdopen(fd, "wb") as raw,
-            tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            for name, path in members:
-                with path.open("rb") as handle:
-                    info = _file_info(name, os.fstat(handle.fileno()).st_size)
-                    reader = _Hashing(handle, count)
-                    tar.addfile(info, fileobj=reader)
-                if reader.size != info.size:
-                    raise InstanceError(f"{path} changed while it was backed up; try again.")
-                manifest["files"].append(
-                    {"path": name, "size": info.size, "sha256": reader.digest.hexdigest()}
-                )
-            body = json.dumps(manifest, indent=1).encode("utf-8")
-            tar.addfile(_file_info(MANIFEST, len(body)), fileobj=_BytesReader(body))
-            tar.close()
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(partial, target)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    snapshot.fsync_path(target.parent)
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _file_info(name: str, size: int) -> tarfile.TarInfo:
@@ -302,41 +385,59 @@ def restore_backup(
     archive: Path, instance: Path, *, say: Say, now: dt.datetime | None = None
 ) -> RestoreResult:
     """Unpack *archive* into the new instance folder *instance*, checked, or write nothing."""
+    instance = instance.resolve()  # "." or "x/.." have no name to stage next to
     if (instance / CONFIG_FILE).exists():
         raise InvalidInput(f"{instance} already holds an instance; refusing to overwrite it.")
     if instance.exists() and (not instance.is_dir() or any(instance.iterdir())):
         raise InvalidInput(f"{instance} is not empty; restore into a new or empty folder.")
     if not archive.is_file():
         raise InvalidInput(f"{archive} is not a file.")
-    instance.parent.mkdir(parents=True, exist_ok=True)
-    staging = instance.parent / f".{instance.name}.restoring-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(mode=0o700)
+    staging = instance.parent / f".{instance.name}{_STAGING_SUFFIX}"
     try:
-        manifest, found = _unpack(archive, staging, say)
-        files = _check_against_manifest(manifest, found)
-        say("Every file matches the manifest. Checking the database ...")
-        verdict = snapshot.quick_check(staging / DB_FILE)
-        if verdict != "ok":
-            raise InvalidInput(f"The database in {archive} failed SQLite's check ({verdict}).")
-        say("The database is sound (SQLite quick_check).")
-        config = load_config(staging)
-        _record(
-            staging / DB_FILE,
-            BACKUP_RESTORED,
+        instance.parent.mkdir(parents=True, exist_ok=True)
+        staging.mkdir(mode=0o700)
+    except FileExistsError:
+        raise InvalidInput(
+            f"{staging} exists: an interrupted restore left it, or one is running now. It"
+            " holds an instance's secrets: once no restore is running, remove it and try again."
+        ) from None
+    except OSError as exc:
+        raise _failure("The restore failed, and nothing was written", exc) from exc
+    try:
+        return _restore_into(archive, staging, instance, say, now or dt.datetime.now(dt.UTC))
+    except (OSError, sqlite3.Error) as exc:
+        raise _failure("The restore failed, and nothing was written", exc) from exc
+    finally:
+        if staging.exists():  # renamed into place on success: only a failure leaves it
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _restore_into(
+    archive: Path, staging: Path, instance: Path, say: Say, now: dt.datetime
+) -> RestoreResult:
+    manifest, found = _unpack(archive, staging, say)
+    files = _check_against_manifest(manifest, found)
+    say("Every file matches the manifest. Checking the database ...")
+    verdict = snapshot.quick_check(staging / DB_FILE)
+    if verdict != "ok":
+        raise InvalidInput(f"The database in {archive} failed SQLite's check ({verdict}).")
+    say("The database is sound (SQLite quick_check).")
+    config = load_config(staging)
+    users.append_audit(
+        staging / DB_FILE,
+        action=BACKUP_RESTORED,
+        detail=json.dumps(
             {"archive": archive.name, "written_at": str(manifest.get("created_at", ""))},
-            now or dt.datetime.now(dt.UTC),
-        )
-        (staging / "backups").mkdir(mode=0o700)
-        (staging / _UPLOADS).mkdir(mode=0o700, exist_ok=True)
-        snapshot.fsync_path(staging)
-        if instance.exists():
-            instance.rmdir()  # empty, checked above
-        os.replace(staging, instance)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+            sort_keys=True,
+        ),
+        now_ms=int(now.timestamp() * 1000),
+    )
+    (staging / "backups").mkdir(mode=0o700)
+    (staging / _UPLOADS).mkdir(mode=0o700, exist_ok=True)
+    snapshot.fsync_path(staging)
+    if instance.exists():
+        instance.rmdir()  # empty, checked above
+    os.replace(staging, instance)
     snapshot.fsync_path(instance.parent)
     size = sum(entry["size"] for entry in files)
     return RestoreResult(
@@ -374,17 +475,13 @@ def _unpack(archive: Path, staging: Path, say: Say) -> tuple[dict[str, Any], dic
 
 
 def _member_name(member: tarfile.TarInfo) -> str | None:
-    """The member's checked name; None for a folder entry under uploads/ (skipped)."""
-    path = PurePosixPath(member.name)
+    """The member's checked name; None for a folder entry (skipped): the archive's root (as
+    ``tar -C DIR -cf out.tar .`` writes it), ``uploads/`` or a folder under it."""
+    path = PurePosixPath(member.name)  # "./config.toml" reads as "config.toml"
     parts = path.parts
     fixed = {MANIFEST, DB_FILE, CONFIG_FILE, SECRET_FILE}
-    is_upload = (
-        len(parts) >= 2
-        and parts[0] == _UPLOADS
-        and len(parts) <= 6
-        and all(_SEGMENT.match(part) for part in parts[1:])
-    )
-    if member.isdir() and (path.as_posix() == _UPLOADS or is_upload):
+    is_upload = len(parts) >= 2 and parts[0] == _UPLOADS and _is_upload(PurePosixPath(*parts[1:]))
+    if member.isdir() and (path.as_posix() in (".", _UPLOADS) or is_upload):
         return None
     if not (path.as_posix() in fixed or is_upload) or path.is_absolute():
         raise InvalidInput(f"Refusing archive member {member.name!r}: not part of a backup.")

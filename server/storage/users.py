@@ -11,8 +11,10 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from server.domain import Account, Actor
+from server.storage.db import open_sync
 from server.storage.notifications import count_unread
 from server.storage.rows import ACTOR_COLUMNS, actor_from_row, actors_from_rows
 
@@ -332,6 +334,19 @@ def insert_audit(
         "INSERT INTO audit_log (at, actor_id, action, detail) VALUES (?, ?, ?, ?)",
         (now_ms, actor_id, action, detail),
     )
+
+
+def append_audit(db_path: Path, *, action: str, detail: str, now_ms: int) -> None:
+    """One audit entry by the system (no actor), through a connection of its own, for the
+    command line while the server may run: SQLite's busy timeout makes it wait for the
+    server's writer, never interleave with it."""
+    conn = open_sync(db_path)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        insert_audit(conn, actor_id=None, action=action, detail=detail, now_ms=now_ms)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 @dataclass(frozen=True, slots=True)

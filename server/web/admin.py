@@ -3,6 +3,7 @@ delivery health, the inbound activities that could not be applied, and the backu
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from quart import Blueprint, flash, redirect, request, url_for
@@ -139,7 +140,8 @@ async def backup_state() -> ResponseReturnValue:
     return await render_template(
         "admin_backups.html",
         overview=overview,
-        instance_path=ctx().config.instance_path.resolve(),
+        # Quoted as a shell would need it: the line is meant to be copied into one.
+        instance_path=shlex.quote(str(ctx().config.instance_path.resolve())),
         stale_days=backups.STALE_AFTER_MS // (24 * 3600 * 1000),
     )
 

@@ -374,6 +374,11 @@ async def test_an_event_shows_when_it_starts(peered: Peered) -> None:
     assert content.startswith("<p><strong>Supplier day</strong></p><p>Starts 2027-01-14 08:30 UTC")
     assert f'<a href="https://{PEER}/events/1" rel=' in content
     assert content.endswith(">Open on delta.example</a></p>")
+    # A start past the last moment a date can hold is dropped, not the whole event with it.
+    far = {**event, "id": f"https://{PEER}/events/2", "startTime": "9999-12-31T23:59:59-14:00"}
+    content = await shown(p, far, private_pem)
+    assert content.startswith("<p><strong>Supplier day</strong></p><p>Hall B")
+    assert "Starts" not in content
 
 
 # --- WordPress: an article's summary is an excerpt, a warning only when sensitive -----------

@@ -7,10 +7,16 @@ import datetime as dt
 import hashlib
 import io
 import json
+import os
+import shutil
+import signal
 import sqlite3
 import stat
+import subprocess
+import sys
 import tarfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -272,7 +278,7 @@ def test_a_failed_backup_leaves_no_archive_and_the_next_one_names_leftovers(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(tarfile.TarFile, "addfile", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(InstanceError, match="no backup was written: No space left"):
         _backup(inst, out, [])
     assert list(out.iterdir()) == []  # neither the archive, its .partial, nor the db copy
     monkeypatch.undo()
@@ -357,5 +363,176 @@ def test_a_restored_database_must_pass_sqlites_check(tmp_path: Path) -> None:
             info.size = len(contents[name])
             dst.addfile(info, io.BytesIO(contents[name]))
     with pytest.raises(InvalidInput, match="failed SQLite's check"):
+        backups.restore_backup(bad, tmp_path / "restored", say=lambda _: None)
+    assert not (tmp_path / "restored").exists()
+
+
+_KILLED_MID_BACKUP = """
+import sys, time
+from server import cli
+from server.storage import snapshot
+
+check = snapshot.quick_check
+
+def check_then_hang(path):
+    verdict = check(path)
+    print("copied", flush=True)
+    time.sleep(60)
+    return verdict
+
+snapshot.quick_check = check_then_hang
+sys.exit(cli.main(["--instance", sys.argv[1], "backup", "--to", sys.argv[2]]))
+"""
+
+
+def test_a_backup_killed_mid_copy_is_named_by_the_next_one(tmp_path: Path) -> None:
+    """kill -9 once the database copy is complete on disk: nothing there looks like a backup,
+    and the next run names every file the killed one left (the copy is as large as the
+    database)."""
+    inst = _instance(tmp_path)
+    out = tmp_path / "out"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_MID_BACKUP, str(inst), str(out)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert child.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line or line.strip() == "copied":
+                break
+        assert line.strip() == "copied", "the child never reached the copy"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=10)
+        if child.stdout is not None:
+            child.stdout.close()
+    left = sorted(p.name for p in out.iterdir())
+    assert left and not [name for name in left if name.endswith(".tar")]
+    said: list[str] = []
+    archive = _backup(inst, out, said)
+    for name in left:
+        assert name in said[0], (name, said[0])
+    assert archive.name == "steelyard-backup-20261203T213005Z.tar"
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tar")] == [archive.name]
+
+
+def test_uploads_a_restore_would_refuse_are_never_half_backed_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inst = _instance(tmp_path)
+    uploads = inst / "uploads"
+    (uploads / "avatars" / ".a2.png.tmp").write_bytes(b"half an avatar")  # being written
+    (uploads / "avatars" / "link.png").symlink_to(inst / "secret_key")
+    (uploads / "elsewhere").symlink_to(tmp_path, target_is_directory=True)
+    said: list[str] = []
+    archive = _backup(inst, tmp_path / "out", said)
+    with tarfile.open(archive) as tar:
+        uploaded = [n for n in tar.getnames() if n.startswith("uploads/")]
+    assert uploaded == ["uploads/avatars/a1.png"]
+    assert any("uploads/avatars/.a2.png.tmp" in line and "hidden" in line for line in said)
+    assert any("uploads/avatars/link.png" in line and "link" in line for line in said)
+    assert any("uploads/elsewhere" in line and "link" in line for line in said)
+    backups.restore_backup(archive, tmp_path / "restored", say=lambda _: None)
+    # A name the restore would refuse stops the backup before anything is written.
+    (uploads / "avatars" / "a b.png").write_bytes(b"a space")
+    out = tmp_path / "out2"
+    with pytest.raises(InstanceError, match=r"uploads/avatars/a b\.png has a name a restore"):
+        _backup(inst, out, [])
+    assert list(out.iterdir()) == []
+    (uploads / "avatars" / "a b.png").unlink()
+    # An upload deleted between the listing and its turn is left out, and said so.
+    listed = backups._uploads
+
+    def deleted_after_listing(folder: Path, say: backups.Say) -> list[backups._Member]:
+        found = listed(folder, say)
+        (folder / "avatars" / "a1.png").unlink()
+        return found
+
+    monkeypatch.setattr(backups, "_uploads", deleted_after_listing)
+    said.clear()
+    result = backups.create_backup(load_config(inst), tmp_path / "out3", now=NOW, say=said.append)
+    assert "Skipped uploads/avatars/a1.png: deleted while the backup ran." in said
+    assert result.files == 3
+    backups.restore_backup(result.path, tmp_path / "restored3", say=lambda _: None)
+
+
+def test_an_archive_repacked_by_tar_restores(tmp_path: Path) -> None:
+    """``tar -C DIR -cf out.tar .`` names every member "./…" and adds "./" itself."""
+    if shutil.which("tar") is None:
+        pytest.skip("no tar here")
+    inst = _instance(tmp_path)
+    archive = _backup(inst, tmp_path / "out", [])
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    with tarfile.open(archive) as tar:
+        tar.extractall(unpacked, filter="data")
+    repacked = tmp_path / "repacked.tar.gz"
+    subprocess.run(["tar", "-C", str(unpacked), "-czf", str(repacked), "."], check=True)
+    with tarfile.open(repacked) as tar:
+        assert "./config.toml" in tar.getnames()
+    result = backups.restore_backup(repacked, tmp_path / "restored", say=lambda _: None)
+    assert result.files == 4
+    assert _count(tmp_path / "restored" / "steelyard.sqlite3") == 500
+
+
+def test_a_restore_in_progress_or_interrupted_is_never_trampled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inst = _instance(tmp_path)
+    archive = _backup(inst, tmp_path / "out", [])
+    staging = tmp_path / ".restored.restoring"
+    staging.mkdir()
+    (staging / "secret_key").write_text("another restore's")
+    with pytest.raises(InvalidInput, match="an interrupted restore left it"):
+        backups.restore_backup(archive, tmp_path / "restored", say=lambda _: None)
+    assert (staging / "secret_key").read_text() == "another restore's"
+    assert not (tmp_path / "restored").exists()
+    shutil.rmtree(staging)
+    # A disk that fills up mid-restore: one clear line, and nothing left behind.
+    real_write = backups._write_member
+
+    def full_disk(source: object, staging_dir: Path, name: str, tick: object) -> object:
+        if name.startswith("uploads/"):
+            raise OSError(28, "No space left on device", str(staging_dir / name))
+        return real_write(source, staging_dir, name, tick)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backups, "_write_member", full_disk)
+    with pytest.raises(InstanceError, match="nothing was written: No space left on device"):
+        backups.restore_backup(archive, tmp_path / "restored", say=lambda _: None)
+    assert not staging.exists() and not (tmp_path / "restored").exists()
+    monkeypatch.undo()
+    # "." is a folder like any other: the staging goes next to it, not into it.
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    result = backups.restore_backup(archive, Path("."), say=lambda _: None)
+    assert result.instance == here
+    assert _count(here / "steelyard.sqlite3") == 500
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_a_manifest_without_the_instances_files_is_refused(tmp_path: Path) -> None:
+    """The archive may match its manifest and still not be an instance (no secret_key)."""
+    inst = _instance(tmp_path)
+    good = _backup(inst, tmp_path / "out", [])
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(good) as src, tarfile.open(bad, "w") as dst:
+        for info in src.getmembers():
+            handle = src.extractfile(info)
+            assert handle is not None
+            data = handle.read()
+            if info.name == "secret_key":
+                continue
+            if info.name == "manifest.json":
+                manifest = json.loads(data)
+                manifest["files"] = [f for f in manifest["files"] if f["path"] != "secret_key"]
+                data = json.dumps(manifest).encode()
+                info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+    with pytest.raises(InvalidInput, match="has no secret_key"):
         backups.restore_backup(bad, tmp_path / "restored", say=lambda _: None)
     assert not (tmp_path / "restored").exists()

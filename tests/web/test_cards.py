@@ -50,6 +50,32 @@ async def test_a_reply_outside_its_thread_names_whom_it_answers(app: Quart, peop
     assert "Replying to" not in await _page(carol, f"/posts/{reply.id}")
 
 
+async def test_names_on_a_card_are_text_and_a_deleted_parent_goes_unnamed(
+    app: Quart, people: People
+) -> None:
+    """A display name is whatever its owner (or a partner's server) typed: "Replying to …"
+    and "Show more of the post by …" print it as text. A deleted parent is named no more."""
+    from server.services import accounts
+
+    ctx = context_of(app)
+    sly = '<img src=x onerror="alert(1)"> & Co'
+    await accounts.update_profile(ctx, people.alice.id, {"display_name": sly}, bio_source="")
+    parent = await posting.publish_post(ctx, people.alice, posting.Draft("Kick-off"))
+    reply = await posting.publish_post(
+        ctx, people.alice, posting.Draft("Agenda below. " * 60, in_reply_to=parent.id)
+    )
+    alice = await _client(app, "alice")
+    card = _card(await _page(alice, "/people/alice"), reply.id)
+    shown = "&lt;img src=x onerror=&#34;alert(1)&#34;&gt; &amp; Co"
+    assert f"Replying to {shown}</a>" in card
+    assert f'<span class="sr-only"> of the post by {shown}</span>' in card
+    assert "<img" not in card
+    await posting.delete_post(ctx, people.alice, parent.id)
+    card = _card(await _page(alice, "/people/alice"), reply.id)
+    assert "Replying to" not in card and f'/posts/{parent.id}"' not in card
+    assert f'<a href="/posts/{reply.id}">Reply in a conversation</a>' in card
+
+
 @pytest.mark.parametrize("hidden", [Visibility.FOLLOWERS, Visibility.DIRECT])
 async def test_a_reply_never_names_a_parent_the_reader_may_not_see(
     app: Quart, people: People, hidden: Visibility
