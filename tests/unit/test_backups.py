@@ -163,9 +163,10 @@ def _rewrite(
         lambda info, data: (info, data)
     ),
     add: list[tuple[tarfile.TarInfo, bytes]] | None = None,
-    manifest_extra: list[dict[str, object]] | None = None,
+    unlisted: frozenset[str] = frozenset(),
 ) -> Path:
-    """A copy of *archive* with members changed, dropped (None) or added before the manifest."""
+    """A copy of *archive* with members changed, dropped (None) or added before the manifest,
+    whose manifest no longer lists the paths in *unlisted*."""
     with tarfile.open(archive) as src, tarfile.open(out, "w") as dst:
         for info in src.getmembers():
             extracted = src.extractfile(info)
@@ -173,7 +174,7 @@ def _rewrite(
             data = extracted.read()
             if info.name == "manifest.json":
                 manifest = json.loads(data)
-                manifest["files"].extend(manifest_extra or [])
+                manifest["files"] = [f for f in manifest["files"] if f["path"] not in unlisted]
                 for extra_info, extra_data in add or []:
                     dst.addfile(extra_info, io.BytesIO(extra_data) if extra_info.isreg() else None)
                 data = json.dumps(manifest).encode()
@@ -519,20 +520,12 @@ def test_a_manifest_without_the_instances_files_is_refused(tmp_path: Path) -> No
     """The archive may match its manifest and still not be an instance (no secret_key)."""
     inst = _instance(tmp_path)
     good = _backup(inst, tmp_path / "out", [])
-    bad = tmp_path / "bad.tar"
-    with tarfile.open(good) as src, tarfile.open(bad, "w") as dst:
-        for info in src.getmembers():
-            handle = src.extractfile(info)
-            assert handle is not None
-            data = handle.read()
-            if info.name == "secret_key":
-                continue
-            if info.name == "manifest.json":
-                manifest = json.loads(data)
-                manifest["files"] = [f for f in manifest["files"] if f["path"] != "secret_key"]
-                data = json.dumps(manifest).encode()
-                info.size = len(data)
-            dst.addfile(info, io.BytesIO(data))
+    bad = _rewrite(
+        good,
+        tmp_path / "bad.tar",
+        change=lambda info, data: None if info.name == "secret_key" else (info, data),
+        unlisted=frozenset({"secret_key"}),
+    )
     with pytest.raises(InvalidInput, match="has no secret_key"):
         backups.restore_backup(bad, tmp_path / "restored", say=lambda _: None)
     assert not (tmp_path / "restored").exists()
