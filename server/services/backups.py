@@ -183,15 +183,22 @@ def _create_backup(config: Config, dest_dir: Path, *, now: dt.datetime, say: Say
             snapshot.remove_with_companions(db_copy)
     written = len(manifest["files"])
     result = BackupResult(target, target.stat().st_size, written, time.monotonic() - started)
-    users.append_audit(
-        config.db_path,
-        action=BACKUP_WRITTEN,
-        detail=json.dumps(
-            {"path": str(result.path.resolve()), "size": result.size, "files": written},
-            sort_keys=True,
-        ),
-        now_ms=int(now.timestamp() * 1000),
-    )
+    try:
+        users.append_audit(
+            config.db_path,
+            action=BACKUP_WRITTEN,
+            detail=json.dumps(
+                {"path": str(result.path.resolve()), "size": result.size, "files": written},
+                sort_keys=True,
+            ),
+            now_ms=int(now.timestamp() * 1000),
+        )
+    except sqlite3.Error as exc:
+        # The archive is complete and stays; the admin page would still call backups stale.
+        raise InstanceError(
+            f"The backup {target} was written, but putting it on record failed (the database"
+            f" said {exc}); the admin page will not list it."
+        ) from exc
     return result
 
 
@@ -246,6 +253,10 @@ def _copy_database(config: Config, db_copy: Path, say: Say) -> None:
     say(f"The copy is sound (SQLite quick_check, {time.monotonic() - began:.1f} s).")
 
 
+def _unreadable(error: OSError) -> None:
+    raise error  # os.walk would skip a folder it cannot read: a backup must not
+
+
 @dataclass(frozen=True, slots=True)
 class _Member:
     name: str  # in the archive
@@ -260,7 +271,7 @@ def _uploads(folder: Path, say: Say) -> list[_Member]:
     found: list[_Member] = []
     if not folder.is_dir():
         return found
-    for root, dirs, files in os.walk(folder):
+    for root, dirs, files in os.walk(folder, onerror=_unreadable):
         here = Path(root)
         for name in sorted(dirs):  # os.walk does not follow links; say what it leaves out
             inner = (here / name).relative_to(folder).as_posix()

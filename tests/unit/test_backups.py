@@ -529,3 +529,39 @@ def test_a_manifest_without_the_instances_files_is_refused(tmp_path: Path) -> No
     with pytest.raises(InvalidInput, match="has no secret_key"):
         backups.restore_backup(bad, tmp_path / "restored", say=lambda _: None)
     assert not (tmp_path / "restored").exists()
+
+
+def test_an_unreadable_uploads_folder_fails_the_backup_instead_of_thinning_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inst = _instance(tmp_path)
+    scandir = os.scandir
+
+    def denied(path: str | os.PathLike[str]) -> object:
+        if str(path).endswith("avatars"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", denied)  # root reads any folder: chmod cannot show it
+    out = tmp_path / "out"
+    with pytest.raises(InstanceError, match="no backup was written: Permission denied"):
+        _backup(inst, out, [])
+    assert list(out.iterdir()) == []
+
+
+def test_a_backup_that_cannot_be_put_on_record_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written but not on record: the archive stays, and the run fails (cron tells someone)
+    rather than leaving the admin page to say no backup was made."""
+    inst = _instance(tmp_path)
+
+    def locked(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(backups.users, "append_audit", locked)
+    with pytest.raises(InstanceError, match="was written, but putting it on record failed"):
+        _backup(inst, tmp_path / "out", [])
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [
+        "steelyard-backup-20261203T213005Z.tar"
+    ]
