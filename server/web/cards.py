@@ -57,7 +57,7 @@ def post_card(
     whose = f'<span class="sr-only"> post by {escape(author.name)}</span>'
     csrf = escape(pc["csrf"])
     classes = "post card" + (" focused" if focused else "")
-    if on_thread and post.in_reply_to_id:
+    if on_thread and post.in_reply_to_id in pc["shown"]:
         classes += " post-reply"
     out: list[str] = [
         f'<article class="{classes}" id="post-{post.id}" data-post-id="{post.id}"',

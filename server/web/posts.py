@@ -46,6 +46,7 @@ async def thread(post_id: str) -> ResponseReturnValue:
         "thread.html",
         post=post,
         thread=thread_posts,
+        thread_ids=frozenset(p.id for p in thread_posts),
         visibilities=posting.reply_visibilities(post.visibility),
     )
 

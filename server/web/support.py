@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -204,8 +204,11 @@ async def ask_to_confirm(
     )
 
 
-def card_context() -> dict[str, Any]:
-    """What every post card on a page shares, computed once per page (see post_card.html)."""
+def card_context(shown: Collection[int] = ()) -> dict[str, Any]:
+    """What every post card on a page shares, computed once per page (see post_card.html).
+
+    *shown*: on a thread page, the ids of the posts on it; a reply is set in under its parent
+    only when that is one of them (not under a post the reader may not see)."""
     home = "/"
     endpoint = request.endpoint
     here = home if endpoint == "posts.card" else request.full_path.rstrip("?")
@@ -215,6 +218,7 @@ def card_context() -> dict[str, Any]:
         "here": here,
         "home": home,
         "on_thread": endpoint == "posts.thread",
+        "shown": shown,
     }
 
 

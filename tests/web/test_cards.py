@@ -103,6 +103,39 @@ async def test_a_reply_never_names_a_parent_the_reader_may_not_see(
     assert "Replying to Alice Example" in _card(await _page(bob, "/people/bob"), reply.id)
 
 
+async def test_a_thread_sets_a_reply_in_only_under_a_post_on_the_page(
+    app: Quart, people: People
+) -> None:
+    """Carol follows Bob, not Alice: Bob's answer to Alice's Followers post opens Carol's
+    thread page as its first post, not set in under nothing."""
+    ctx = context_of(app)
+    await following.follow(ctx, people.bob, people.alice.id)
+    await following.follow(ctx, people.carol, people.bob.id)
+    parent = await posting.publish_post(
+        ctx, people.alice, posting.Draft("Budget draft", Visibility.FOLLOWERS)
+    )
+    reply = await posting.publish_post(
+        ctx,
+        people.bob,
+        posting.Draft("Looks right", Visibility.FOLLOWERS, in_reply_to=parent.id),
+    )
+    answer = await posting.publish_post(
+        ctx, people.carol, posting.Draft("Agreed", in_reply_to=reply.id)
+    )
+
+    def classes(html: str, post_id: int) -> str:
+        match = re.search(rf'<article class="([^"]*)" id="post-{post_id}"', html)
+        assert match, post_id
+        return match.group(1)
+
+    carol = await _page(await _client(app, "carol"), f"/posts/{reply.id}")
+    assert f'id="post-{parent.id}"' not in carol
+    assert "post-reply" not in classes(carol, reply.id)
+    assert "post-reply" in classes(carol, answer.id)
+    bob = await _page(await _client(app, "bob"), f"/posts/{reply.id}")
+    assert "post-reply" in classes(bob, reply.id)
+
+
 async def test_the_reply_note_uses_the_one_visibility_rule(
     app: Quart, people: People, monkeypatch: pytest.MonkeyPatch
 ) -> None:
