@@ -121,6 +121,7 @@ class Post:
     deleted_at: int | None
     liked_by_viewer: bool = False
     boosted_by_viewer: bool = False
+    boost_count: int = 0  # local and remote boosts (Announce) of a Public post
     # In a feed: who boosted it into this feed (None for the post itself), and the entry's
     # position (the cursor for the next page: the post id, or the boost's feed position).
     boosted_by: Actor | None = None

@@ -505,6 +505,15 @@
     if (typeof data.boosted !== 'boolean') return false;
     var action = form.querySelector('input[name="action"]');
     if (action) action.value = data.boosted ? 'unboost' : 'boost';
+    if (typeof data.count === 'number') {
+      var count = form.querySelector('[data-boost-count]');
+      if (count) count.textContent = data.count ? String(data.count) : '';
+      var words = form.querySelector('[data-boost-words]');
+      if (words) {
+        words.textContent = data.count === 0 ? 'no boosts'
+          : data.count + (data.count === 1 ? ' boost' : ' boosts');
+      }
+    }
     if (button) button.setAttribute('aria-pressed', data.boosted ? 'true' : 'false');
     return true;
   }

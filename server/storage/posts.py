@@ -32,7 +32,10 @@ from server.storage.visibility import visible_reply_count_sql, visible_sql
 
 _POST_SELECT = (
     "SELECT p.id, p.uri, p.visibility, p.content_html, p.source, p.in_reply_to_id,"
-    " p.thread_root_id, p.version, {replies} AS reply_count, p.like_count, p.created_at,"
+    " p.thread_root_id, p.version, {replies} AS reply_count, p.like_count,"
+    # Only Public posts can be boosted: no count to look up for the others.
+    " CASE WHEN p.visibility = 'public' THEN (SELECT count(*) FROM announces bc"
+    " WHERE bc.post_id = p.id) ELSE 0 END AS boost_count, p.created_at,"
     " p.edited_at,"
     " p.deleted_at, p.wall_owner_id, "
     + actor_columns("au", "au_")
@@ -78,6 +81,7 @@ _POST_NAMES = (
     "version",
     "reply_count",
     "like_count",
+    "boost_count",
     "created_at",
     "edited_at",
     "deleted_at",
@@ -108,6 +112,7 @@ def _post_reader(index: Mapping[str, int], *, entry: bool = False) -> Callable[[
             version,
             reply_count,
             like_count,
+            boost_count,
             created_at,
             edited_at,
             deleted_at,
@@ -127,6 +132,7 @@ def _post_reader(index: Mapping[str, int], *, entry: bool = False) -> Callable[[
             version=version,
             reply_count=reply_count,
             like_count=like_count,
+            boost_count=boost_count,
             created_at=created_at,
             edited_at=edited_at,
             deleted_at=deleted_at,

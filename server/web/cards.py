@@ -117,6 +117,11 @@ def post_card(
         f'<span class="count" data-like-count aria-hidden="true">{_count(post.like_count)}</span>'
         f'<span class="sr-only" data-like-words>{_counted(post.like_count, "like", "likes")}</span>'
     )
+    boosts = (
+        f'<span class="count" data-boost-count aria-hidden="true">{_count(post.boost_count)}'
+        f'</span><span class="sr-only" data-boost-words>'
+        f"{_counted(post.boost_count, 'boost', 'boosts')}</span>"
+    )
     if me is not None:
         liked = post.liked_by_viewer
         # Like and Boost are toggle buttons: one name, the state in aria-pressed.
@@ -144,11 +149,14 @@ def post_card(
                 f' value="{"unboost" if boosted else "boost"}">\n'
                 f'      <input type="hidden" name="next" value="{back_here}">\n'
                 '      <button type="submit" class="action action-boost"'
-                f' aria-pressed="{_pressed(boosted)}">{_BOOST}Boost{whose}'
-                "</button>\n    </form>\n    "
+                f' aria-pressed="{_pressed(boosted)}">{_BOOST}'
+                f'<span class="boost-label">Boost</span>{whose}<span class="sr-only">, </span>'
+                f"{boosts}</button>\n    </form>\n    "
             )
     else:
         out.append(f'<span class="action-static">{_HEART}{likes}</span>\n    ')
+        if post.visibility is Visibility.PUBLIC:
+            out.append(f'<span class="action-static">{_BOOST}{boosts}</span>\n    ')
     out.append(
         f'<a class="action" href="{thread_url}">{_COMMENT}'
         f'<span class="count" aria-hidden="true">{_count(post.reply_count)}</span>'

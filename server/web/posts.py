@@ -159,6 +159,6 @@ async def boost(post_id: str) -> ResponseReturnValue:
     want = form.get("action", "boost") != "unboost"
     post = await posting.boost_post(ctx(), require_viewer(), parse_id(post_id), boost=want)
     if wants_fragment():
-        return {"boosted": post.boosted_by_viewer}
+        return {"boosted": post.boosted_by_viewer, "count": post.boost_count}
     await flash("Boosted to your followers." if want else "Boost taken back.", "success")
     return redirect(safe_next(form.get("next"), url_for("posts.thread", post_id=post.id)), 303)

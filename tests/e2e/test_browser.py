@@ -140,10 +140,14 @@ async def test_follow_post_and_live_update(server: ServerProcess, browser) -> No
     # the keyboard focus (a disabled button would drop it to the page).
     await card.get_by_role("button", name="Boost", pressed=True).wait_for(timeout=10_000)
     assert await alice.evaluate("window.stillThisPage === true")
+    # ... and counts the boost (the number shown, and words for a screen reader).
     focused = await alice.evaluate(
-        "[document.activeElement.textContent, document.activeElement.ariaPressed]"
+        "[document.activeElement.classList.contains('action-boost'),"
+        " document.activeElement.ariaPressed,"
+        " document.activeElement.querySelector('[data-boost-count]').textContent,"
+        " document.activeElement.querySelector('[data-boost-words]').textContent]"
     )
-    assert focused == ["Boost post by Carol Cho", "true"], focused
+    assert focused == [True, "true", "1", "1 boost"], focused
     live = bob.locator("article.post", has_text=boosted)
     await live.wait_for(timeout=10_000)
     assert "Alice Anders boosted" in await live.inner_text()

@@ -206,7 +206,7 @@ async def test_like_and_boost_are_toggle_buttons_with_compact_counts(
     assert _shown(like) == "2"  # ♥ 2
     assert 'class="icon icon-heart" viewBox="0 0 24 24" aria-hidden="true"' in like
     assert 'aria-pressed="false"' in _button(card, "action-boost")
-    assert _spoken(_button(card, "action-boost")) == "Boost post by Alice Example"
+    assert _spoken(_button(card, "action-boost")) == "Boost post by Alice Example, no boosts"
     assert "Unlike" not in card and "Unboost" not in card
     # Carol's own like shows on her card; taken back, the same button is not pressed, and
     # the number shows no more at zero.
@@ -225,7 +225,23 @@ async def test_like_and_boost_are_toggle_buttons_with_compact_counts(
     anon = _card(await _page(app.test_client(), f"/posts/{post.id}"), post.id)
     static = re.search(r'<span class="action-static">.*?</span></span>', anon)
     assert static and _spoken(static.group(0)) == "1 like" and _shown(static.group(0)) == "1"
-    assert _spoken(anon).endswith("1 like no replies")
+    assert _spoken(anon).endswith("1 like no boosts no replies")
+    # Boosts are counted the same way, and the answer to a boost from app.js carries the count.
+    await posting.boost_post(ctx, people.carol, post.id, boost=True)
+    page = await bob.get("/people/alice")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', await page.get_data(as_text=True))
+    assert token
+    answer = await bob.post(
+        f"/posts/{post.id}/boost",
+        form={"csrf_token": token.group(1), "action": "boost"},
+        headers={"X-Requested-With": "steelyard"},
+    )
+    assert await answer.get_json() == {"boosted": True, "count": 2}
+    boost = _button(_card(await _page(bob, "/people/alice"), post.id), "action-boost")
+    assert 'aria-pressed="true"' in boost
+    assert _spoken(boost) == "Boost post by Alice Example, 2 boosts" and _shown(boost) == "2"
+    anon = _card(await _page(app.test_client(), f"/posts/{post.id}"), post.id)
+    assert _spoken(anon).endswith("1 like 2 boosts no replies")
 
 
 def _button(card: str, kind: str) -> str:
