@@ -104,11 +104,16 @@ def _local_username(ctx: Context, uri: str | None) -> str | None:
     return None
 
 
-async def _local_actor(ctx: Context, uri: str | None) -> Actor:
+async def _local_actor(ctx: Context, uri: str | None, *, active: bool = True) -> Actor:
+    """Our person at *uri*. *active*: only if their account is active and not deleted, as
+    the federation surface shows people (a partner cannot follow or write to someone who
+    left, whichever inbox it posts to); False where the activity only takes something back
+    or answers what our person did."""
     name = _local_username(ctx, uri)
-    actor = await ctx.db.read(users.select_local_actor, name) if name else None
+    select = users.select_active_local_actor if active else users.select_local_actor
+    actor = await ctx.db.read(select, name) if name else None
     if actor is None:
-        raise Ignored(f"{uri} is not one of our people")
+        raise Ignored(f"{uri} is not one of our people" + (" (or not active)" if active else ""))
     return actor
 
 
@@ -177,7 +182,9 @@ async def _our_follow(ctx: Context, activity: Activity, actor: Actor) -> tuple[i
     # Fall back to (actor, object) of an embedded Follow, as PROTOCOL.md §4 allows.
     if vocab.primary_type(inner.get("type")) == "Follow" and inner.get("object") == actor.uri:
         inner_actor = inner.get("actor")
-        follower = await _local_actor(ctx, inner_actor if isinstance(inner_actor, str) else None)
+        follower = await _local_actor(
+            ctx, inner_actor if isinstance(inner_actor, str) else None, active=False
+        )
         state = await ctx.db.read(follows.select_follow_state, follower.id, actor.id)
         if state is not None:
             return follower.id, actor.id
@@ -217,7 +224,7 @@ async def on_undo(ctx: Context, activity: Activity, actor: Actor) -> None:
     if kind == "Follow":
         target_uri = inner.get("object")
         if isinstance(target_uri, str):
-            target = await _local_actor(ctx, target_uri)
+            target = await _local_actor(ctx, target_uri, active=False)
 
             def unfollow(conn: sqlite3.Connection) -> bool:
                 if follows.delete_follow(conn, actor.id, target.id):
@@ -288,13 +295,17 @@ async def _note_visibility(ctx: Context, note: RemoteNote, actor: Actor) -> Visi
     return _visibility(note, actor, followers_url)
 
 
-async def _addressed_local_people(ctx: Context, note: RemoteNote) -> list[Actor]:
-    """Our people the note is addressed to or mentions."""
+async def _addressed_local_people(
+    ctx: Context, note: RemoteNote, *, active: bool = True
+) -> list[Actor]:
+    """Our people the note is addressed to or mentions; *active*: only those whose accounts
+    are active and not deleted (nothing new reaches someone who left)."""
+    select = users.select_active_local_actor if active else users.select_local_actor
     people: list[Actor] = []
     for uri in set(note.to) | set(note.cc) | set(note.mentions):
         name = _local_username(ctx, uri)
         if name:
-            person = await ctx.db.read(users.select_local_actor, name)
+            person = await ctx.db.read(select, name)
             if person is not None:
                 people.append(person)
     return people
@@ -540,7 +551,9 @@ async def on_update(ctx: Context, activity: Activity, actor: Actor) -> None:
     note = vocab.parse_note(obj)
     content = _display_html(ctx, note)
     visibility = await _note_visibility(ctx, note, actor)
-    still_addressed = {p.id for p in await _addressed_local_people(ctx, note)}
+    # An edit only ever takes recipients away: whoever still stands in it keeps the post,
+    # active or not (a deactivated colleague who comes back still has what they received).
+    still_addressed = {p.id for p in await _addressed_local_people(ctx, note, active=False)}
     now = ctx.clock.now_ms()
 
     def tx(conn: sqlite3.Connection) -> int | None:

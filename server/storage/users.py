@@ -94,6 +94,19 @@ def select_local_actor(conn: sqlite3.Connection, username: str) -> Actor | None:
     return actor_from_row(row) if row else None
 
 
+def select_active_local_actor(conn: sqlite3.Connection, username: str) -> Actor | None:
+    """The local person *username* if their account is active and not deleted: whom a
+    partner may follow or address (see ``accounts.federated_person``)."""
+    row = conn.execute(
+        f"SELECT {', '.join('a.' + c.strip() for c in ACTOR_COLUMNS.split(','))} FROM actors a"
+        " JOIN accounts ac ON ac.actor_id = a.id"
+        " WHERE a.is_local = 1 AND a.username = ? COLLATE NOCASE AND a.deleted_at IS NULL"
+        " AND ac.is_active = 1",
+        (username,),
+    ).fetchone()
+    return actor_from_row(row) if row else None
+
+
 def select_actor_by_handle(conn: sqlite3.Connection, username: str, host: str) -> Actor | None:
     row = conn.execute(
         f"SELECT {ACTOR_COLUMNS} FROM actors WHERE host = ? AND username = ? COLLATE NOCASE",

@@ -9,7 +9,7 @@ import pytest
 from server.errors import Forbidden, InvalidInput
 from server.services import accounts
 from tests.federation.conftest import Trio
-from tests.federation.support import actor_by_uri, deliveries, follow_across
+from tests.federation.support import Forger, actor_by_uri, cast, deliveries, follow_across
 
 
 async def test_deleted_account_is_announced_to_followers_and_followees(trio: Trio) -> None:
@@ -43,3 +43,42 @@ async def test_nothing_is_sent_for_an_account_no_partner_knows(trio: Trio) -> No
     await accounts.delete_user(trio.alpha.ctx, "dave", by=None)
     sent = await deliveries(trio.alpha, "Delete")
     assert sent == []
+
+
+@pytest.mark.parametrize("how", ["deleted", "deactivated"])
+async def test_nobody_follows_or_writes_to_someone_who_left_through_any_inbox(
+    trio: Trio, how: str
+) -> None:
+    """Alice's personal inbox answers 404 once she left; the shared inbox must not take in
+    what her own refuses: no follow, no Accept signed in her name, no direct message."""
+    people = await cast(trio)
+    if how == "deleted":
+        await accounts.delete_user(trio.alpha.ctx, "alice", by=None)
+    else:
+        await accounts.set_active(trio.alpha.ctx, "alice", active=False, by=None)
+    await trio.net.settle()
+    forger = await Forger.of(trio.beta, people.bob)
+    follow = forger.activity("Follow", people.alice.uri, to=[people.alice.uri])
+    assert (await forger.post(trio.alpha, follow, path="/users/alice/inbox")).status == 404
+    assert (await forger.post(trio.alpha, follow, path="/inbox")).status == 202
+    note = forger.note("Still there?", to=[people.alice.uri], mentions=[people.alice.uri])
+    assert (await forger.post(trio.alpha, forger.create(note), path="/inbox")).status == 202
+    await trio.alpha.ctx.federator.settle_once()
+    follow_rows = await trio.alpha.value(
+        "SELECT count(*) FROM follows WHERE followee_id = ?", people.alice.id
+    )
+    assert follow_rows == 0
+    assert await deliveries(trio.alpha, "Accept") == []
+    received = await trio.alpha.value(
+        "SELECT count(*) FROM post_recipients r JOIN posts p ON p.id = r.post_id"
+        " WHERE p.uri = ? AND r.actor_id = ?",
+        note["id"],
+        people.alice.id,
+    )
+    assert received == 0
+    if how == "deactivated":  # back at work: partners can follow her again
+        await accounts.set_active(trio.alpha.ctx, "alice", active=True, by=None)
+        again = forger.activity("Follow", people.alice.uri, to=[people.alice.uri])
+        assert (await forger.post(trio.alpha, again, path="/inbox")).status == 202
+        await trio.alpha.ctx.federator.settle_once()
+        assert len(await deliveries(trio.alpha, "Accept")) == 1
