@@ -7,6 +7,8 @@ HTML (an actor's summary) is sanitized once, here, on arrival.
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
 from collections.abc import Iterable
 
 from federation.fetch import FetchError
@@ -30,14 +32,52 @@ async def person_by_handle(ctx: Context, handle: str) -> Actor | None:
 
 
 async def store_actor(ctx: Context, remote: RemoteActor) -> Actor:
-    """Insert or refresh a fetched, validated remote actor (summary sanitized once)."""
+    """Insert or refresh a fetched, validated remote actor (summary sanitized once).
+
+    A handle (``name@host``) names one actor. When another actor of the host already holds
+    this one's ``preferredUsername`` (Lemmy's user and community of one name; a user who
+    registers an existing group's name), the partner's WebFinger decides: the actor it names
+    keeps or takes the handle, and the other is stored under a handle nobody can type
+    (``name~<hash>``). Without that, the second actor could never be stored, and every
+    activity of it would be refused for good."""
     summary = ctx.text.sanitize_remote(remote.summary_html or "")
-    actor_id = await ctx.db.write(
-        fed.upsert_remote_actor, remote, summary_html=summary, now_ms=ctx.clock.now_ms()
-    )
+    holder = await ctx.db.read(fed.select_handle_holder, remote.host, remote.username, remote.uri)
+    owner = await _handle_owner(ctx, remote.username, remote.host) if holder else None
+    now = ctx.clock.now_ms()
+
+    def tx(conn: sqlite3.Connection) -> int:
+        # Read again in the write: the holder may have changed since (nothing decided then
+        # is trusted now; a holder unknown before gets no WebFinger, so the newcomer yields).
+        taken = fed.select_handle_holder(conn, remote.host, remote.username, remote.uri)
+        if taken is not None and owner == remote.uri:
+            fed.set_actor_username(conn, taken[0], _unclaimed(remote.username, taken[1]))
+            taken = None
+        username = _unclaimed(remote.username, remote.uri) if taken is not None else None
+        actor_id = fed.upsert_remote_actor(
+            conn, remote, summary_html=summary, now_ms=now, username=username
+        )
+        if owner == remote.uri:  # stored earlier under a stand-in: its handle is back
+            fed.set_actor_username(conn, actor_id, remote.username)
+        return actor_id
+
+    actor_id = await ctx.db.write(tx)
     actor = await ctx.db.read(users.select_actor, actor_id)
     assert actor is not None
     return actor
+
+
+async def _handle_owner(ctx: Context, username: str, host: str) -> str | None:
+    """The actor the partner's WebFinger names for ``username@host``; None if it cannot say."""
+    try:
+        return await ctx.federator.fetcher.webfinger(f"acct:{username}@{host}")
+    except (FetchError, PolicyError):
+        return None
+
+
+def _unclaimed(username: str, uri: str) -> str:
+    """A stand-in handle for an actor whose ``preferredUsername`` another actor holds: unique
+    per actor, and not an address (``~`` is no part of one), so nobody reaches it by typing."""
+    return f"{username}~{hashlib.sha256(uri.encode()).hexdigest()[:8]}"
 
 
 async def find_person(ctx: Context, handle: str) -> Actor:

@@ -248,11 +248,33 @@ def upsert_known_key(conn: sqlite3.Connection, key: KnownKey) -> None:
     )
 
 
+def select_handle_holder(
+    conn: sqlite3.Connection, host: str, username: str, uri: str
+) -> tuple[int, str] | None:
+    """(id, uri) of another actor than *uri* known as *username* on *host* (in any case)."""
+    row = conn.execute(
+        "SELECT id, uri FROM actors WHERE host = ? AND username = ? COLLATE NOCASE AND uri != ?"
+        " LIMIT 1",
+        (host, username, uri),
+    ).fetchone()
+    return (int(row[0]), str(row[1])) if row else None
+
+
+def set_actor_username(conn: sqlite3.Connection, actor_id: int, username: str) -> None:
+    conn.execute("UPDATE actors SET username = ? WHERE id = ?", (username, actor_id))
+
+
 def upsert_remote_actor(
-    conn: sqlite3.Connection, actor: RemoteActor, *, summary_html: str, now_ms: int
+    conn: sqlite3.Connection,
+    actor: RemoteActor,
+    *,
+    summary_html: str,
+    now_ms: int,
+    username: str | None = None,
 ) -> int:
     """Insert or refresh a remote actor; endpoints may only be those parsed from its own
-    origin (the parser checked); returns its id."""
+    origin (the parser checked); returns its id. *username*: the handle to store a new
+    actor under, when its ``preferredUsername`` is another actor's (see services/remote)."""
     conn.execute(
         "INSERT INTO actors (uri, is_local, username, host, display_name, bio_html, avatar_url,"
         " profile_url, public_key_pem, manually_approves, search_text, created_at, updated_at,"
@@ -269,7 +291,7 @@ def upsert_remote_actor(
         " fetched_at = excluded.fetched_at, wall_url = excluded.wall_url, deleted_at = NULL",
         (
             actor.uri,
-            actor.username,
+            username or actor.username,
             actor.host,
             actor.display_name[:200],
             summary_html,
