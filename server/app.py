@@ -217,6 +217,10 @@ def create_app(
             413: "What you sent is too large.",
         }
         code = error.code or 500
+        if code == 413 and request.endpoint == "people.upload_photo" and g.get("viewer"):
+            # A phone's photo is often larger than the cap: say so beside the field, with
+            # the form still there, not on a page of its own.
+            return await people.photo_too_large()
         return await _error_page(code, messages.get(code, error.description or "Error."))
 
     @app.errorhandler(Exception)

@@ -557,10 +557,22 @@
     } else if (form.hasAttribute('data-boost-form')) {
       event.preventDefault();
       submitInPlace(form, applyBoost);
-    } else if (form.hasAttribute('data-composer') && homeFeed()) {
+    } else if (form.hasAttribute('data-composer') && homeFeed() && isNewestPage()) {
+      /* On an older page the new post would not show: the plain submit goes to the newest. */
       event.preventDefault();
       submitComposer(form);
     }
+  });
+
+  /* A file over the server's cap is refused here, before minutes of uploading on a phone. */
+  document.addEventListener('change', function (event) {
+    var input = event.target;
+    if (!(input instanceof HTMLInputElement) || !input.hasAttribute('data-max-bytes')) return;
+    var limit = Number(input.getAttribute('data-max-bytes'));
+    var file = input.files && input.files[0];
+    var tooLarge = Boolean(file && limit && file.size > limit);
+    input.setCustomValidity(tooLarge ? input.getAttribute('data-too-large') || 'Too large.' : '');
+    if (tooLarge) input.reportValidity();
   });
 
   /* Ctrl+Enter / Cmd+Enter sends a composer. */

@@ -152,9 +152,10 @@ def notify_new_post(
     wall_owner: int | None,
     now_ms: int,
 ) -> None:
-    """The notifications a new post causes, local or remote alike: mentions, a reply (the
-    person replied to hears "replied", not also "mentioned") and a wall post."""
-    for person_id in set(mentioned) - {replied_to}:
+    """The notifications a new post causes, local or remote alike: mentions, a reply and a
+    wall post, one each (the person replied to hears "replied", the wall's owner "wrote on
+    your wall", neither also "mentioned": a partner's wall post mentions its owner)."""
+    for person_id in set(mentioned) - {replied_to, wall_owner}:
         insert_notification(
             conn,
             recipient_id=person_id,

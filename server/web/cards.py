@@ -126,7 +126,8 @@ def post_card(
         liked = post.liked_by_viewer
         # Like and Boost are toggle buttons: one name, the state in aria-pressed.
         out.append(
-            f'<a class="action" href="{thread_url}#reply">{_REPLY}Reply'
+            f'<a class="action" href="{thread_url}#reply">{_REPLY}'
+            '<span class="wide-only">Reply</span>'
             f'<span class="sr-only"> to {escape(author.name)}</span></a>\n'
             f'    <form method="post" action="{thread_url}/like" class="inline-form"'
             " data-like-form>\n"
@@ -150,7 +151,7 @@ def post_card(
                 f'      <input type="hidden" name="next" value="{back_here}">\n'
                 '      <button type="submit" class="action action-boost"'
                 f' aria-pressed="{_pressed(boosted)}">{_BOOST}'
-                f'<span class="boost-label">Boost</span>{whose}<span class="sr-only">, </span>'
+                f'<span class="wide-only">Boost</span>{whose}<span class="sr-only">, </span>'
                 f"{boosts}</button>\n    </form>\n    "
             )
     else:
@@ -160,8 +161,8 @@ def post_card(
     out.append(
         f'<a class="action" href="{thread_url}">{_COMMENT}'
         f'<span class="count" aria-hidden="true">{_count(post.reply_count)}</span>'
-        f'<span class="sr-only">{_counted(post.reply_count, "reply", "replies")}</span>'
-        "</a>\n    "
+        f'<span class="sr-only">{_counted(post.reply_count, "reply", "replies")} to the post'
+        f" by {escape(author.name)}</span></a>\n    "
     )
     if is_author or is_wall_owner:
         confirm = (
@@ -169,7 +170,11 @@ def post_card(
             if is_author
             else "Remove this post from your wall?"
         )
-        label = f"Delete{whose}" if is_author else f"Remove{whose} from my wall"
+        label = (
+            f"Delete{whose}"
+            if is_author
+            else f'Remove{whose}<span class="wide-only"> from my wall</span>'
+        )
         out.append('<span class="action-sep" aria-hidden="true"></span>\n    ')
         if is_author:
             out.append(f'<a class="action" href="{thread_url}/edit">Edit{whose}</a>\n    ')

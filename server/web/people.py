@@ -180,7 +180,24 @@ async def edit_profile() -> ResponseReturnValue:
 async def _profile_settings(me: Actor, **extra: Any) -> str:
     """The profile form; the CV / bio shows as the plain text it was typed in, if it was."""
     bio = accounts.editable_bio(ctx(), me)
-    return await render_template("settings_profile.html", person=me, bio_source=bio, **extra)
+    return await render_template(
+        "settings_profile.html",
+        person=me,
+        bio_source=bio,
+        max_photo_bytes=ctx().config.max_upload_bytes,
+        **extra,
+    )
+
+
+def _photo_limit_message() -> str:
+    limit = ctx().config.max_upload_bytes / (1024 * 1024)
+    return f"The photo is larger than {limit:g} MB. Choose a smaller one, or make it smaller."
+
+
+async def photo_too_large() -> ResponseReturnValue:
+    """The answer to a photo upload over the request size cap (refused before it is read)."""
+    me = require_viewer()
+    return await _profile_settings(me, error=_photo_limit_message(), error_field="photo"), 413
 
 
 @blueprint.post("/settings/profile")

@@ -48,7 +48,8 @@ async def test_it_says_when_there_is_no_backup_then_lists_each_one(
     body = await _admin_page(app)
     assert 'href="/admin/backups" aria-current="page">Backups</a>' in body
     assert 'data-backup-state="none"' in body
-    assert f"steelyard --instance {ctx.config.instance_path.resolve()} backup" in body
+    where = ctx.config.instance_path.resolve()
+    assert f'steelyard <span class="flag">--instance</span> {where} backup' in body
     assert "Nothing yet" in body
 
     # Written elsewhere (--to), under a folder name that is markup: shown as text

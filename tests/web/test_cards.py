@@ -225,7 +225,7 @@ async def test_like_and_boost_are_toggle_buttons_with_compact_counts(
     anon = _card(await _page(app.test_client(), f"/posts/{post.id}"), post.id)
     static = re.search(r'<span class="action-static">.*?</span></span>', anon)
     assert static and _spoken(static.group(0)) == "1 like" and _shown(static.group(0)) == "1"
-    assert _spoken(anon).endswith("1 like no boosts no replies")
+    assert _spoken(anon).endswith("1 like no boosts no replies to the post by Alice Example")
     # Boosts are counted the same way, and the answer to a boost from app.js carries the count.
     await posting.boost_post(ctx, people.carol, post.id, boost=True)
     page = await bob.get("/people/alice")
@@ -241,7 +241,7 @@ async def test_like_and_boost_are_toggle_buttons_with_compact_counts(
     assert 'aria-pressed="true"' in boost
     assert _spoken(boost) == "Boost post by Alice Example, 2 boosts" and _shown(boost) == "2"
     anon = _card(await _page(app.test_client(), f"/posts/{post.id}"), post.id)
-    assert _spoken(anon).endswith("1 like 2 boosts no replies")
+    assert _spoken(anon).endswith("1 like 2 boosts no replies to the post by Alice Example")
 
 
 def _button(card: str, kind: str) -> str:

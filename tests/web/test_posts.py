@@ -500,3 +500,27 @@ async def test_cancelling_a_delete_goes_back_to_the_card(app: Quart, people: Peo
     )
     page = await asked.get_data(as_text=True)
     assert f'href="/posts/{post.id}#post-{post.id}">Cancel</a>' in page
+
+
+async def test_a_post_written_on_an_older_page_lands_on_the_newest(
+    app: Quart, people: People
+) -> None:
+    """The composer on page 2 sends the writer to the first page, where the post shows."""
+    ctx = context_of(app)
+    older = await posting.publish_post(ctx, people.alice, posting.Draft("Older news"))
+    alice = await _client(app, "alice")
+    page = await _page(alice, f"/?before={older.id + 1}")
+    assert '<input type="hidden" name="next" value="/">' in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    answer = await alice.post(
+        "/posts",
+        form={
+            "csrf_token": token.group(1),
+            "text": "Fresh news",
+            "next": "/",
+            "visibility": "internal",
+        },
+    )
+    assert answer.status_code == 303 and answer.headers["Location"] == "/"
+    assert "Fresh news" in await _page(alice, "/")

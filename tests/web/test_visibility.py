@@ -229,9 +229,11 @@ async def test_a_reply_count_counts_only_the_replies_its_reader_may_open(
 
 
 def _replies(count: int) -> str:
-    """A card's reply count: the number as shown, and in words for screen readers."""
+    """A card's reply count: the number as shown, and in words for screen readers (followed
+    by whose post it counts for)."""
     shown = str(count) if count else ""  # no number at zero
     words = "no replies" if count == 0 else f"{count} {'reply' if count == 1 else 'replies'}"
     return (
-        f'<span class="count" aria-hidden="true">{shown}</span><span class="sr-only">{words}</span>'
+        f'<span class="count" aria-hidden="true">{shown}</span>'
+        f'<span class="sr-only">{words} to the post by '
     )
