@@ -332,12 +332,11 @@ async def _guess_followers_collection(ctx: Context, note: RemoteNote, actor: Act
     A mentioned address is a person, never the collection: a direct message to someone on the
     author's server whom we have not met must not pass for followers-only (and reach every
     local follower of the author)."""
-    origin = actor.uri.split("/")[2]
     mentioned = set(note.mentions)
     for uri in (*note.to, *note.cc):
         if uri == actor.uri or uri in mentioned:
             continue
-        if vocab.strip_fragment(uri).split("/")[2:3] != [origin]:
+        if not same_origin(vocab.strip_fragment(uri), actor.uri):
             continue
         if await ctx.db.read(users.select_actor_by_uri, uri) is None:
             return uri
@@ -436,7 +435,7 @@ async def _store_note(
     *for_boost*: a boosted post fetched from its server. It is kept only if Public, placed in
     feeds at its own ``published`` time (it may be years old), and it is not news: no
     notifications, no live push, no wall handling (the boost itself is what is new)."""
-    if vocab.strip_fragment(note.id).split("/")[2] != actor.uri.split("/")[2]:
+    if not same_origin(vocab.strip_fragment(note.id), actor.uri):
         raise Ignored("object id not on the actor's origin")
     visibility = await _note_visibility(ctx, note, actor)
     if for_boost and visibility is not Visibility.PUBLIC:
@@ -543,7 +542,7 @@ async def on_update(ctx: Context, activity: Activity, actor: Actor) -> None:
         if obj.get("id") != actor.uri:
             raise Ignored("Update of another actor")
         parsed = vocab.parse_actor(obj, fetched_url=actor.uri)
-        if parsed.key_id and actor.uri.split("/")[2] != parsed.key_id.split("/")[2]:
+        if parsed.key_id and not same_origin(parsed.key_id, actor.uri):
             raise Ignored("key moved to another origin")
         await remote.store_actor(ctx, parsed)
         await ctx.federator.keys.remember_announced(parsed)

@@ -57,9 +57,9 @@ async def test_a_reply_the_parents_author_cannot_read_neither_notifies_nor_count
     assert "FOLLOWERS-ONLY-SECRET" not in notes and "replied" not in notes
     anonymous = alpha.app.test_client()
     page = await (await anonymous.get(f"/posts/{question.id}")).get_data(as_text=True)
-    assert '<span class="sr-only">no replies</span>' in page
+    assert '<span class="sr-only">no replies to the post by ' in page
     _, seen_by_carol = await _page(alpha, "carol", f"/posts/{question.id}")
-    assert '<span class="sr-only">1 reply</span>' in seen_by_carol
+    assert '<span class="sr-only">1 reply to the post by ' in seen_by_carol
     assert "FOLLOWERS-ONLY-SECRET" in seen_by_carol
 
 

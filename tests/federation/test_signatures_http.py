@@ -278,3 +278,20 @@ async def test_framing_rules(scene: tuple[Trio, Cast, Forger]) -> None:
     # Not JSON at all, correctly signed
     sent = await forger.post(alpha, b"<xml/>")
     await _refused(alpha, sent, 400, before)
+
+
+async def test_an_origin_spelled_with_its_default_port_is_the_same_origin(
+    scene: tuple[Trio, Cast, Forger],
+) -> None:
+    """https://beta.example:443/… is beta.example: the inbox lets it in, and applying it
+    compares origins the same way (it once compared the raw host strings and dropped it)."""
+    trio, _, forger = scene
+    note = forger.note(
+        "spelled with :443", to=[AS_PUBLIC], note_id="https://beta.example:443/notes/443"
+    )
+    assert (await forger.post(trio.alpha, forger.create(note))).status == 202
+    await trio.alpha.ctx.federator.settle_once()
+    stored = await trio.alpha.value(
+        "SELECT count(*) FROM posts WHERE content_html LIKE '%spelled with :443%'"
+    )
+    assert stored == 1
