@@ -276,8 +276,10 @@ class InboxReceiver:
             return None
         if verify_signature(pending, key.public_key_pem, keys=self._key_cache):
             return key
-        # The cached key may be stale after a rotation: fetch it again, once.
-        key = await self._resolve(pending.key_id, refresh=True, noop_if_unknown=noop_if_unknown)
+        # The cached key may be stale after a rotation: fetch it again, once. A key we know
+        # that does not verify is refused even for an actor's Delete: only an unknown key
+        # earns the no-op (a forged Delete of someone we know must not pass for accepted).
+        key = await self._resolve(pending.key_id, refresh=True, noop_if_unknown=False)
         if key is None:
             return None
         if verify_signature(pending, key.public_key_pem, keys=self._key_cache):

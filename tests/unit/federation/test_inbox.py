@@ -524,6 +524,14 @@ async def test_delete_of_known_actor_is_verified_and_stored(world: World) -> Non
         delete_actor(BOB) | {"id": f"{BOB}#delete2"}, signer=ALICE, key_id=f"{BOB}#main-key"
     )
     assert forged.status == 401
+    # Still 401 when the key cannot be fetched again (the actor's server is down, or says
+    # the actor is gone): a known key that does not verify never earns the no-op's 202.
+    del world.keys.fresh[f"{BOB}#main-key"]
+    again = await world.deliver(
+        delete_actor(BOB) | {"id": f"{BOB}#delete3"}, signer=ALICE, key_id=f"{BOB}#main-key"
+    )
+    assert again.status == 401
+    assert len(world.store.rows) == 1
 
 
 # --- signed GET (secure mode) ----------------------------------------------------------------
