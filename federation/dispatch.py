@@ -52,6 +52,7 @@ __all__ = ["Dispatcher", "idle"]
 _log = logging.getLogger(__name__)
 
 _MAX_ERROR = 500
+_AFTER_FAILED_ROUND_S = 1.0
 
 
 class Gate(Protocol):
@@ -157,13 +158,21 @@ class Dispatcher:
         """Work until *stop* is set; sleep on :meth:`wake` or the poll interval when idle."""
         while not stop.is_set():
             self._wake.clear()
-            try:
-                count = await self.run_once()
-            except Exception:
-                _log.exception("inbound dispatch round failed; continuing")
-                count = 0
+            count = await self.run_once_or_log()
             if count == 0:
                 await idle(self._wake, stop, self._poll_interval)
+
+    async def run_once_or_log(self) -> int:
+        """:meth:`run_once`, with a failure of the round itself (the store cannot claim: a
+        full disk, a locked database) logged and counted as an idle round, so the loop that
+        calls it sleeps and tries again instead of ending. Rows claimed before the failure
+        come back when their lease ends."""
+        try:
+            return await self.run_once()
+        except Exception:
+            _log.exception("inbound dispatch round failed; trying again in a second")
+            await asyncio.sleep(_AFTER_FAILED_ROUND_S)  # not a log line per poll interval
+            return 0
 
     async def _work(self, row: ports.StoredInbound) -> bool:
         """Run the handler for one row; True if it succeeded (the caller marks it done)."""

@@ -136,10 +136,14 @@ def create_app(
     @app.after_serving
     async def close_database() -> None:
         relay = app.config.get("STEELYARD_RELAY")
-        if relay is not None:
-            await relay.stop()
-        await context.federator.stop()
-        await context.db.close()
+        steps = [relay.stop] if relay is not None else []
+        # Each step on its own: one failing (a full disk) must not leave the database's
+        # threads open, or the process would never exit after a stop.
+        for step in (*steps, context.federator.stop, context.db.close):
+            try:
+                await step()
+            except Exception:
+                app.logger.exception("shutdown step %s failed", step.__qualname__)
         app.config["STEELYARD_BACKGROUND"].release()
 
     @app.before_request

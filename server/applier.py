@@ -74,7 +74,7 @@ async def run_applier(instance_path: Path, *, idle_exit: float | None) -> int:
         dispatcher = Dispatcher(context.federator.inbox_store, handle, clock.now_ms)
         idle_since = loop.time()
         while not stop.is_set():
-            count = await dispatcher.run_once()
+            count = await dispatcher.run_once_or_log()
             worked += count
             if count:
                 idle_since = loop.time()
@@ -84,8 +84,12 @@ async def run_applier(instance_path: Path, *, idle_exit: float | None) -> int:
                 await idle(asyncio.Event(), stop, 0.05)
     finally:
         gate.release()
-        await relay.stop()
-        await context.federator.stop()
-        await context.db.close()
+        # Each step on its own: one failing (a full disk) must not leave the database's
+        # threads open, or this process would never exit and the server would wait on it.
+        for step in (relay.stop, context.federator.stop, context.db.close):
+            try:
+                await step()
+            except Exception:
+                _log.exception("applier shutdown step %s failed", step.__qualname__)
     _log.info("applier done: %d inbound activities worked", worked)
     return worked

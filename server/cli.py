@@ -170,9 +170,10 @@ def _add_federation_parser(commands: argparse._SubParsersAction[argparse.Argumen
     )
     resend = actions.add_parser(
         "resend",
-        help="queue held and dead deliveries again",
-        description="Put held and dead deliveries back in the queue, for one host or for"
-        " every allowed host. A running server picks them up within its next poll.",
+        help="the partner is back: send held and waiting deliveries now",
+        description="Put held and dead deliveries back in the queue, lift the host's retry"
+        " pause and make its queued deliveries due now, for one host or for every allowed"
+        " host. A running server picks them up within its next poll.",
     )
     resend.add_argument(
         "host", nargs="?", default=None, metavar="HOST[:PORT]", help="only this host"
@@ -438,8 +439,8 @@ async def cmd_federation(instance: Path, args: argparse.Namespace) -> int:
             print(allowlist.removed_message(host, cancelled))
         elif args.federation_command == "resend":
             only = allowlist.canonical_host(ctx, args.host) if args.host else None
-            count = await allowlist.resend(ctx, only, by=by)
-            print(allowlist.resent_message(only, count))
+            count, hurried = await allowlist.resend(ctx, only, by=by)
+            print(allowlist.resent_message(only, count, hurried))
         elif args.federation_command == "list":
             entries = await allowlist.listing(ctx)
             if not entries:

@@ -282,14 +282,17 @@ async def listing(ctx: Context) -> list[HostRow]:
     return rows
 
 
-async def resend(ctx: Context, host: str | None, *, by: str, actor_id: int | None = None) -> int:
-    """Put held and dead deliveries back in the queue: for *host*, or for every allowed host
-    when *host* is ``None``. A removed host is refused. Returns how many were requeued."""
+async def resend(
+    ctx: Context, host: str | None, *, by: str, actor_id: int | None = None
+) -> tuple[int, int]:
+    """Put held and dead deliveries back in the queue, and make the queued ones waiting out
+    a backoff due now, with the host's pause lifted: for *host*, or for every allowed host
+    when *host* is ``None``. A removed host is refused. Returns (requeued, made due now)."""
     canonical = canonical_host(ctx, host) if host is not None else None
     who = _clean_by(by)
     now = ctx.clock.now_ms()
 
-    def tx(conn: sqlite3.Connection) -> int:
+    def tx(conn: sqlite3.Connection) -> tuple[int, int]:
         if canonical is None:
             targets = sorted(fed.select_active_hosts(conn))
         else:
@@ -301,19 +304,21 @@ async def resend(ctx: Context, host: str | None, *, by: str, actor_id: int | Non
                     f"{canonical} was removed from the allowlist; add it again before resending."
                 )
             targets = [canonical]
-        count = sum(fed.resend_held(conn, target, now) for target in targets)
+        done = [fed.resend_held(conn, target, now) for target in targets]
+        count, hurried = sum(d[0] for d in done), sum(d[1] for d in done)
         users.insert_audit(
             conn,
             actor_id=actor_id,
             action="federation.resend",
-            detail=f"{canonical or 'all allowed hosts'} by {who}; {count} deliveries requeued",
+            detail=f"{canonical or 'all allowed hosts'} by {who}; {count} deliveries requeued,"
+            f" {hurried} made due now",
             now_ms=now,
         )
-        return count
+        return count, hurried
 
-    count = await ctx.db.write(tx)
+    result = await ctx.db.write(tx)
     ctx.federator.wake()  # a running delivery worker picks them up now (no-op in the CLI)
-    return count
+    return result
 
 
 # --- messages shared by the CLI and the admin page ----------------------------------------
@@ -330,9 +335,14 @@ def removed_message(host: str, cancelled: int) -> str:
     return f"{host} removed: {cancelled} queued {noun} cancelled and kept for the record."
 
 
-def resent_message(host: str | None, count: int) -> str:
+def resent_message(host: str | None, count: int, hurried: int = 0) -> str:
     where = host or "all allowed hosts"
+    waiting = ""
+    if hurried:
+        waits = "delivery that waited" if hurried == 1 else "deliveries that waited"
+        go = "goes" if hurried == 1 else "go"
+        waiting = f" {hurried} queued {waits} for a retry {go} out now."
     if count == 0:
-        return f"Nothing to resend for {where}: no held deliveries."
+        return f"No held deliveries for {where}.{waiting or ' Nothing was waiting either.'}"
     noun = "delivery" if count == 1 else "deliveries"
-    return f"{count} held {noun} for {where} queued again."
+    return f"{count} held {noun} for {where} queued again.{waiting}"

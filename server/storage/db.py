@@ -102,10 +102,16 @@ class Database:
         self._all_readers.clear()
         self._readers = asyncio.Queue()
         if self._writer is not None:
-            # Leave a small WAL behind: a clean shutdown checkpoints it into the main file.
-            await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            await self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            try:
+                # Leave a small WAL behind: a clean shutdown checkpoints it into the main file.
+                await writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                pass  # a full disk: the WAL stays, and the next open replays it; nothing is lost
+            finally:
+                # Always: the writer's thread is not a daemon, and a process whose writer was
+                # left open never exits (a stop would hang until kill -9).
+                await writer.close()
 
     async def read(self, fn: TxFn[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run a short read-only function now, on the loop's connection (one snapshot).

@@ -118,6 +118,24 @@ class InboundTrouble:
     error: str | None
 
 
+_BACKLOG_COUNTED = 100_000  # beyond this the page says "more than"; counting on costs time
+
+
+def select_inbound_backlog(conn: sqlite3.Connection) -> tuple[int, int | None]:
+    """(activities received and not yet tried, up to ``_BACKLOG_COUNTED``; when the oldest
+    of them was received, epoch ms). Retries are not counted here: they wait their backoff
+    and are listed with their error. A backlog that only ages means nothing applies them."""
+    waiting = (
+        "FROM inbox_activities INDEXED BY inbox_activities_queue"
+        " WHERE state = 'pending' AND last_error IS NULL"
+    )
+    count = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 {waiting} LIMIT ?)", (_BACKLOG_COUNTED,)
+    ).fetchone()[0]
+    oldest = conn.execute(f"SELECT received_at {waiting} ORDER BY id LIMIT 1").fetchone()
+    return int(count), (int(oldest[0]) if oldest else None)
+
+
 def select_inbound_trouble(
     conn: sqlite3.Connection, limit: int
 ) -> tuple[int, int, list[InboundTrouble]]:
@@ -649,10 +667,18 @@ def reset_host(conn: sqlite3.Connection, host: str) -> None:
         (host,),
     ).rowcount
     if changed:
+        _queue_due_now(conn, host)
+
+
+def _queue_due_now(conn: sqlite3.Connection, host: str) -> int:
+    """Every queued delivery to *host* due now (backoffs forgotten); how many waited."""
+    return int(
         conn.execute(
-            "UPDATE deliveries SET next_attempt_at = 0 WHERE host = ? AND state = 'queued'",
+            "UPDATE deliveries SET next_attempt_at = 0"
+            " WHERE host = ? AND state = 'queued' AND next_attempt_at > 0",
             (host,),
-        )
+        ).rowcount
+    )
 
 
 def select_circuit(conn: sqlite3.Connection, host: str) -> int:
@@ -682,10 +708,12 @@ def select_next_due(conn: sqlite3.Connection) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
-def resend_held(conn: sqlite3.Connection, host: str | None, now_ms: int) -> int:
+def resend_held(conn: sqlite3.Connection, host: str | None, now_ms: int) -> tuple[int, int]:
     """Admin action: put held (and dead) deliveries back in the queue, with a whole retry
     horizon of their own from now, and close their hosts' circuits: the admin's word that the
-    partner is back should be tried at once, not after the circuit's cool-off."""
+    partner is back should be tried at once, not after the circuit's cool-off. For *host*,
+    its queued deliveries waiting out a backoff are made due now too. Returns (requeued,
+    made due now)."""
     where = "state IN ('held', 'dead')" + (" AND host = ?" if host else "")
     params: tuple[Any, ...] = (host,) if host else ()
     hosts = [
@@ -697,11 +725,14 @@ def resend_held(conn: sqlite3.Connection, host: str | None, now_ms: int) -> int:
         f" finished_at = NULL, resent_at = ? WHERE {where}",
         (now_ms, *params),
     ).rowcount
+    if host is not None and host not in hosts:
+        hosts.append(host)
     conn.executemany(
         "UPDATE host_health SET consecutive_failures = 0, circuit_open_until = 0 WHERE host = ?",
         [(h,) for h in hosts],
     )
-    return count
+    hurried = _queue_due_now(conn, host) if host is not None else 0
+    return count, hurried
 
 
 def insert_tombstone(conn: sqlite3.Connection, uri: str, actor_id: int, now_ms: int) -> None:

@@ -24,6 +24,9 @@ from server.web.support import (
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
 INBOUND_SHOWN = 20  # newest inbound activities not applied, listed on the federation page
+# Received this long ago and still not applied: something is wrong (a burst is applied in
+# seconds; a retry waits its backoff but is listed as retrying, with its error, anyway).
+BACKLOG_STALLED_MS = 5 * 60 * 1000
 
 
 @blueprint.get("/users")
@@ -117,12 +120,19 @@ async def _federation_page(
 ) -> ResponseReturnValue:
     listing = await allowlist.listing(ctx())
     failed, retrying, trouble = await ctx().db.read(fed.select_inbound_trouble, INBOUND_SHOWN)
+    waiting, oldest_waiting = await ctx().db.read(fed.select_inbound_backlog)
+    stalled = (
+        oldest_waiting is not None and ctx().clock.now_ms() - oldest_waiting > BACKLOG_STALLED_MS
+    )
     body = await render_template(
         "admin_federation.html",
         listing=listing,
         inbound_failed=failed,
         inbound_retrying=retrying,
         inbound_trouble=trouble,
+        inbound_waiting=waiting,
+        inbound_oldest_waiting=oldest_waiting,
+        inbound_stalled=stalled,
         relations=allowlist.RELATIONS,
         note_limit=allowlist.NOTE_LIMIT,
         own_host=ctx().federator.host,
@@ -205,8 +215,8 @@ async def federation_resend(host: str) -> ResponseReturnValue:
     me = require_viewer()
     try:
         canonical = allowlist.canonical_host(ctx(), host)
-        count = await allowlist.resend(ctx(), canonical, by=me.username, actor_id=me.id)
+        count, hurried = await allowlist.resend(ctx(), canonical, by=me.username, actor_id=me.id)
     except SteelyardError as exc:
         return await _federation_page(error=exc.message, status=exc.status)
-    await flash(allowlist.resent_message(canonical, count), "success")
+    await flash(allowlist.resent_message(canonical, count, hurried), "success")
     return redirect(url_for("admin.federation"), 303)

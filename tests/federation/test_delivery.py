@@ -141,7 +141,7 @@ async def test_after_the_14_day_horizon_the_delivery_is_held_then_resent(trio: T
 
     # When alpha is back and the admin resends
     del net.faults["alpha.example"]
-    assert await beta.ctx.db.write(fed.resend_held, "alpha.example", net.clock.now_ms()) == 1
+    assert await beta.ctx.db.write(fed.resend_held, "alpha.example", net.clock.now_ms()) == (1, 0)
     await net.settle()
 
     # Then it is delivered, signed now (a 15-day-old signature would be refused)
@@ -259,7 +259,7 @@ async def test_a_resend_goes_out_at_once_and_gets_a_horizon_of_its_own(trio: Tri
             ),
         )
     )
-    assert await beta.ctx.db.write(fed.resend_held, "alpha.example", now) == 1
+    assert await beta.ctx.db.write(fed.resend_held, "alpha.example", now) == (1, 0)
     await net.settle()
     row = await _bobs_delivery(trio)
     assert (row["state"], row["attempts"], row["last_status"]) == ("queued", 1, 503)

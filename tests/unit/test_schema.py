@@ -600,3 +600,30 @@ def test_serve_migrates_before_hypercorn_starts(
     assert cli.cmd_serve(instance, "127.0.0.1:0") == 0
     assert seen["migrated"] is True
     assert isinstance(seen["startup_timeout"], (int, float)) and seen["startup_timeout"] >= 600
+
+
+async def test_closing_on_a_full_disk_still_ends_the_database_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint at close can fail (a full disk); the writer's thread, which is not a
+    daemon, must end anyway, or the process never exits after a stop."""
+    import threading
+
+    _fresh(tmp_path).close()
+    db = Database(tmp_path / "db.sqlite3")
+    await db.open()
+    before = {t for t in threading.enumerate() if not t.daemon}
+    writer = db._writer
+    assert writer is not None
+    execute = writer.execute
+
+    def full_disk(sql: str, *args: object) -> object:
+        if sql.startswith("PRAGMA wal_checkpoint"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return execute(sql, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer, "execute", full_disk)
+    await db.close()
+    for thread in before - {threading.main_thread()}:
+        thread.join(timeout=5)
+    assert {t for t in threading.enumerate() if not t.daemon} == {threading.main_thread()}

@@ -18,6 +18,7 @@ from server.app import create_app
 from server.services import allowlist
 from server.services.context import Context
 from server.storage import federation as fed
+from server.web import admin
 from tests.conftest import PASSWORD, People, context_of
 from tests.support.web import login, post_form
 
@@ -299,7 +300,19 @@ async def test_page_shows_health_numbers_and_resend_works(app: Quart, people: Pe
     response = await post_form(client, f"{PAGE}/partner.example/resend", {}, token_from=PAGE)
     assert response.status_code == 303
     shown = await (await client.get(PAGE)).get_data(as_text=True)
-    assert "1 held delivery for partner.example queued again." in shown
+    assert (
+        "1 held delivery for partner.example queued again."
+        " 1 queued delivery that waited for a retry goes out now." in shown
+    )
+
+    def waiting(conn: sqlite3.Connection) -> tuple[int, int]:
+        due = conn.execute("SELECT max(next_attempt_at) FROM deliveries").fetchone()[0]
+        pause = conn.execute(
+            "SELECT circuit_open_until FROM host_health WHERE host = 'partner.example'"
+        ).fetchone()[0]
+        return int(due), int(pause)
+
+    assert await ctx.db.read(waiting) == (0, 0)  # the retry pause is over, the circuit closed
     states = await delivery_states(ctx, "partner.example")
     assert states.count("held") == 0 and states.count("queued") == 4
     row = host_row(shown, "partner.example")
@@ -420,3 +433,44 @@ async def test_a_refused_host_is_the_field_marked_invalid(app: Quart, people: Pe
     assert refused.status_code == 400
     assert re.search(r'name="host"[^>]*aria-invalid="true" aria-describedby="form-error ', page)
     assert page.count('aria-invalid="true"') == 1
+
+
+async def test_activities_waiting_too_long_to_be_applied_are_flagged(
+    app: Quart, people: People
+) -> None:
+    """Received and never tried (nothing applies them: an applier that died on a full disk)
+    is not "every activity has been applied": the page counts them and says since when."""
+    ctx = context_of(app)
+    client = app.test_client()
+    await login(client, "alice", PASSWORD)
+    now = ctx.clock.now_ms()
+
+    async def receive(name: str, received_at_ms: int) -> None:
+        record = InboundRecord(
+            activity_id=f"https://partner.example/activities/{name}",
+            activity_type="Create",
+            actor_uri="https://partner.example/users/bob",
+            origin_host="partner.example",
+            key_id="https://partner.example/users/bob#main-key",
+            target="/inbox",
+            headers=[],
+            body=b'{"id": "x"}',
+            received_at_ms=received_at_ms,
+        )
+        await ctx.db.write(fed.insert_inbound, record)
+
+    await receive("fresh-1", now)
+    await receive("fresh-2", now)
+    body = await (await client.get(PAGE)).get_data(as_text=True)
+    assert 'data-inbound-backlog="waiting"' in body and "2 received and waiting" in body
+    assert "Every activity received from partners has been applied." not in body
+
+    async def applied(_: StoredInbound) -> None:
+        return None
+
+    await Dispatcher(ctx.federator.inbox_store, applied, ctx.clock.now_ms).run_until_idle()
+    body = await (await client.get(PAGE)).get_data(as_text=True)
+    assert "Every activity received from partners has been applied." in body
+    await receive("old", now - admin.BACKLOG_STALLED_MS - 1000)
+    body = await (await client.get(PAGE)).get_data(as_text=True)
+    assert 'data-inbound-backlog="stalled"' in body and "nothing seems to apply them" in body

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 
 import pytest
 
@@ -174,3 +175,36 @@ async def test_run_forever_wakes_survives_errors_and_stops() -> None:
         await task
     assert store.rows[0].state == "done"
     assert broken["left"] == 0
+
+
+class FullDisk(MemoryInboxStore):
+    """A store whose claims fail while ``full`` (SQLite: "database or disk is full")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = False
+
+    async def claim_inbound(self, now_ms: int, limit: int) -> Sequence[StoredInbound]:
+        if self.full:
+            raise OSError(28, "database or disk is full")
+        return await super().claim_inbound(now_ms, limit)
+
+
+async def test_a_round_that_cannot_claim_is_logged_and_the_loop_goes_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The applier process loops over run_once_or_log: a failing round must not end it (a
+    full disk once left every accepted activity unapplied until a restart)."""
+    import federation.dispatch as dispatch
+
+    monkeypatch.setattr(dispatch, "_AFTER_FAILED_ROUND_S", 0.0)
+    store, handler = FullDisk(), Handler()
+    for n in (1, 2):
+        assert await store.store_inbound(record(n))
+    dispatcher = Dispatcher(store, handler, Clock())
+    store.full = True
+    assert await dispatcher.run_once_or_log() == 0
+    assert "inbound dispatch round failed" in caplog.text
+    store.full = False  # space again: the same loop applies what was accepted
+    assert await dispatcher.run_once_or_log() == 2
+    assert [r.state for r in store.rows] == ["done", "done"]
