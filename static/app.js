@@ -484,37 +484,29 @@
 
   /* Like and Boost are toggle buttons: their name stays, aria-pressed says the state. */
   function applyLike(form, button, data) {
-    if (typeof data.liked !== 'boolean') return false;
-    var action = form.querySelector('input[name="action"]');
-    if (action) action.value = data.liked ? 'unlike' : 'like';
-    if (typeof data.count === 'number') {
-      /* As cards.py writes it: a bare number, none at zero; words for screen readers. */
-      var count = form.querySelector('[data-like-count]');
-      if (count) count.textContent = data.count ? String(data.count) : '';
-      var words = form.querySelector('[data-like-words]');
-      if (words) {
-        words.textContent = data.count === 0 ? 'no likes'
-          : data.count + (data.count === 1 ? ' like' : ' likes');
-      }
-    }
-    if (button) button.setAttribute('aria-pressed', data.liked ? 'true' : 'false');
-    return true;
+    return applyToggle(form, button, data.liked, data.count, 'like');
   }
 
   function applyBoost(form, button, data) {
-    if (typeof data.boosted !== 'boolean') return false;
+    return applyToggle(form, button, data.boosted, data.count, 'boost');
+  }
+
+  /* The answer to a like or a boost: the form's next action, the button's state and the
+     count, as cards.py writes it (a bare number, none at zero; words for screen readers). */
+  function applyToggle(form, button, on, number, kind) {
+    if (typeof on !== 'boolean') return false;
     var action = form.querySelector('input[name="action"]');
-    if (action) action.value = data.boosted ? 'unboost' : 'boost';
-    if (typeof data.count === 'number') {
-      var count = form.querySelector('[data-boost-count]');
-      if (count) count.textContent = data.count ? String(data.count) : '';
-      var words = form.querySelector('[data-boost-words]');
+    if (action) action.value = on ? 'un' + kind : kind;
+    if (typeof number === 'number') {
+      var count = form.querySelector('[data-' + kind + '-count]');
+      if (count) count.textContent = number ? String(number) : '';
+      var words = form.querySelector('[data-' + kind + '-words]');
       if (words) {
-        words.textContent = data.count === 0 ? 'no boosts'
-          : data.count + (data.count === 1 ? ' boost' : ' boosts');
+        words.textContent = number === 0 ? 'no ' + kind + 's'
+          : number + ' ' + kind + (number === 1 ? '' : 's');
       }
     }
-    if (button) button.setAttribute('aria-pressed', data.boosted ? 'true' : 'false');
+    if (button) button.setAttribute('aria-pressed', on ? 'true' : 'false');
     return true;
   }
 

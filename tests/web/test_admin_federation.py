@@ -59,6 +59,21 @@ async def delivery_states(ctx: Context, host: str) -> list[str]:
     return await ctx.db.read(read)
 
 
+def inbound_record(name: str, received_at_ms: int) -> InboundRecord:
+    """An activity from bob@partner.example as the inbox archives it (not yet applied)."""
+    return InboundRecord(
+        activity_id=f"https://partner.example/activities/{name}",
+        activity_type="Create",
+        actor_uri="https://partner.example/users/bob",
+        origin_host="partner.example",
+        key_id="https://partner.example/users/bob#main-key",
+        target="/inbox",
+        headers=[],
+        body=b'{"id": "x"}',
+        received_at_ms=received_at_ms,
+    )
+
+
 def host_row(body: str, host: str) -> str:
     match = re.search(rf'<tr data-host="{re.escape(host)}"[^>]*>(.*?)</tr>', body, re.S)
     assert match, f"no row for {host}"
@@ -392,18 +407,7 @@ async def test_inbound_activities_that_failed_to_apply_are_listed(
     # Two archived activities whose handler fails: one gives up at once, one will retry.
     now = ctx.clock.now_ms()
     for n in (1, 2):
-        record = InboundRecord(
-            activity_id=f"https://partner.example/activities/{n}<script>",
-            activity_type="Create",
-            actor_uri="https://partner.example/users/bob",
-            origin_host="partner.example",
-            key_id="https://partner.example/users/bob#main-key",
-            target="/inbox",
-            headers=[],
-            body=b'{"id": "x"}',
-            received_at_ms=now,
-        )
-        await ctx.db.write(fed.insert_inbound, record)
+        await ctx.db.write(fed.insert_inbound, inbound_record(f"{n}<script>", now))
 
     async def broken(_: StoredInbound) -> None:
         raise RuntimeError("table posts is <b>locked</b>")
@@ -446,18 +450,7 @@ async def test_activities_waiting_too_long_to_be_applied_are_flagged(
     now = ctx.clock.now_ms()
 
     async def receive(name: str, received_at_ms: int) -> None:
-        record = InboundRecord(
-            activity_id=f"https://partner.example/activities/{name}",
-            activity_type="Create",
-            actor_uri="https://partner.example/users/bob",
-            origin_host="partner.example",
-            key_id="https://partner.example/users/bob#main-key",
-            target="/inbox",
-            headers=[],
-            body=b'{"id": "x"}',
-            received_at_ms=received_at_ms,
-        )
-        await ctx.db.write(fed.insert_inbound, record)
+        await ctx.db.write(fed.insert_inbound, inbound_record(name, received_at_ms))
 
     await receive("fresh-1", now)
     await receive("fresh-2", now)
