@@ -58,6 +58,7 @@ async def store_actor(ctx: Context, remote: RemoteActor) -> Actor:
         )
         if owner == remote.uri:  # stored earlier under a stand-in: its handle is back
             fed.set_actor_username(conn, actor_id, remote.username)
+            fed.set_handle_checked(conn, actor_id, now)
         return actor_id
 
     actor_id = await ctx.db.write(tx)
@@ -97,13 +98,28 @@ async def find_person(ctx: Context, handle: str) -> Actor:
     if not await ctx.federator.allowlist.is_allowed(host):
         raise InvalidInput(not_allowed_message(f"@{username}@{host}"))
     known = await ctx.db.read(users.select_actor_by_handle, username, host)
-    if known is not None:
+    if known is not None and await ctx.db.read(fed.is_handle_checked, known.id):
         return known
     try:
-        uri = await ctx.federator.fetcher.webfinger(f"acct:{username}@{host}")
-        return await fetch_actor(ctx, uri)
+        if known is not None:
+            # Stored on its own word (its preferredUsername, seen in an activity): the first
+            # time a colleague types the handle, its server confirms whom it names, so a
+            # user who took a group's name cannot receive what was meant for the group.
+            owner = await _handle_owner(ctx, username, host)
+            if owner is None:
+                return known  # its server cannot say now: the stored actor, asked again later
+            if owner == known.uri:
+                await ctx.db.write(fed.set_handle_checked, known.id, ctx.clock.now_ms())
+                return known
+            uri = owner
+        else:
+            uri = await ctx.federator.fetcher.webfinger(f"acct:{username}@{host}")
+        actor = await fetch_actor(ctx, uri)
     except (FetchError, PolicyError) as exc:
         raise InvalidInput(f"@{username}@{host} could not be found ({_reason(exc)}).") from None
+    if actor.username.lower() == username.lower():
+        await ctx.db.write(fed.set_handle_checked, actor.id, ctx.clock.now_ms())
+    return actor
 
 
 def not_allowed_message(who: str) -> str:

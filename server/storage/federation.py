@@ -282,6 +282,16 @@ def set_actor_username(conn: sqlite3.Connection, actor_id: int, username: str) -
     conn.execute("UPDATE actors SET username = ? WHERE id = ?", (username, actor_id))
 
 
+def is_handle_checked(conn: sqlite3.Connection, actor_id: int) -> bool:
+    """Has the actor's server (WebFinger) confirmed its handle?"""
+    row = conn.execute("SELECT handle_checked_at FROM actors WHERE id = ?", (actor_id,)).fetchone()
+    return row is not None and row[0] is not None
+
+
+def set_handle_checked(conn: sqlite3.Connection, actor_id: int, now_ms: int) -> None:
+    conn.execute("UPDATE actors SET handle_checked_at = ? WHERE id = ?", (now_ms, actor_id))
+
+
 def upsert_remote_actor(
     conn: sqlite3.Connection,
     actor: RemoteActor,

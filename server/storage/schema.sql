@@ -30,7 +30,7 @@ CREATE TABLE actors (
     search_text TEXT NOT NULL DEFAULT '',
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    deleted_at INTEGER, actor_type TEXT NOT NULL DEFAULT 'Person', inbox_url TEXT, shared_inbox_url TEXT, outbox_url TEXT, followers_url TEXT, following_url TEXT, key_id TEXT, fetched_at INTEGER, wall_url TEXT,
+    deleted_at INTEGER, actor_type TEXT NOT NULL DEFAULT 'Person', inbox_url TEXT, shared_inbox_url TEXT, outbox_url TEXT, followers_url TEXT, following_url TEXT, key_id TEXT, fetched_at INTEGER, wall_url TEXT, handle_checked_at INTEGER,
     UNIQUE (host, username)
 );
 

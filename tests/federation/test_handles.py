@@ -111,3 +111,37 @@ async def test_a_second_actor_of_one_name_is_stored_and_webfinger_decides_the_ha
     # Later posts of both are applied too (no handle clash on the next refresh either).
     second = await _post_as_group(p, group_private, 2)
     assert await p.alpha.value("SELECT count(*) FROM posts WHERE uri = ?", second) == 1
+
+
+async def test_a_handle_typed_by_a_colleague_reaches_whom_its_server_names(
+    peered: Peered,
+) -> None:
+    """A user who took the group's name before the group was ever seen here holds the
+    handle on its own word; the first time a colleague types it, WebFinger is asked, and a
+    mention or a follow reaches the group, not the user."""
+    p = peered
+    (_, user_public), (_, group_public) = p.keys[0], p.keys[1]
+    p.serve(USER, _actor(USER, "Person", user_public))
+    p.serve(GROUP, _actor(GROUP, "Group", group_public))
+    await remote.fetch_actor(p.alpha.ctx, USER)  # seen first, in an activity of its own
+    # Its server cannot answer yet: the stored actor, asked again next time.
+    assert (await remote.find_person(p.alpha.ctx, f"news@{PEER}")).uri == USER
+    _webfinger(p, GROUP)
+    assert (await remote.find_person(p.alpha.ctx, f"news@{PEER}")).uri == GROUP
+    user_handle = await _handle_of(p, USER)
+    assert user_handle is not None and user_handle.startswith("news~")
+    # Confirmed once, the handle is not asked again.
+    del p.peer.documents[WEBFINGER]
+    assert (await remote.find_person(p.alpha.ctx, f"news@{PEER}")).uri == GROUP
+
+
+async def test_a_handle_its_server_confirms_is_asked_once(peered: Peered) -> None:
+    p = peered
+    _, user_public = p.keys[0]
+    p.serve(USER, _actor(USER, "Person", user_public))
+    _webfinger(p, USER)
+    await remote.fetch_actor(p.alpha.ctx, USER)
+    assert (await remote.find_person(p.alpha.ctx, f"news@{PEER}")).uri == USER
+    del p.peer.documents[WEBFINGER]
+    del p.peer.documents[USER]
+    assert (await remote.find_person(p.alpha.ctx, f"news@{PEER}")).uri == USER
