@@ -221,9 +221,16 @@ def create_app(
             413: "What you sent is too large.",
         }
         code = error.code or 500
-        if code == 413 and request.endpoint == "people.upload_photo" and g.get("viewer"):
+        account = g.get("account")
+        if (
+            code == 413
+            and request.endpoint == "people.upload_photo"
+            and account is not None
+            and not account.must_change_password  # that gate still comes first
+        ):
             # A phone's photo is often larger than the cap: say so beside the field, with
-            # the form still there, not on a page of its own.
+            # the form still there, not on a page of its own. (Refused while the form was
+            # read, before the CSRF check: nothing is written, only the form is shown.)
             return await people.photo_too_large()
         return await _error_page(code, messages.get(code, error.description or "Error."))
 

@@ -406,6 +406,9 @@ def restore_backup(
     staging = instance.parent / f".{instance.name}{_STAGING_SUFFIX}"
     try:
         instance.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file where a folder should be, no permission, a full disk
+        raise _failure("The restore failed, and nothing was written", exc) from exc
+    try:
         staging.mkdir(mode=0o700)
     except FileExistsError:
         raise InvalidInput(

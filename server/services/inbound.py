@@ -607,7 +607,7 @@ async def on_delete(ctx: Context, activity: Activity, actor: Actor) -> None:
     if object_id == actor.uri:
         await ctx.db.write(fed.mark_actor_deleted, actor.id, now)
         return
-    if object_id.split("/")[2:3] != actor.uri.split("/")[2:3]:
+    if not same_origin(object_id, actor.uri):
         if await _removed_by_wall_owner(ctx, object_id, actor):
             return
         raise Ignored("Delete of an object on another origin")

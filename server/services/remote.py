@@ -24,10 +24,12 @@ from server.storage import users
 
 async def person_by_handle(ctx: Context, handle: str) -> Actor | None:
     """A stored person by handle: ``alice`` on this instance, ``bob@partner.example`` on
-    another (known here already; nothing is fetched)."""
+    another (known here already; nothing new is fetched, but a partner's handle not yet
+    confirmed is, see :func:`_confirmed`)."""
     if "@" in handle:
         name, _, host = handle.partition("@")
-        return await ctx.db.read(users.select_actor_by_handle, name, host.lower())
+        known = await ctx.db.read(users.select_actor_by_handle, name, host.lower())
+        return await _confirmed(ctx, known, name, host.lower()) if known else None
     return await ctx.db.read(users.select_local_actor, handle)
 
 
@@ -98,28 +100,43 @@ async def find_person(ctx: Context, handle: str) -> Actor:
     if not await ctx.federator.allowlist.is_allowed(host):
         raise InvalidInput(not_allowed_message(f"@{username}@{host}"))
     known = await ctx.db.read(users.select_actor_by_handle, username, host)
-    if known is not None and await ctx.db.read(fed.is_handle_checked, known.id):
-        return known
+    if known is not None:
+        return await _confirmed(ctx, known, username, host)
     try:
-        if known is not None:
-            # Stored on its own word (its preferredUsername, seen in an activity): the first
-            # time a colleague types the handle, its server confirms whom it names, so a
-            # user who took a group's name cannot receive what was meant for the group.
-            owner = await _handle_owner(ctx, username, host)
-            if owner is None:
-                return known  # its server cannot say now: the stored actor, asked again later
-            if owner == known.uri:
-                await ctx.db.write(fed.set_handle_checked, known.id, ctx.clock.now_ms())
-                return known
-            uri = owner
-        else:
-            uri = await ctx.federator.fetcher.webfinger(f"acct:{username}@{host}")
-        actor = await fetch_actor(ctx, uri)
+        actor = await fetch_actor(
+            ctx, await ctx.federator.fetcher.webfinger(f"acct:{username}@{host}")
+        )
     except (FetchError, PolicyError) as exc:
         raise InvalidInput(f"@{username}@{host} could not be found ({_reason(exc)}).") from None
     if actor.username.lower() == username.lower():
         await ctx.db.write(fed.set_handle_checked, actor.id, ctx.clock.now_ms())
     return actor
+
+
+async def _confirmed(ctx: Context, known: Actor, username: str, host: str) -> Actor:
+    """*known* (stored as ``username@host``), or the actor the partner's WebFinger names for
+    that handle. An actor seen in an activity holds its handle on its own word
+    (preferredUsername); the first time a colleague uses the handle (search, profile,
+    follow, mention, wall), its server is asked, once, so a user who took a group's name
+    cannot receive what was meant for the group. When the server cannot say (down, or not
+    allowed any more), *known* is used and asked again next time."""
+    if known.is_local or await ctx.db.read(fed.is_handle_checked, known.id):
+        return known
+    if not await ctx.federator.allowlist.is_allowed(host):
+        return known  # the archive of a host no longer allowed: nothing is asked of it
+    owner = await _handle_owner(ctx, username, host)
+    if owner is None:
+        return known
+    if owner != known.uri:
+        try:
+            actor = await fetch_actor(ctx, owner)  # store_actor gives it the handle
+        except (FetchError, PolicyError):
+            return known
+        if actor.username.lower() != username.lower():
+            return known  # WebFinger and the actor disagree: nothing is confirmed
+        known = actor
+    await ctx.db.write(fed.set_handle_checked, known.id, ctx.clock.now_ms())
+    return known
 
 
 def not_allowed_message(who: str) -> str:

@@ -135,6 +135,19 @@ async def test_a_handle_typed_by_a_colleague_reaches_whom_its_server_names(
     assert (await remote.find_person(p.alpha.ctx, f"news@{PEER}")).uri == GROUP
 
 
+async def test_a_profile_or_wall_opened_by_handle_is_confirmed_too(peered: Peered) -> None:
+    """The profile page, its Follow button and a wall post name the person by handle
+    (remote.person_by_handle): the same first-use question as search and mentions."""
+    p = peered
+    (_, user_public), (_, group_public) = p.keys[0], p.keys[1]
+    p.serve(USER, _actor(USER, "Person", user_public))
+    p.serve(GROUP, _actor(GROUP, "Group", group_public))
+    await remote.fetch_actor(p.alpha.ctx, USER)
+    _webfinger(p, GROUP)
+    found = await remote.person_by_handle(p.alpha.ctx, f"news@{PEER}")
+    assert found is not None and found.uri == GROUP
+
+
 async def test_a_handle_its_server_confirms_is_asked_once(peered: Peered) -> None:
     p = peered
     _, user_public = p.keys[0]

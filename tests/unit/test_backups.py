@@ -506,6 +506,11 @@ def test_a_restore_in_progress_or_interrupted_is_never_trampled(
         backups.restore_backup(archive, tmp_path / "restored", say=lambda _: None)
     assert not staging.exists() and not (tmp_path / "restored").exists()
     monkeypatch.undo()
+    # A file where the target's parent folder should be: said as it is, not as a restore
+    # left behind (there is no staging folder to remove).
+    (tmp_path / "plainfile").write_text("not a folder")
+    with pytest.raises(InstanceError, match="nothing was written: File exists"):
+        backups.restore_backup(archive, tmp_path / "plainfile" / "inst", say=lambda _: None)
     # "." is a folder like any other: the staging goes next to it, not into it.
     here = tmp_path / "here"
     here.mkdir()

@@ -195,6 +195,21 @@ async def test_oversized_upload_is_refused(app: Quart, people: People) -> None:
     assert "The photo is larger than 5 MB" in page
     assert 'id="pf-photo"' in page and 'aria-invalid="true"' in page
     assert 'data-max-bytes="5242880"' in page  # app.js refuses it before sending, too
+    # Signed in with a one-time password: that gate comes first, even for a photo too large.
+    ctx = context_of(app)
+    await ctx.db.write(
+        lambda conn: conn.execute(
+            "UPDATE accounts SET must_change_password = 1 WHERE actor_id = ?",
+            (people.alice.id,),
+        )
+    )
+    response = await client.post(
+        "/settings/photo",
+        form={"csrf_token": token},
+        files={"photo": FileStorage(io.BytesIO(big), filename="big.png", content_type="image/png")},
+    )
+    page = await response.get_data(as_text=True)
+    assert response.status_code == 413 and 'id="pf-photo"' not in page
 
 
 async def test_avatar_path_traversal_is_refused(app: Quart, people: People) -> None:
