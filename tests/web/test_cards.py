@@ -8,7 +8,7 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as Client
 
-from server.domain import Visibility
+from server.domain import Post, Visibility
 from server.services import following, posting
 from server.storage import visibility
 from tests.conftest import PASSWORD, People, context_of
@@ -25,6 +25,23 @@ async def _page(client: Client, path: str) -> str:
     response = await client.get(path)
     assert response.status_code == 200, path
     return str(await response.get_data(as_text=True))
+
+
+async def _bobs_answer_to_alices_followers(app: Quart, people: People) -> tuple[Post, Post]:
+    """Bob follows Alice and answers her Followers post to his own followers; Carol follows
+    Bob, not Alice: she may read the answer, not the post it answers."""
+    ctx = context_of(app)
+    await following.follow(ctx, people.bob, people.alice.id)
+    await following.follow(ctx, people.carol, people.bob.id)
+    parent = await posting.publish_post(
+        ctx, people.alice, posting.Draft("Budget draft", Visibility.FOLLOWERS)
+    )
+    reply = await posting.publish_post(
+        ctx,
+        people.bob,
+        posting.Draft("Looks right", Visibility.FOLLOWERS, in_reply_to=parent.id),
+    )
+    return parent, reply
 
 
 def _card(html: str, post_id: int) -> str:
@@ -109,16 +126,7 @@ async def test_a_thread_sets_a_reply_in_only_under_a_post_on_the_page(
     """Carol follows Bob, not Alice: Bob's answer to Alice's Followers post opens Carol's
     thread page as its first post, not set in under nothing."""
     ctx = context_of(app)
-    await following.follow(ctx, people.bob, people.alice.id)
-    await following.follow(ctx, people.carol, people.bob.id)
-    parent = await posting.publish_post(
-        ctx, people.alice, posting.Draft("Budget draft", Visibility.FOLLOWERS)
-    )
-    reply = await posting.publish_post(
-        ctx,
-        people.bob,
-        posting.Draft("Looks right", Visibility.FOLLOWERS, in_reply_to=parent.id),
-    )
+    parent, reply = await _bobs_answer_to_alices_followers(app, people)
     answer = await posting.publish_post(
         ctx, people.carol, posting.Draft("Agreed", in_reply_to=reply.id)
     )
@@ -143,15 +151,7 @@ async def test_the_reply_note_uses_the_one_visibility_rule(
     named (so the test above would fail without the check)."""
     from server.storage import replies
 
-    ctx = context_of(app)
-    await following.follow(ctx, people.bob, people.alice.id)
-    await following.follow(ctx, people.carol, people.bob.id)
-    parent = await posting.publish_post(
-        ctx, people.alice, posting.Draft("Budget", Visibility.FOLLOWERS)
-    )
-    reply = await posting.publish_post(
-        ctx, people.bob, posting.Draft("Right", Visibility.FOLLOWERS, in_reply_to=parent.id)
-    )
+    _, reply = await _bobs_answer_to_alices_followers(app, people)
     monkeypatch.setattr(replies, "visible_sql", lambda viewer_id, alias="p": "1")
     assert visibility.visible_sql(None) != "1"  # only the reply note's check is removed
     carol = await _client(app, "carol")
