@@ -23,6 +23,7 @@ from federation.ports import StoredInbound
 from server.bootstrap import (
     build_context,
     prepare_database,
+    stop_each,
     try_exclusive_lock,
     wait_for_migrations,
 )
@@ -137,13 +138,7 @@ def create_app(
     async def close_database() -> None:
         relay = app.config.get("STEELYARD_RELAY")
         steps = [relay.stop] if relay is not None else []
-        # Each step on its own: one failing (a full disk) must not leave the database's
-        # threads open, or the process would never exit after a stop.
-        for step in (*steps, context.federator.stop, context.db.close):
-            try:
-                await step()
-            except Exception:
-                app.logger.exception("shutdown step %s failed", step.__qualname__)
+        await stop_each([*steps, context.federator.stop, context.db.close], app.logger)
         app.config["STEELYARD_BACKGROUND"].release()
 
     @app.before_request

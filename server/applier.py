@@ -33,7 +33,7 @@ from pathlib import Path
 
 from federation.dispatch import Dispatcher, idle
 from federation.ports import StoredInbound
-from server.bootstrap import build_context, wait_for_migrations
+from server.bootstrap import build_context, stop_each, wait_for_migrations
 from server.clock import SystemClock
 from server.config import load_config
 from server.live import LiveRelay
@@ -84,12 +84,7 @@ async def run_applier(instance_path: Path, *, idle_exit: float | None) -> int:
                 await idle(asyncio.Event(), stop, 0.05)
     finally:
         gate.release()
-        # Each step on its own: one failing (a full disk) must not leave the database's
-        # threads open, or this process would never exit and the server would wait on it.
-        for step in (relay.stop, context.federator.stop, context.db.close):
-            try:
-                await step()
-            except Exception:
-                _log.exception("applier shutdown step %s failed", step.__qualname__)
+        # Or this process would never exit, and the server would wait on it.
+        await stop_each([relay.stop, context.federator.stop, context.db.close], _log)
     _log.info("applier done: %d inbound activities worked", worked)
     return worked

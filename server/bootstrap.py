@@ -10,7 +10,7 @@ import fcntl
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -52,6 +52,17 @@ def build_context(config: Config, clock: Clock, transport: Transport | None = No
 
 MIGRATE_LOCK = ".migrate.lock"
 SERVE_LOCK = ".serve.lock"
+
+
+async def stop_each(steps: Iterable[Callable[[], Awaitable[None]]], log: logging.Logger) -> None:
+    """Run shutdown *steps* in order, each on its own: one failing (a full disk) is logged
+    and must not skip the ones after it, above all closing the database, whose writer
+    thread is not a daemon (left open, the process would never exit)."""
+    for step in steps:
+        try:
+            await step()
+        except Exception:
+            log.exception("shutdown step %s failed", getattr(step, "__qualname__", step))
 
 
 def try_exclusive_lock(path: Path) -> int | None:

@@ -110,11 +110,14 @@ async def _local_actor(ctx: Context, uri: str | None, *, active: bool = True) ->
     left, whichever inbox it posts to); False where the activity only takes something back
     or answers what our person did."""
     name = _local_username(ctx, uri)
-    select = users.select_active_local_actor if active else users.select_local_actor
-    actor = await ctx.db.read(select, name) if name else None
+    actor = await ctx.db.read(_person_by_name(active), name) if name else None
     if actor is None:
         raise Ignored(f"{uri} is not one of our people" + (" (or not active)" if active else ""))
     return actor
+
+
+def _person_by_name(active: bool) -> Callable[[sqlite3.Connection, str], Actor | None]:
+    return users.select_active_local_actor if active else users.select_local_actor
 
 
 def _inner(activity: Activity) -> Mapping[str, Any]:
@@ -300,7 +303,7 @@ async def _addressed_local_people(
 ) -> list[Actor]:
     """Our people the note is addressed to or mentions; *active*: only those whose accounts
     are active and not deleted (nothing new reaches someone who left)."""
-    select = users.select_active_local_actor if active else users.select_local_actor
+    select = _person_by_name(active)
     people: list[Actor] = []
     for uri in set(note.to) | set(note.cc) | set(note.mentions):
         name = _local_username(ctx, uri)

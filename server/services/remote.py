@@ -108,8 +108,7 @@ async def find_person(ctx: Context, handle: str) -> Actor:
         )
     except (FetchError, PolicyError) as exc:
         raise InvalidInput(f"@{username}@{host} could not be found ({_reason(exc)}).") from None
-    if actor.username.lower() == username.lower():
-        await ctx.db.write(fed.set_handle_checked, actor.id, ctx.clock.now_ms())
+    await _mark_confirmed(ctx, actor, username)
     return actor
 
 
@@ -132,11 +131,19 @@ async def _confirmed(ctx: Context, known: Actor, username: str, host: str) -> Ac
             actor = await fetch_actor(ctx, owner)  # store_actor gives it the handle
         except (FetchError, PolicyError):
             return known
-        if actor.username.lower() != username.lower():
+        if not await _mark_confirmed(ctx, actor, username):
             return known  # WebFinger and the actor disagree: nothing is confirmed
-        known = actor
-    await ctx.db.write(fed.set_handle_checked, known.id, ctx.clock.now_ms())
+        return actor
+    await _mark_confirmed(ctx, known, username)
     return known
+
+
+async def _mark_confirmed(ctx: Context, actor: Actor, username: str) -> bool:
+    """Remember that WebFinger named *actor* for *username*, if that is its handle."""
+    if actor.username.lower() != username.lower():
+        return False
+    await ctx.db.write(fed.set_handle_checked, actor.id, ctx.clock.now_ms())
+    return True
 
 
 def not_allowed_message(who: str) -> str:

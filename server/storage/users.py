@@ -94,12 +94,15 @@ def select_local_actor(conn: sqlite3.Connection, username: str) -> Actor | None:
     return actor_from_row(row) if row else None
 
 
+# The actor columns of ``actors a``, for reads that join another table.
+_ACTOR_COLUMNS_A = ", ".join("a." + c.strip() for c in ACTOR_COLUMNS.split(","))
+
+
 def select_active_local_actor(conn: sqlite3.Connection, username: str) -> Actor | None:
     """The local person *username* if their account is active and not deleted: whom a
     partner may follow or address (see ``accounts.federated_person``)."""
     row = conn.execute(
-        f"SELECT {', '.join('a.' + c.strip() for c in ACTOR_COLUMNS.split(','))} FROM actors a"
-        " JOIN accounts ac ON ac.actor_id = a.id"
+        f"SELECT {_ACTOR_COLUMNS_A} FROM actors a JOIN accounts ac ON ac.actor_id = a.id"
         " WHERE a.is_local = 1 AND a.username = ? COLLATE NOCASE AND a.deleted_at IS NULL"
         " AND ac.is_active = 1",
         (username,),
@@ -123,8 +126,7 @@ def select_local_actors_by_names(
         return {}
     marks = ",".join("?" * len(usernames))
     rows = conn.execute(
-        f"SELECT {', '.join('a.' + c.strip() for c in ACTOR_COLUMNS.split(','))} FROM actors a"
-        " JOIN accounts ac ON ac.actor_id = a.id"
+        f"SELECT {_ACTOR_COLUMNS_A} FROM actors a JOIN accounts ac ON ac.actor_id = a.id"
         f" WHERE a.is_local = 1 AND ac.is_active = 1 AND lower(a.username) IN ({marks})",
         [u.lower() for u in usernames],
     ).fetchall()

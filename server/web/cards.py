@@ -113,15 +113,8 @@ def post_card(
         out.append(f'\n  <div class="post-content">{post.content_html}</div>')
     out.append('\n  <footer class="post-actions">\n    ')
     # Counts show as a bare number, none at zero (as in "♥ 2"); screen readers get words.
-    likes = (
-        f'<span class="count" data-like-count aria-hidden="true">{_count(post.like_count)}</span>'
-        f'<span class="sr-only" data-like-words>{_counted(post.like_count, "like", "likes")}</span>'
-    )
-    boosts = (
-        f'<span class="count" data-boost-count aria-hidden="true">{_count(post.boost_count)}'
-        f'</span><span class="sr-only" data-boost-words>'
-        f"{_counted(post.boost_count, 'boost', 'boosts')}</span>"
-    )
+    likes = _count_spans(post.like_count, "like")
+    boosts = _count_spans(post.boost_count, "boost")
     if me is not None:
         liked = post.liked_by_viewer
         # Like and Boost are toggle buttons: one name, the state in aria-pressed.
@@ -209,6 +202,15 @@ def _counted(count: int, one: str, many: str) -> str:
     if count == 0:
         return f"no {many}"
     return f"{count} {one if count == 1 else many}"
+
+
+def _count_spans(number: int, kind: str) -> str:
+    """A like or boost count: the bare number shown (none at zero), words for screen readers;
+    app.js rewrites both by their data attributes (applyToggle)."""
+    return (
+        f'<span class="count" data-{kind}-count aria-hidden="true">{_count(number)}</span>'
+        f'<span class="sr-only" data-{kind}-words>{_counted(number, kind, kind + "s")}</span>'
+    )
 
 
 def _pressed(state: bool) -> str:
