@@ -7,6 +7,13 @@ Invariants:
   ``BEGIN IMMEDIATE`` (a deferred transaction that upgrades fails at once with "database is
   locked", ignoring busy_timeout; SECURITY.md §3.4), commit or roll back as a whole; writes
   that arrive together share one transaction (group commit).
+- Processes of one instance (the server, its applier) take turns at writing through an
+  ``flock`` on a file beside the database (:class:`WriterTurn`) before ``BEGIN IMMEDIATE``.
+  SQLite's own wait for a lock sleeps 1, 2, 5, 10 ... 100 ms between tries, so a process
+  that commits often starves one that waits: measured on the 2-core machine under 900
+  inbound activities/s, the applier applied 167/s with SQLite's wait and 390-460/s with the
+  turn, whose waiter the kernel wakes as the holder lets go. The turn is only about
+  fairness: a writer that does not take it (the CLI) is still kept out by SQLite's lock.
 - A transaction is a plain synchronous function ``fn(conn, *args)``, so a whole transaction
   costs one thread hop instead of one per statement. Storage modules hold these functions;
   SQL lives nowhere else. The caller never does network I/O inside ``fn``.
@@ -22,7 +29,10 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -35,12 +45,14 @@ R = TypeVar("R")
 TxFn = Callable[Concatenate[sqlite3.Connection, P], R]
 
 
+# How long a write waits for another process's lock before the caller hears "busy" (503).
+BUSY_TIMEOUT_MS = 10_000
 # The loop's reader gives up quickly when the file is busy and hands the read to a thread.
 LOOP_READER_BUSY_MS = 20
 
 
 def configure_connection(
-    conn: sqlite3.Connection, synchronous: str, *, busy_timeout_ms: int = 10_000
+    conn: sqlite3.Connection, synchronous: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS
 ) -> None:
     """Apply and check the pragmas every connection needs."""
     conn.row_factory = sqlite3.Row
@@ -59,6 +71,51 @@ def configure_connection(
     conn.execute("PRAGMA cache_size = -16000")  # 16 MB per connection
 
 
+class WriterTurn:
+    """A turn at writing the database, shared by every process that opens it (an exclusive
+    ``flock`` on ``.<database name>.writer-lock`` in the database's folder).
+
+    The kernel drops the lock when its holder exits, kill -9 included, so no turn outlives
+    its process. Waiting is bounded: after *wait_s* the write goes ahead without the turn and
+    SQLite's lock (and busy_timeout) decide, so a stopped process holding the turn delays
+    writers by *wait_s* at most and never hangs them.
+    """
+
+    POLL_S = 0.0005  # as fine as a blocking flock in the inbox benchmark, and it can give up
+
+    def __init__(self, db_path: Path, *, wait_s: float) -> None:
+        self.path = db_path.with_name(f".{db_path.name}.writer-lock")
+        self.wait_s = wait_s
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # also lets go of the turn, if held
+            self._fd = None
+
+    def take(self) -> bool:
+        """Wait for the turn (blocking the calling thread); False if *wait_s* ran out."""
+        if self._fd is None:
+            return False
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(self.POLL_S)
+
+    def give(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
 class Database:
     """Async access to the instance's SQLite file."""
 
@@ -66,6 +123,7 @@ class Database:
 
     def __init__(self, path: Path, *, synchronous: str = "FULL", readers: int = 2) -> None:
         self.path = path
+        self._turn = WriterTurn(path, wait_s=BUSY_TIMEOUT_MS / 1000)
         self.synchronous = synchronous
         self._reader_count = readers
         self._writer: aiosqlite.Connection | None = None
@@ -76,6 +134,7 @@ class Database:
         self._draining = False
 
     async def open(self) -> None:
+        self._turn.open()
         self._writer = await self._connect()
         for _ in range(self._reader_count):
             conn = await self._connect()
@@ -112,6 +171,7 @@ class Database:
                 # Always: the writer's thread is not a daemon, and a process whose writer was
                 # left open never exits (a stop would hang until kill -9).
                 await writer.close()
+                self._turn.close()
 
     async def read(self, fn: TxFn[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run a short read-only function now, on the loop's connection (one snapshot).
@@ -166,7 +226,7 @@ class Database:
                 work = [(fn, args, kwargs) for fn, args, kwargs, _ in batch]
                 assert self._writer is not None
                 try:
-                    outcomes = await _run(self._writer, _group_tx, work)
+                    outcomes = await _run(self._writer, _group_tx_in_turn, self._turn, work)
                 except BaseException as exc:  # BEGIN or COMMIT failed: nothing was written
                     if isinstance(exc, sqlite3.Error) and is_unavailable(exc):
                         # Writes queued while this batch waited out busy_timeout would wait
@@ -231,6 +291,19 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     if code is not None:
         return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _group_tx_in_turn(
+    conn: sqlite3.Connection,
+    turn: WriterTurn,
+    work: list[tuple[Callable[..., Any], Any, Any]],
+) -> list[tuple[bool, Any]]:
+    held = turn.take()
+    try:
+        return _group_tx(conn, work)
+    finally:
+        if held:
+            turn.give()
 
 
 def _group_tx(

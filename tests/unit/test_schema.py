@@ -404,6 +404,58 @@ async def test_a_busy_file_moves_the_read_to_a_thread_instead_of_failing(tmp_pat
         await db.close()
 
 
+async def test_writers_of_one_instance_take_turns_through_the_writer_lock(tmp_path: Path) -> None:
+    """A write waits while another process holds the writer turn and commits as soon as it is
+    let go: the turn, not SQLite's sleeping busy handler, decides who writes next."""
+    import asyncio
+    import fcntl
+    import os
+
+    _fresh(tmp_path).close()
+    db = Database(tmp_path / "db.sqlite3")
+    await db.open()
+    other = os.open(db._turn.path, os.O_RDWR)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+        def add(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO audit_log (at, action) VALUES (1, 'turn')")
+
+        writing = asyncio.ensure_future(db.write(add))
+        await asyncio.sleep(0.2)
+        assert not writing.done()  # no SQLite lock is held: only the turn keeps it waiting
+        fcntl.flock(other, fcntl.LOCK_UN)
+        await asyncio.wait_for(writing, 5)
+        # And the writer let go of it again.
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(other)
+        await db.close()
+
+
+async def test_a_turn_held_too_long_does_not_hang_writers(tmp_path: Path) -> None:
+    """A process stopped while holding the turn delays a write by the turn's wait at most."""
+    import fcntl
+    import os
+
+    _fresh(tmp_path).close()
+    db = Database(tmp_path / "db.sqlite3")
+    db._turn.wait_s = 0.1
+    await db.open()
+    other = os.open(db._turn.path, os.O_RDWR)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+        def add(conn: sqlite3.Connection) -> int:
+            conn.execute("INSERT INTO audit_log (at, action) VALUES (1, 'late')")
+            return int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+
+        assert await db.write(add) == 1
+    finally:
+        os.close(other)
+        await db.close()
+
+
 class _Upgrade:
     """A database as it was before migration *version*: fill it, then :meth:`run` the rest."""
 
