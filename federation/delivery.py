@@ -39,6 +39,11 @@ What the :class:`DeliveryQueue` implementation must honour:
   a time to it.
 - ``host_spoke(host, now_ms)`` (the inbox, after a verified request) resets that circuit.
 - ``created_ms(job_id)``: when the delivery row was created (start of the horizon).
+- ``probe_waiting_hosts(now_ms, within_ms)``: every :data:`PROBE_INTERVAL_MS` the worker
+  asks for one probe per host whose whole queue waits out a backoff or an open circuit
+  (never a ``Retry-After``): its oldest row due now. A success makes the host's other
+  queued rows due at once, so a partner that comes back after an outage of any length is
+  caught up within about a minute, while a host that stays down costs one request a minute.
 
 Invariants: every attempt is signed afresh (new Date, Digest, Signature); at most
 ``concurrency`` requests are in flight overall and ``per_host`` per host; the worker never
@@ -83,6 +88,7 @@ HORIZON_MS = 14 * 86_400_000
 JITTER = 0.2
 MAX_REDIRECT_ATTEMPTS = 3
 CIRCUIT_THRESHOLD = 10
+PROBE_INTERVAL_MS = 60_000
 RESPONSE_MAX_BYTES = 65_536
 ACTIVITY_JSON = "application/activity+json"
 _RETRY_STATUSES = frozenset({401, 408})
@@ -249,6 +255,12 @@ class DeliveryWorker:
         """Ask :meth:`run_forever` to look for work now (after a commit that queued some)."""
         self._wake.set()
 
+    async def probe(self) -> int:
+        """Make one delivery due now for each host whose queue all waits out failures (see
+        ``probe_waiting_hosts`` above); return how many hosts. :meth:`run_forever` calls it
+        every :data:`PROBE_INTERVAL_MS`."""
+        return await self._store.probe_waiting_hosts(self._now_ms(), PROBE_INTERVAL_MS)
+
     async def run_once(self) -> int:
         """Claim one batch of due jobs and work them; return how many were claimed."""
         claimed_ms = self._now_ms()
@@ -268,9 +280,16 @@ class DeliveryWorker:
         are handed back for a second (no attempt counted) instead of waiting in memory.
         """
         inflight: dict[asyncio.Task[None], str] = {}
+        next_probe_ms = 0
         try:
             while not stop.is_set():
                 self._wake.clear()
+                if self._now_ms() >= next_probe_ms:
+                    next_probe_ms = self._now_ms() + PROBE_INTERVAL_MS
+                    try:
+                        await self.probe()
+                    except Exception:
+                        _log.exception("delivery probe failed; continuing")
                 room = self._batch - len(inflight)
                 claimed = 0
                 if room > 0:

@@ -131,4 +131,9 @@ class DeliveryStore(Protocol):
         """Epoch ms until which new attempts to ``host`` wait (0 when closed)."""
         ...
 
+    async def probe_waiting_hosts(self, now_ms: int, within_ms: int) -> int:
+        """Make the oldest queued delivery of each host whose queue all waits longer than
+        *within_ms* due now, past its circuit; return how many hosts."""
+        ...
+
     async def next_due_ms(self) -> int | None: ...

@@ -633,7 +633,10 @@ def record_delivery(
     if not counted:
         return  # a skip (circuit open) counts nothing and leaves the circuit alone
     if not host_failed:
-        # Any answer that is not a host failure (even a 4xx) shows the host is up.
+        # Any answer that is not a host failure (even a 4xx) shows the host is up: what
+        # waited out a backoff for it goes now, not each at the end of its own backoff.
+        if host_needs_reset(conn, host):
+            _queue_due_now(conn, host)
         conn.execute(
             "INSERT INTO host_health (host, consecutive_failures, circuit_open_until,"
             " last_success_at) VALUES (?, 0, 0, ?) ON CONFLICT (host) DO UPDATE SET"
@@ -689,6 +692,33 @@ def _queue_due_now(conn: sqlite3.Connection, host: str) -> int:
             (host,),
         ).rowcount
     )
+
+
+def probe_waiting_hosts(conn: sqlite3.Connection, now_ms: int, within_ms: int) -> int:
+    """For each host whose queued deliveries all wait longer than *within_ms* (a backoff or
+    an open circuit after failures) and none is in flight, make its oldest one due now and
+    let it past the circuit: a probe. Its success makes the rest due at once
+    (:func:`record_delivery`), so a partner that is back hears from us within about one
+    probe interval, however long it was away. Returns how many hosts were probed.
+
+    Not a host that answered 429 or 503: it is up and asked us to wait (``Retry-After``),
+    and a probe would not wait.
+    """
+    hosts = conn.execute(
+        "SELECT host, min(id) FROM deliveries INDEXED BY deliveries_due"
+        " WHERE state = 'queued' GROUP BY host"
+        " HAVING min(next_attempt_at) > ? AND max(locked_until) <= ?"
+        " AND max(coalesce(last_status, 0) IN (429, 503)) = 0",
+        (now_ms + within_ms, now_ms),
+    ).fetchall()
+    for host, delivery_id in hosts:
+        conn.execute("UPDATE deliveries SET next_attempt_at = 0 WHERE id = ?", (delivery_id,))
+        conn.execute(
+            "UPDATE host_health SET circuit_open_until = ?"
+            " WHERE host = ? AND circuit_open_until > ?",
+            (now_ms, host, now_ms),
+        )
+    return len(hosts)
 
 
 def select_circuit(conn: sqlite3.Connection, host: str) -> int:

@@ -182,6 +182,96 @@ async def test_circuit_opens_after_repeated_failures_and_a_signed_request_closes
     assert "Post 10" in await home_texts(alpha, alice)
 
 
+async def _down_for_hours(trio: Trio, hours: int, fault: Fault) -> tuple[Actor, list[str]]:
+    """Bob posts to his followers (alice, on alpha) once an hour while alpha fails; returns
+    alice and the texts."""
+    beta, net = trio.beta, trio.net
+    people = await cast(trio)
+    await follow_across(net, trio.alpha, people.alice, "bob@beta.example")
+    net.faults["alpha.example"] = fault
+    texts = []
+    for hour in range(hours):
+        texts.append(f"Hour {hour}")
+        await posting.publish_post(
+            beta.ctx, people.bob, posting.Draft(texts[-1], Visibility.FOLLOWERS)
+        )
+        for _ in range(12):  # every retry that falls due within the hour
+            net.clock.advance(300)
+            await net.settle()
+    return people.alice, texts
+
+
+async def test_a_partner_back_from_a_long_outage_is_caught_up_within_a_probe(
+    trio: Trio,
+) -> None:
+    """Backoffs and the circuit grow to hours; one probe a minute finds the partner back, and
+    its success sends everything that waited, not each row at the end of its own backoff."""
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    alice, texts = await _down_for_hours(trio, 6, Fault(error="connect"))
+    # Retries with jitter: go on failing until nothing is due within two probe intervals,
+    # so that below only a probe can send anything (without it: up to 6 h of silence).
+    for _ in range(20):
+        rows = await deliveries(beta, "Create")
+        assert {r["state"] for r in rows} == {"queued"}
+        wait_s = (min(r["next_attempt_at"] for r in rows) - net.clock.now_ms()) / 1000
+        if wait_s > 125:
+            break
+        net.clock.advance(max(wait_s, 0) + 1)
+        await net.settle()
+    else:
+        raise AssertionError("the retries never spread out")
+
+    # While alpha is still down a probe is one request, and nothing else goes out
+    worker = beta.ctx.federator.delivery
+    net.log.clear()
+    assert await worker.probe() == 1
+    await net.settle()
+    assert len(net.requests_to("alpha.example", "POST")) == 1
+
+    # When alpha is back, the next probe, a minute later, delivers it all at once
+    del net.faults["alpha.example"]
+    net.clock.advance(60)
+    await net.settle()
+    assert {r["state"] for r in await deliveries(beta, "Create")} == {"queued"}
+    assert await worker.probe() == 1
+    await net.settle()
+    assert {r["state"] for r in await deliveries(beta, "Create")} == {"delivered"}
+    home = await home_texts(alpha, alice)
+    assert all(text in home for text in texts)
+
+
+async def test_a_partner_that_asked_to_wait_is_not_probed(trio: Trio) -> None:
+    """A 503 or 429 with Retry-After means the host is up and wants us to wait."""
+    beta, net = trio.beta, trio.net
+    await _down_for_hours(trio, 1, Fault(status=503, headers={"Retry-After": "21600"}))
+    rows = await deliveries(beta, "Create")
+    assert [r["last_status"] for r in rows] == [503]
+    assert rows[0]["next_attempt_at"] > net.clock.now_ms() + 3_600_000
+    assert await beta.ctx.federator.delivery.probe() == 0
+
+
+async def test_a_success_sends_what_waited_for_the_same_partner(trio: Trio) -> None:
+    """Two posts failed at different times wait out different backoffs; when the earlier
+    one's retry succeeds, the other goes with it."""
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    people = await cast(trio)
+    await follow_across(net, alpha, people.alice, "bob@beta.example")
+    net.faults["alpha.example"] = Fault(error="connect")
+    await posting.publish_post(beta.ctx, people.bob, posting.Draft("One", Visibility.FOLLOWERS))
+    await net.settle()
+    net.clock.advance(20)
+    await posting.publish_post(beta.ctx, people.bob, posting.Draft("Two", Visibility.FOLLOWERS))
+    await net.settle()
+    first, second = await deliveries(beta, "Create")
+    assert first["next_attempt_at"] < second["next_attempt_at"]
+
+    del net.faults["alpha.example"]
+    net.clock.advance((first["next_attempt_at"] - net.clock.now_ms()) / 1000 + 0.001)
+    assert net.clock.now_ms() < second["next_attempt_at"]
+    await net.settle()
+    assert {r["state"] for r in await deliveries(beta, "Create")} == {"delivered"}
+
+
 # --- order per inbox, and the admin's resend ---------------------------------------------------
 
 

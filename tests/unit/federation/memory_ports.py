@@ -147,6 +147,7 @@ class MemoryDeliveryStore:
         self.rows: list[DeliveryRow] = []
         self.claims = 0
         self.fail_claim = 0
+        self.probes: list[int] = []
 
     def add(
         self,
@@ -225,6 +226,10 @@ class MemoryDeliveryStore:
     async def circuit_open_until(self, host: str) -> int:
         circuit = self.circuits.get(host)
         return circuit.open_until_ms if circuit.failures >= CIRCUIT_THRESHOLD else 0
+
+    async def probe_waiting_hosts(self, now_ms: int, within_ms: int) -> int:
+        self.probes.append(now_ms)
+        return 0
 
     async def next_due_ms(self) -> int | None:
         due = [
