@@ -27,7 +27,7 @@ class Visibility(enum.StrEnum):
             "internal": "Internal (colleagues only)",
             "followers": "Followers",
             "public": "Public",
-            "direct": "Direct (mentioned people only)",
+            "direct": "Direct (@mentioned only)",
         }[self.value]
 
     @property

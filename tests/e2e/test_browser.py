@@ -419,7 +419,9 @@ async def _nav_rows(page) -> int:  # type: ignore[no-untyped-def]
     return len({round(top) for top in tops})
 
 
-@pytest.mark.parametrize("size", [(360, 740), (390, 844)], ids=["360x740", "390x844"])
+@pytest.mark.parametrize(
+    "size", [(320, 640), (360, 740), (390, 844)], ids=["320x640", "360x740", "390x844"]
+)
 async def test_on_a_phone_the_menu_is_one_row_and_no_page_scrolls_sideways(  # type: ignore[no-untyped-def]
     server: ServerProcess, browser, size: tuple[int, int]
 ) -> None:
@@ -436,6 +438,19 @@ async def test_on_a_phone_the_menu_is_one_row_and_no_page_scrolls_sideways(  # t
     text_box = await page.get_by_label("What are you working on?").bounding_box()
     menu = await page.get_by_label("Visibility").bounding_box()
     assert text_box and menu and abs(menu["width"] - text_box["width"]) <= 1, (text_box, menu)
+    # Every choice fits the closed menu whole ("Direct (mentioned people o…" did not at 320 px).
+    cut = await page.get_by_label("Visibility").evaluate(
+        """select => {
+            const style = getComputedStyle(select);
+            const context = document.createElement('canvas').getContext('2d');
+            context.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+            const room = select.clientWidth - parseFloat(style.paddingLeft)
+                - parseFloat(style.paddingRight);
+            return [...select.options].map(o => o.text)
+                .filter(text => context.measureText(text).width > room);
+        }"""
+    )
+    assert cut == [], (width, cut)
     # A getting-started step's number stands by its first line (it is a block, not inline).
     for step in await page.locator(".setup-steps a").all():
         assert await step.evaluate("el => getComputedStyle(el).display") == "block"
