@@ -39,11 +39,14 @@ What the :class:`DeliveryQueue` implementation must honour:
   a time to it.
 - ``host_spoke(host, now_ms)`` (the inbox, after a verified request) resets that circuit.
 - ``created_ms(job_id)``: when the delivery row was created (start of the horizon).
+- ``record_outcome`` also keeps ``wait_until_ms`` (a ``Retry-After``) for the host; until
+  then nothing hurries the host's queue. A ``delivered`` outcome after failures makes the
+  host's other queued rows due at once.
 - ``probe_waiting_hosts(now_ms, within_ms)``: every :data:`PROBE_INTERVAL_MS` the worker
-  asks for one probe per host whose whole queue waits out a backoff or an open circuit
-  (never a ``Retry-After``): its oldest row due now. A success makes the host's other
-  queued rows due at once, so a partner that comes back after an outage of any length is
-  caught up within about a minute, while a host that stays down costs one request a minute.
+  asks for one probe per allowed host that failed and was not tried for that long (never
+  one that asked to wait): its oldest row that nothing must precede, due now and past the
+  circuit. So a partner that comes back after an outage of any length is caught up within
+  about a minute, while a host that stays down costs one request a minute.
 
 Invariants: every attempt is signed afresh (new Date, Digest, Signature); at most
 ``concurrency`` requests are in flight overall and ``per_host`` per host; the worker never
@@ -195,13 +198,15 @@ def _retry(
     host_failed: bool,
 ) -> DeliveryOutcome:
     delay = backoff_ms(attempts, rng)
+    wait_until = None
     if after_ms is not None:
         # Honour Retry-After (never earlier than asked) without letting "0" make us hammer.
         delay = max(delay, after_ms)
+        wait_until = now_ms + after_ms
     next_ms = now_ms + min(delay, MAX_DELAY_MS)
     if next_ms >= created_ms + HORIZON_MS:
-        return DeliveryOutcome("held", status, error, None, host_failed=host_failed)
-    return DeliveryOutcome("queued", status, error, next_ms, host_failed=host_failed)
+        return DeliveryOutcome("held", status, error, None, host_failed, wait_until)
+    return DeliveryOutcome("queued", status, error, next_ms, host_failed, wait_until)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -280,12 +285,13 @@ class DeliveryWorker:
         are handed back for a second (no attempt counted) instead of waiting in memory.
         """
         inflight: dict[asyncio.Task[None], str] = {}
-        next_probe_ms = 0
+        loop = asyncio.get_running_loop()
+        next_probe = loop.time()  # monotonic: a wall clock stepped back must not stop probes
         try:
             while not stop.is_set():
                 self._wake.clear()
-                if self._now_ms() >= next_probe_ms:
-                    next_probe_ms = self._now_ms() + PROBE_INTERVAL_MS
+                if loop.time() >= next_probe:
+                    next_probe = loop.time() + PROBE_INTERVAL_MS / 1000
                     try:
                         await self.probe()
                     except Exception:

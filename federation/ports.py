@@ -74,6 +74,8 @@ class DeliveryOutcome:
 
     ``state`` is ``delivered``, ``queued`` (retry at ``next_attempt_ms``), ``dead`` (final
     refusal) or ``held`` (retry horizon passed; kept for an admin to resend).
+    ``wait_until_ms``: the host answered 429 or 503 with a ``Retry-After`` that ends then;
+    until it does, nothing may hurry the host's queue.
     """
 
     state: str
@@ -81,6 +83,7 @@ class DeliveryOutcome:
     error: str | None
     next_attempt_ms: int | None
     host_failed: bool
+    wait_until_ms: int | None = None
 
 
 class Allowlist(Protocol):

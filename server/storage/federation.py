@@ -610,6 +610,7 @@ def record_delivery(
     host_failed: bool,
     now_ms: int,
     circuit_ms: Callable[[int], int],
+    wait_until_ms: int | None = None,
 ) -> None:
     finished = state in ("delivered", "dead", "held")
     conn.execute(
@@ -633,10 +634,10 @@ def record_delivery(
     if not counted:
         return  # a skip (circuit open) counts nothing and leaves the circuit alone
     if not host_failed:
-        # Any answer that is not a host failure (even a 4xx) shows the host is up: what
-        # waited out a backoff for it goes now, not each at the end of its own backoff.
-        if host_needs_reset(conn, host):
-            _queue_due_now(conn, host)
+        # Any answer that is not a host failure (even a 4xx) shows the host is up. A 2xx
+        # after failures also sends what waited out a backoff for it now, not each at the
+        # end of its own (a 401 or a redirect would only earn the same answer for all).
+        catch_up = state == "delivered" and host_needs_reset(conn, host)
         conn.execute(
             "INSERT INTO host_health (host, consecutive_failures, circuit_open_until,"
             " last_success_at) VALUES (?, 0, 0, ?) ON CONFLICT (host) DO UPDATE SET"
@@ -645,13 +646,16 @@ def record_delivery(
             " ELSE host_health.last_success_at END",
             (host, now_ms if state == "delivered" else None, int(state == "delivered")),
         )
+        if catch_up:
+            _queue_due_now(conn, host, now_ms)
         return
     conn.execute(
-        "INSERT INTO host_health (host, consecutive_failures, last_failure_at, last_error)"
-        " VALUES (?, 1, ?, ?) ON CONFLICT (host) DO UPDATE SET"
+        "INSERT INTO host_health (host, consecutive_failures, last_failure_at, last_error,"
+        " retry_after_until) VALUES (?, 1, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET"
         " consecutive_failures = consecutive_failures + 1,"
-        " last_failure_at = excluded.last_failure_at, last_error = excluded.last_error",
-        (host, now_ms, (error or f"HTTP {status}")[:500]),
+        " last_failure_at = excluded.last_failure_at, last_error = excluded.last_error,"
+        " retry_after_until = max(retry_after_until, excluded.retry_after_until)",
+        (host, now_ms, (error or f"HTTP {status}")[:500], wait_until_ms or 0),
     )
     failures = conn.execute(
         "SELECT consecutive_failures FROM host_health WHERE host = ?", (host,)
@@ -672,7 +676,7 @@ def host_needs_reset(conn: sqlite3.Connection, host: str) -> bool:
     return row is not None
 
 
-def reset_host(conn: sqlite3.Connection, host: str) -> None:
+def reset_host(conn: sqlite3.Connection, host: str, now_ms: int) -> None:
     """The host spoke to us (verified signed request): it is up; retry its queue now."""
     changed = conn.execute(
         "UPDATE host_health SET consecutive_failures = 0, circuit_open_until = 0"
@@ -680,45 +684,66 @@ def reset_host(conn: sqlite3.Connection, host: str) -> None:
         (host,),
     ).rowcount
     if changed:
-        _queue_due_now(conn, host)
+        _queue_due_now(conn, host, now_ms)
 
 
-def _queue_due_now(conn: sqlite3.Connection, host: str) -> int:
-    """Every queued delivery to *host* due now (backoffs forgotten); how many waited."""
+def _queue_due_now(conn: sqlite3.Connection, host: str, now_ms: int) -> int:
+    """Every queued delivery to *host* due now (backoffs forgotten), unless the host asked
+    us to wait (``Retry-After``) and that time has not come; how many waited."""
     return int(
         conn.execute(
             "UPDATE deliveries SET next_attempt_at = 0"
-            " WHERE host = ? AND state = 'queued' AND next_attempt_at > 0",
-            (host,),
+            " WHERE host = ? AND state = 'queued' AND next_attempt_at > 0"
+            " AND NOT EXISTS (SELECT 1 FROM host_health"
+            "     WHERE host = ? AND retry_after_until > ?)",
+            (host, host, now_ms),
         ).rowcount
     )
 
 
 def probe_waiting_hosts(conn: sqlite3.Connection, now_ms: int, within_ms: int) -> int:
-    """For each host whose queued deliveries all wait longer than *within_ms* (a backoff or
-    an open circuit after failures) and none is in flight, make its oldest one due now and
-    let it past the circuit: a probe. Its success makes the rest due at once
+    """A probe for each allowed host that failed (network error, timeout, 5xx) and was not
+    tried for *within_ms*: its oldest queued delivery that nothing must precede is made due
+    now, past an open circuit. Its success makes the rest due at once
     (:func:`record_delivery`), so a partner that is back hears from us within about one
-    probe interval, however long it was away. Returns how many hosts were probed.
+    probe interval, however long it was away and however long its backoffs grew. A host that
+    asked us to wait (``Retry-After``, until then) is not probed; nor one whose oldest
+    delivery is in flight. Returns how many hosts were probed.
 
-    Not a host that answered 429 or 503: it is up and asked us to wait (``Retry-After``),
-    and a probe would not wait.
+    Cost: the small ``host_health`` table, then per failing host an index walk in id order
+    that stops at the first row, so a queue of a million rows costs what one of ten does.
     """
-    hosts = conn.execute(
-        "SELECT host, min(id) FROM deliveries INDEXED BY deliveries_due"
-        " WHERE state = 'queued' GROUP BY host"
-        " HAVING min(next_attempt_at) > ? AND max(locked_until) <= ?"
-        " AND max(coalesce(last_status, 0) IN (429, 503)) = 0",
-        (now_ms + within_ms, now_ms),
-    ).fetchall()
-    for host, delivery_id in hosts:
-        conn.execute("UPDATE deliveries SET next_attempt_at = 0 WHERE id = ?", (delivery_id,))
+    hosts = [
+        str(row[0])
+        for row in conn.execute(
+            "SELECT host FROM host_health WHERE consecutive_failures > 0"
+            " AND retry_after_until <= ? AND coalesce(last_failure_at, 0) <= ?"
+            " AND host IN (SELECT host FROM allowed_hosts WHERE removed_at IS NULL)",
+            (now_ms, now_ms - within_ms),
+        )
+    ]
+    probed = 0
+    for host in hosts:
+        row = conn.execute(
+            "SELECT d.id, d.locked_until FROM deliveries d INDEXED BY deliveries_host"
+            " WHERE d.host = ? AND d.state = 'queued'"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries ed INDEXED BY deliveries_ordering"
+            "     WHERE ed.inbox_url = d.inbox_url AND ed.ordering_key = d.ordering_key"
+            "     AND ed.outbox_id < d.outbox_id AND ed.state = 'queued'"
+            "     AND ed.ordering_key IS NOT NULL)"
+            " ORDER BY d.id LIMIT 1",
+            (host,),
+        ).fetchone()
+        if row is None or row[1] > now_ms:
+            continue
+        conn.execute("UPDATE deliveries SET next_attempt_at = 0 WHERE id = ?", (row[0],))
         conn.execute(
             "UPDATE host_health SET circuit_open_until = ?"
             " WHERE host = ? AND circuit_open_until > ?",
             (now_ms, host, now_ms),
         )
-    return len(hosts)
+        probed += 1
+    return probed
 
 
 def select_circuit(conn: sqlite3.Connection, host: str) -> int:
@@ -768,10 +793,11 @@ def resend_held(conn: sqlite3.Connection, host: str | None, now_ms: int) -> tupl
     if host is not None and host not in hosts:
         hosts.append(host)
     conn.executemany(
-        "UPDATE host_health SET consecutive_failures = 0, circuit_open_until = 0 WHERE host = ?",
+        "UPDATE host_health SET consecutive_failures = 0, circuit_open_until = 0,"
+        " retry_after_until = 0 WHERE host = ?",
         [(h,) for h in hosts],
     )
-    hurried = _queue_due_now(conn, host) if host is not None else 0
+    hurried = _queue_due_now(conn, host, now_ms) if host is not None else 0
     return count, hurried
 
 

@@ -131,7 +131,7 @@ class SqliteInboxStore:
         # A cheap read first: only a host with recorded failures needs the write (which would
         # otherwise cost every accepted activity a second commit).
         if await self._db.read(fed.host_needs_reset, host):
-            await self._db.write(fed.reset_host, host)
+            await self._db.write(fed.reset_host, host, now_ms)
 
 
 class SqliteDeliveryStore:
@@ -157,6 +157,7 @@ class SqliteDeliveryStore:
             host_failed=outcome.host_failed,
             now_ms=now_ms,
             circuit_ms=circuit_open_ms,
+            wait_until_ms=outcome.wait_until_ms,
         )
 
     async def circuit_open_until(self, host: str) -> int:

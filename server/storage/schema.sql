@@ -95,7 +95,7 @@ CREATE TABLE host_health (
     last_success_at INTEGER,
     last_failure_at INTEGER,
     last_error TEXT
-) WITHOUT ROWID;
+, retry_after_until INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 
 CREATE TABLE inbox_activities (
     id INTEGER PRIMARY KEY,

@@ -444,8 +444,10 @@ async def test_on_a_phone_the_menu_is_one_row_and_no_page_scrolls_sideways(  # t
             const style = getComputedStyle(select);
             const context = document.createElement('canvas').getContext('2d');
             context.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+            // The native menu draws its arrow inside the padding box: about 20 px.
+            const arrow = style.appearance === 'none' ? 0 : 20;
             const room = select.clientWidth - parseFloat(style.paddingLeft)
-                - parseFloat(style.paddingRight);
+                - parseFloat(style.paddingRight) - arrow;
             return [...select.options].map(o => o.text)
                 .filter(text => context.measureText(text).width > room);
         }"""

@@ -201,6 +201,21 @@ async def _down_for_hours(trio: Trio, hours: int, fault: Fault) -> tuple[Actor, 
     return people.alice, texts
 
 
+async def _until_nothing_is_due_soon(trio: Trio) -> None:
+    """Retries have jitter: go on failing until no Create to alpha is due within two probe
+    intervals, so that after this only a probe can send anything (without one: up to 6 h)."""
+    net = trio.net
+    for _ in range(20):
+        rows = await deliveries(trio.beta, "Create")
+        assert {r["state"] for r in rows} == {"queued"}
+        wait_s = (min(r["next_attempt_at"] for r in rows) - net.clock.now_ms()) / 1000
+        if wait_s > 125:
+            return
+        net.clock.advance(max(wait_s, 0) + 1)
+        await net.settle()
+    raise AssertionError("the retries never spread out")
+
+
 async def test_a_partner_back_from_a_long_outage_is_caught_up_within_a_probe(
     trio: Trio,
 ) -> None:
@@ -208,21 +223,11 @@ async def test_a_partner_back_from_a_long_outage_is_caught_up_within_a_probe(
     its success sends everything that waited, not each row at the end of its own backoff."""
     alpha, beta, net = trio.alpha, trio.beta, trio.net
     alice, texts = await _down_for_hours(trio, 6, Fault(error="connect"))
-    # Retries with jitter: go on failing until nothing is due within two probe intervals,
-    # so that below only a probe can send anything (without it: up to 6 h of silence).
-    for _ in range(20):
-        rows = await deliveries(beta, "Create")
-        assert {r["state"] for r in rows} == {"queued"}
-        wait_s = (min(r["next_attempt_at"] for r in rows) - net.clock.now_ms()) / 1000
-        if wait_s > 125:
-            break
-        net.clock.advance(max(wait_s, 0) + 1)
-        await net.settle()
-    else:
-        raise AssertionError("the retries never spread out")
+    await _until_nothing_is_due_soon(trio)
 
     # While alpha is still down a probe is one request, and nothing else goes out
     worker = beta.ctx.federator.delivery
+    net.clock.advance(61)
     net.log.clear()
     assert await worker.probe() == 1
     await net.settle()
@@ -240,13 +245,83 @@ async def test_a_partner_back_from_a_long_outage_is_caught_up_within_a_probe(
     assert all(text in home for text in texts)
 
 
-async def test_a_partner_that_asked_to_wait_is_not_probed(trio: Trio) -> None:
-    """A 503 or 429 with Retry-After means the host is up and wants us to wait."""
+async def test_a_partner_that_asked_to_wait_is_not_probed_until_then(trio: Trio) -> None:
+    """A 503 or 429 with Retry-After means the host is up and wants us to wait; once that
+    time has passed, a host that then fails otherwise is probed like any other."""
     beta, net = trio.beta, trio.net
-    await _down_for_hours(trio, 1, Fault(status=503, headers={"Retry-After": "21600"}))
+    await _down_for_hours(trio, 1, Fault(status=503, headers={"Retry-After": "7200"}))
     rows = await deliveries(beta, "Create")
     assert [r["last_status"] for r in rows] == [503]
-    assert rows[0]["next_attempt_at"] > net.clock.now_ms() + 3_600_000
+    assert rows[0]["next_attempt_at"] > net.clock.now_ms() + 3_000_000
+    worker = beta.ctx.federator.delivery
+    assert await worker.probe() == 0
+
+    # When the wait is over the retry meets a host that is down altogether
+    net.faults["alpha.example"] = Fault(error="connect")
+    net.clock.advance((rows[0]["next_attempt_at"] - net.clock.now_ms()) / 1000 + 1)
+    await net.settle()
+    row = (await deliveries(beta, "Create"))[0]
+    assert (row["state"], row["attempts"], row["last_status"]) == ("queued", 2, 503)
+    # Then, a minute later, it is probed although its last status is still that 503
+    net.clock.advance(61)
+    assert await worker.probe() == 1
+
+
+async def test_a_success_elsewhere_does_not_cut_a_retry_after_short(trio: Trio) -> None:
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    people = await cast(trio)
+    await follow_across(net, alpha, people.alice, "bob@beta.example")
+    net.faults["alpha.example"] = Fault(status=429, headers={"Retry-After": "3600"}, remaining=1)
+    await posting.publish_post(beta.ctx, people.bob, posting.Draft("Slow", Visibility.FOLLOWERS))
+    await net.settle()
+    net.clock.advance(10)
+    await posting.publish_post(beta.ctx, people.bob, posting.Draft("Fast", Visibility.FOLLOWERS))
+    await net.settle()
+
+    first, second = await deliveries(beta, "Create")
+    assert (second["state"], first["state"], first["attempts"]) == ("delivered", "queued", 1)
+    assert await beta.ctx.federator.delivery.probe() == 0
+    net.clock.advance(3_589)
+    await net.settle()
+    assert (await deliveries(beta, "Create"))[0]["state"] == "queued"  # not a second early
+    net.clock.advance(2)
+    await net.settle()
+    assert (await deliveries(beta, "Create"))[0]["state"] == "delivered"
+
+
+async def test_an_edit_queued_behind_its_post_does_not_stop_the_probe(trio: Trio) -> None:
+    """The Update waits (due, but not sendable) behind its Create; the host is probed with
+    the Create, and both arrive, in order, when the partner is back."""
+    alpha, beta, net = trio.alpha, trio.beta, trio.net
+    people = await cast(trio)
+    await follow_across(net, alpha, people.alice, "bob@beta.example")
+    net.faults["alpha.example"] = Fault(error="connect")
+    post = await posting.publish_post(
+        beta.ctx, people.bob, posting.Draft("Price: draft", Visibility.FOLLOWERS)
+    )
+    await net.settle()
+    await posting.edit_post(beta.ctx, people.bob, post.id, "Price: FINAL")
+    for _ in range(24):
+        net.clock.advance(600)
+        await net.settle()
+    await _until_nothing_is_due_soon(trio)
+
+    del net.faults["alpha.example"]
+    net.clock.advance(61)
+    assert await beta.ctx.federator.delivery.probe() == 1
+    await net.settle()
+    assert {r["state"] for r in await deliveries(beta)} == {"delivered"}
+    texts = await home_texts(alpha, people.alice)
+    assert "Price: FINAL" in texts and "Price: draft" not in texts
+
+
+async def test_a_host_that_answers_is_not_probed(trio: Trio) -> None:
+    """A 401 is an answer: the host is up, and its deliveries keep their own backoff."""
+    beta, net = trio.beta, trio.net
+    await _down_for_hours(trio, 1, Fault(status=401))
+    (row,) = await deliveries(beta, "Create")
+    assert (row["state"], row["last_status"]) == ("queued", 401)
+    net.clock.advance(120)
     assert await beta.ctx.federator.delivery.probe() == 0
 
 

@@ -456,6 +456,44 @@ async def test_a_turn_held_too_long_does_not_hang_writers(tmp_path: Path) -> Non
         await db.close()
 
 
+async def test_the_turn_and_the_lock_share_one_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that waited for the turn waits only the rest of busy_timeout for SQLite's lock:
+    its caller hears "busy" after one timeout, not two."""
+    import asyncio
+    import fcntl
+    import os
+
+    from server.storage import db as db_module
+    from server.storage.db import is_unavailable
+
+    _fresh(tmp_path).close()
+    monkeypatch.setattr(db_module, "BUSY_TIMEOUT_MS", 600)
+    db = Database(tmp_path / "db.sqlite3")  # its connections keep the real 10 s timeout
+    db._turn.wait_s = 0.3
+    await db.open()
+    other = os.open(db._turn.path, os.O_RDWR)
+    holder = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        holder.execute("BEGIN IMMEDIATE")
+
+        def add(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO audit_log (at, action) VALUES (1, 'never')")
+
+        began = asyncio.get_running_loop().time()
+        with pytest.raises(sqlite3.OperationalError) as failure:
+            await asyncio.wait_for(db.write(add), 5)
+        assert is_unavailable(failure.value)
+        assert asyncio.get_running_loop().time() - began < 2.5  # 0.3 + 0.3, not 0.3 + 10
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        os.close(other)
+        await db.close()
+
+
 class _Upgrade:
     """A database as it was before migration *version*: fill it, then :meth:`run` the rest."""
 

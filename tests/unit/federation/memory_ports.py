@@ -148,6 +148,7 @@ class MemoryDeliveryStore:
         self.claims = 0
         self.fail_claim = 0
         self.probes: list[int] = []
+        self.fail_probe = 0
 
     def add(
         self,
@@ -229,6 +230,9 @@ class MemoryDeliveryStore:
 
     async def probe_waiting_hosts(self, now_ms: int, within_ms: int) -> int:
         self.probes.append(now_ms)
+        if self.fail_probe:
+            self.fail_probe -= 1
+            raise OSError("database is locked")
         return 0
 
     async def next_due_ms(self) -> int | None:

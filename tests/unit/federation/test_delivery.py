@@ -19,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from federation import delivery
 from federation.aiohttp_transport import AiohttpTransport
 from federation.delivery import (
     HORIZON_MS,
@@ -534,6 +535,30 @@ async def test_run_forever_wakes_survives_store_errors_and_stops(pair: tuple[str
     async with asyncio.timeout(5):
         await task
     assert r.store.fail_claim == 0
+
+
+async def test_run_forever_probes_at_its_interval_and_survives_a_failed_probe(
+    pair: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delivery, "PROBE_INTERVAL_MS", 50)
+    r = rig(pair, always(202), poll_interval=0.01)
+    r.store.fail_probe = 1
+    stop = asyncio.Event()
+    began = asyncio.get_running_loop().time()
+    task = asyncio.create_task(r.worker.run_forever(stop))
+    await asyncio.sleep(0.28)
+    row = r.add()
+    async with asyncio.timeout(5):
+        while row.state != "delivered":
+            r.worker.wake()
+            await asyncio.sleep(0.01)
+    stop.set()
+    async with asyncio.timeout(5):
+        await task
+    assert r.store.fail_probe == 0
+    elapsed = asyncio.get_running_loop().time() - began
+    # At once, then every 50 ms: not at every poll (10 ms), and on after the failed one
+    assert 3 <= len(r.store.probes) <= elapsed / 0.05 + 2, (len(r.store.probes), elapsed)
 
 
 async def test_logs_name_activity_and_host_never_bodies_or_keys(
