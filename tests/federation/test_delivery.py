@@ -267,21 +267,29 @@ async def test_a_partner_that_asked_to_wait_is_not_probed_until_then(trio: Trio)
     assert await worker.probe() == 1
 
 
-async def test_a_success_elsewhere_does_not_cut_a_retry_after_short(trio: Trio) -> None:
-    alpha, beta, net = trio.alpha, trio.beta, trio.net
+async def _two_posts_ten_seconds_apart(trio: Trio, fault: Fault) -> None:
+    """Alice (alpha) follows bob (beta); bob posts twice, ten seconds apart, while *fault*
+    stands for alpha."""
     people = await cast(trio)
-    await follow_across(net, alpha, people.alice, "bob@beta.example")
-    net.faults["alpha.example"] = Fault(status=429, headers={"Retry-After": "3600"}, remaining=1)
-    await posting.publish_post(beta.ctx, people.bob, posting.Draft("Slow", Visibility.FOLLOWERS))
-    await net.settle()
-    net.clock.advance(10)
-    await posting.publish_post(beta.ctx, people.bob, posting.Draft("Fast", Visibility.FOLLOWERS))
-    await net.settle()
+    await follow_across(trio.net, trio.alpha, people.alice, "bob@beta.example")
+    trio.net.faults["alpha.example"] = fault
+    for text in ("One", "Two"):
+        await posting.publish_post(
+            trio.beta.ctx, people.bob, posting.Draft(text, Visibility.FOLLOWERS)
+        )
+        await trio.net.settle()
+        trio.net.clock.advance(10)
 
+
+async def test_a_success_elsewhere_does_not_cut_a_retry_after_short(trio: Trio) -> None:
+    beta, net = trio.beta, trio.net
+    await _two_posts_ten_seconds_apart(
+        trio, Fault(status=429, headers={"Retry-After": "3600"}, remaining=1)
+    )
     first, second = await deliveries(beta, "Create")
     assert (second["state"], first["state"], first["attempts"]) == ("delivered", "queued", 1)
     assert await beta.ctx.federator.delivery.probe() == 0
-    net.clock.advance(3_589)
+    net.clock.advance((first["next_attempt_at"] - net.clock.now_ms()) / 1000 - 1)
     await net.settle()
     assert (await deliveries(beta, "Create"))[0]["state"] == "queued"  # not a second early
     net.clock.advance(2)
@@ -328,15 +336,8 @@ async def test_a_host_that_answers_is_not_probed(trio: Trio) -> None:
 async def test_a_success_sends_what_waited_for_the_same_partner(trio: Trio) -> None:
     """Two posts failed at different times wait out different backoffs; when the earlier
     one's retry succeeds, the other goes with it."""
-    alpha, beta, net = trio.alpha, trio.beta, trio.net
-    people = await cast(trio)
-    await follow_across(net, alpha, people.alice, "bob@beta.example")
-    net.faults["alpha.example"] = Fault(error="connect")
-    await posting.publish_post(beta.ctx, people.bob, posting.Draft("One", Visibility.FOLLOWERS))
-    await net.settle()
-    net.clock.advance(20)
-    await posting.publish_post(beta.ctx, people.bob, posting.Draft("Two", Visibility.FOLLOWERS))
-    await net.settle()
+    beta, net = trio.beta, trio.net
+    await _two_posts_ten_seconds_apart(trio, Fault(error="connect"))
     first, second = await deliveries(beta, "Create")
     assert first["next_attempt_at"] < second["next_attempt_at"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import re
@@ -11,6 +12,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,8 +20,9 @@ import pytest
 from server.bootstrap import MIGRATE_LOCK, wait_for_migrations
 from server.config import load_config
 from server.errors import InstanceError
+from server.storage import db as db_module
 from server.storage import migrate, snapshot
-from server.storage.db import Database, open_sync
+from server.storage.db import Database, is_unavailable, open_sync
 from tests.conftest import make_instance
 
 SNAPSHOT = Path(__file__).resolve().parents[2] / "server" / "storage" / "schema.sql"
@@ -404,56 +407,48 @@ async def test_a_busy_file_moves_the_read_to_a_thread_instead_of_failing(tmp_pat
         await db.close()
 
 
-async def test_writers_of_one_instance_take_turns_through_the_writer_lock(tmp_path: Path) -> None:
-    """A write waits while another process holds the writer turn and commits as soon as it is
-    let go: the turn, not SQLite's sleeping busy handler, decides who writes next."""
-    import asyncio
-    import fcntl
-    import os
-
+@contextlib.asynccontextmanager
+async def _turn_held_elsewhere(
+    tmp_path: Path, *, wait_s: float | None = None
+) -> AsyncIterator[tuple[Database, int]]:
+    """An open database whose writer turn another holder (a file descriptor standing for
+    another process) has taken; yields the database and that descriptor."""
     _fresh(tmp_path).close()
     db = Database(tmp_path / "db.sqlite3")
+    if wait_s is not None:
+        db._turn.wait_s = wait_s
     await db.open()
     other = os.open(db._turn.path, os.O_RDWR)
     try:
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-        def add(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO audit_log (at, action) VALUES (1, 'turn')")
-
-        writing = asyncio.ensure_future(db.write(add))
-        await asyncio.sleep(0.2)
-        assert not writing.done()  # no SQLite lock is held: only the turn keeps it waiting
-        fcntl.flock(other, fcntl.LOCK_UN)
-        await asyncio.wait_for(writing, 5)
-        # And the writer let go of it again.
-        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield db, other
     finally:
         os.close(other)
         await db.close()
+
+
+def _add_audit(conn: sqlite3.Connection, action: str) -> int:
+    conn.execute("INSERT INTO audit_log (at, action) VALUES (1, ?)", (action,))
+    return int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])
+
+
+async def test_writers_of_one_instance_take_turns_through_the_writer_lock(tmp_path: Path) -> None:
+    """A write waits while another process holds the writer turn and commits as soon as it is
+    let go: the turn, not SQLite's sleeping busy handler, decides who writes next."""
+    async with _turn_held_elsewhere(tmp_path) as (db, other):
+        writing = asyncio.ensure_future(db.write(_add_audit, "turn"))
+        await asyncio.sleep(0.2)
+        assert not writing.done()  # no SQLite lock is held: only the turn keeps it waiting
+        fcntl.flock(other, fcntl.LOCK_UN)
+        assert await asyncio.wait_for(writing, 5) == 1
+        # And the writer let go of it again.
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 async def test_a_turn_held_too_long_does_not_hang_writers(tmp_path: Path) -> None:
     """A process stopped while holding the turn delays a write by the turn's wait at most."""
-    import fcntl
-    import os
-
-    _fresh(tmp_path).close()
-    db = Database(tmp_path / "db.sqlite3")
-    db._turn.wait_s = 0.1
-    await db.open()
-    other = os.open(db._turn.path, os.O_RDWR)
-    try:
-        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-        def add(conn: sqlite3.Connection) -> int:
-            conn.execute("INSERT INTO audit_log (at, action) VALUES (1, 'late')")
-            return int(conn.execute("SELECT count(*) FROM audit_log").fetchone()[0])
-
-        assert await db.write(add) == 1
-    finally:
-        os.close(other)
-        await db.close()
+    async with _turn_held_elsewhere(tmp_path, wait_s=0.1) as (db, _):
+        assert await db.write(_add_audit, "late") == 1
 
 
 async def test_the_turn_and_the_lock_share_one_busy_timeout(
@@ -461,37 +456,20 @@ async def test_the_turn_and_the_lock_share_one_busy_timeout(
 ) -> None:
     """A write that waited for the turn waits only the rest of busy_timeout for SQLite's lock:
     its caller hears "busy" after one timeout, not two."""
-    import asyncio
-    import fcntl
-    import os
-
-    from server.storage import db as db_module
-    from server.storage.db import is_unavailable
-
-    _fresh(tmp_path).close()
     monkeypatch.setattr(db_module, "BUSY_TIMEOUT_MS", 600)
-    db = Database(tmp_path / "db.sqlite3")  # its connections keep the real 10 s timeout
-    db._turn.wait_s = 0.3
-    await db.open()
-    other = os.open(db._turn.path, os.O_RDWR)
-    holder = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
-    try:
-        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        holder.execute("BEGIN IMMEDIATE")
-
-        def add(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO audit_log (at, action) VALUES (1, 'never')")
-
-        began = asyncio.get_running_loop().time()
-        with pytest.raises(sqlite3.OperationalError) as failure:
-            await asyncio.wait_for(db.write(add), 5)
-        assert is_unavailable(failure.value)
-        assert asyncio.get_running_loop().time() - began < 2.5  # 0.3 + 0.3, not 0.3 + 10
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
-        os.close(other)
-        await db.close()
+    # The database's connections keep the real 10 s timeout.
+    async with _turn_held_elsewhere(tmp_path, wait_s=0.3) as (db, _):
+        holder = sqlite3.connect(tmp_path / "db.sqlite3", isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            began = asyncio.get_running_loop().time()
+            with pytest.raises(sqlite3.OperationalError) as failure:
+                await asyncio.wait_for(db.write(_add_audit, "never"), 5)
+            assert is_unavailable(failure.value)
+            assert asyncio.get_running_loop().time() - began < 2.5  # 0.3 + 0.3, not 0.3 + 10
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
 
 
 class _Upgrade:

@@ -526,6 +526,12 @@ async def test_run_forever_wakes_survives_store_errors_and_stops(pair: tuple[str
     stop = asyncio.Event()
     task = asyncio.create_task(r.worker.run_forever(stop))
     await asyncio.sleep(0)
+    await _deliver_one_then_stop(r, stop, task)
+    assert r.store.fail_claim == 0
+
+
+async def _deliver_one_then_stop(r: Rig, stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Queue a delivery, wait until the running worker has delivered it, then stop it."""
     row = r.add()
     async with asyncio.timeout(5):
         while row.state != "delivered":
@@ -534,7 +540,6 @@ async def test_run_forever_wakes_survives_store_errors_and_stops(pair: tuple[str
     stop.set()
     async with asyncio.timeout(5):
         await task
-    assert r.store.fail_claim == 0
 
 
 async def test_run_forever_probes_at_its_interval_and_survives_a_failed_probe(
@@ -547,14 +552,7 @@ async def test_run_forever_probes_at_its_interval_and_survives_a_failed_probe(
     began = asyncio.get_running_loop().time()
     task = asyncio.create_task(r.worker.run_forever(stop))
     await asyncio.sleep(0.28)
-    row = r.add()
-    async with asyncio.timeout(5):
-        while row.state != "delivered":
-            r.worker.wake()
-            await asyncio.sleep(0.01)
-    stop.set()
-    async with asyncio.timeout(5):
-        await task
+    await _deliver_one_then_stop(r, stop, task)
     assert r.store.fail_probe == 0
     elapsed = asyncio.get_running_loop().time() - began
     # At once, then every 50 ms: not at every poll (10 ms), and on after the failed one
