@@ -25,6 +25,7 @@ import sqlite3
 import unicodedata
 from dataclasses import dataclass
 
+from federation.delivery import PROBE_INTERVAL_MS
 from federation.hosts import normalize_host
 from server.errors import InvalidInput, NotFound
 from server.services.context import Context
@@ -59,6 +60,10 @@ class HostRow:
     last_error: str | None
     circuit: str  # "closed", "open" (not trying until the breaker's time) or "half-open"
     circuit_open_until: int
+    # When the next attempt may go while paused: the breaker's time, or the next probe
+    # (about a minute after the last failure), or the end of the host's Retry-After.
+    next_try_at: int = 0
+    asked_to_wait: bool = False  # the host answered 429/503 with a Retry-After not yet over
 
     @property
     def allowed(self) -> bool:
@@ -81,6 +86,8 @@ class HostRow:
             return None
         if self.resendable:
             return f"{self.resendable} not delivered: resend when it is back", "danger"
+        if self.asked_to_wait:
+            return "Asked us to wait", "warning"
         if self.circuit == "open":
             return "Not answering: paused", "danger"
         if self.failing or self.circuit == "half-open":
@@ -258,6 +265,14 @@ async def listing(ctx: Context) -> list[HostRow]:
             circuit = "open"
         else:
             circuit = "half-open"
+        wait_until = h.retry_after_until if h else 0
+        next_try = 0
+        if wait_until > now:
+            next_try = wait_until
+        elif circuit == "open" and h is not None:
+            # The worker probes a failing host about a minute after its last failure.
+            probe_at = (h.last_failure_at or now) + PROBE_INTERVAL_MS
+            next_try = min(open_until, max(probe_at, now))
         rows.append(
             HostRow(
                 host=entry.host,
@@ -277,6 +292,8 @@ async def listing(ctx: Context) -> list[HostRow]:
                 last_error=h.last_error if h else None,
                 circuit=circuit,
                 circuit_open_until=open_until,
+                next_try_at=next_try,
+                asked_to_wait=wait_until > now,
             )
         )
     return rows

@@ -178,6 +178,7 @@ class HostHealth:
     last_failure_at: int | None
     last_error: str | None
     circuit_open_until: int
+    retry_after_until: int = 0
 
 
 def select_host_health(conn: sqlite3.Connection) -> dict[str, HostHealth]:
@@ -195,8 +196,8 @@ def select_host_health(conn: sqlite3.Connection) -> dict[str, HostHealth]:
     health = {
         r[0]: r
         for r in conn.execute(
-            "SELECT host, last_success_at, last_failure_at, last_error, circuit_open_until"
-            " FROM host_health"
+            "SELECT host, last_success_at, last_failure_at, last_error, circuit_open_until,"
+            " retry_after_until FROM host_health"
         )
     }
     result: dict[str, HostHealth] = {}
@@ -214,6 +215,7 @@ def select_host_health(conn: sqlite3.Connection) -> dict[str, HostHealth]:
             last_failure_at=h[2] if h else None,
             last_error=h[3] if h else None,
             circuit_open_until=h[4] if h else 0,
+            retry_after_until=h[5] if h else 0,
         )
     return result
 

@@ -335,6 +335,49 @@ async def test_page_shows_health_numbers_and_resend_works(app: Quart, people: Pe
     assert re.search(r'badge-warning" data-health="summary">Retrying<', row)
 
 
+async def test_next_try_is_the_next_probe_or_the_end_of_a_retry_after(
+    app: Quart, people: People
+) -> None:
+    """Paused for hours, a failing host is still tried about a minute after its last failure
+    (the probe), and the page says so; a host that asked us to wait says until when."""
+    ctx = context_of(app)
+    for host in ("down.example", "busy.example"):
+        await allowlist.allow(ctx, host, relation="partner", by="cli:root")
+    await queue_deliveries(
+        ctx,
+        people.alice.id,
+        [(f"https://{h}/inbox", h) for h in ("down.example", "busy.example")],
+    )
+    now = ctx.clock.now_ms()
+
+    def fail(conn: sqlite3.Connection) -> None:
+        for delivery_id, host in conn.execute("SELECT id, host FROM deliveries").fetchall():
+            busy = host == "busy.example"
+            for _ in range(10):  # enough to open the circuit
+                fed.record_delivery(
+                    conn,
+                    delivery_id,
+                    host,
+                    state="queued",
+                    counted=True,
+                    status=503 if busy else None,
+                    error="HTTP 503" if busy else "connect: refused",
+                    next_attempt_ms=now + 3_600_000,
+                    host_failed=True,
+                    now_ms=now,
+                    circuit_ms=lambda failures: 6 * 3_600_000,
+                    wait_until_ms=now + 7_200_000 if busy else None,
+                )
+
+    await ctx.db.write(fail)
+    rows = {row.host: row for row in await allowlist.listing(ctx)}
+    down, busy = rows["down.example"], rows["busy.example"]
+    assert down.circuit == "open" and down.next_try_at == now + 60_000
+    assert down.health == ("Not answering: paused", "danger")
+    assert busy.next_try_at == now + 7_200_000
+    assert busy.health == ("Asked us to wait", "warning")
+
+
 def test_delivery_health_and_errors_read_plainly() -> None:
     base = allowlist.HostRow(
         host="p.example",
@@ -359,6 +402,10 @@ def test_delivery_health_and_errors_read_plainly() -> None:
     assert replace(base, queued=2).health == ("Sending", "success")
     assert replace(base, queued=2, failing=1).health == ("Retrying", "warning")
     assert replace(base, circuit="open").health == ("Not answering: paused", "danger")
+    assert replace(base, circuit="open", asked_to_wait=True).health == (
+        "Asked us to wait",
+        "warning",
+    )
     assert replace(base, held=1, dead=1).health == (
         "2 not delivered: resend when it is back",
         "danger",
