@@ -451,6 +451,40 @@ async def test_a_turn_held_too_long_does_not_hang_writers(tmp_path: Path) -> Non
         assert await db.write(_add_audit, "late") == 1
 
 
+async def test_a_turn_holder_killed_with_sigkill_frees_the_turn_at_once(tmp_path: Path) -> None:
+    """The kernel drops a killed process's flock: a writer waiting for the turn goes on as
+    soon as the holder dies, not after the turn's wait (10 s)."""
+    _fresh(tmp_path).close()
+    db = Database(tmp_path / "db.sqlite3")
+    await db.open()
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)\n",
+        str(db._turn.path),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert await asyncio.wait_for(holder.stdout.readline(), 10) == b"held\n"
+        writing = asyncio.ensure_future(db.write(_add_audit, "after the kill"))
+        await asyncio.sleep(0.3)
+        assert not writing.done()
+        os.kill(holder.pid, signal.SIGKILL)
+        began = asyncio.get_running_loop().time()
+        assert await asyncio.wait_for(writing, 5) == 1
+        assert asyncio.get_running_loop().time() - began < 2
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+        await holder.wait()
+        await db.close()
+
+
 async def test_the_turn_and_the_lock_share_one_busy_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
