@@ -296,7 +296,7 @@ def _serve(config: Config, bind: str | None, count: int) -> int:
     hyper.keep_alive_timeout = 30
     hyper.read_timeout = 60
     print(
-        f"Steelyard {config.name} serving {config.url} on http://{hyper.bind[0]}"
+        f"Serving {config.name} ({config.url}) on http://{hyper.bind[0]}"
         f" ({count} process{'es' if count > 1 else ''})",
         flush=True,
     )
