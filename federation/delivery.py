@@ -42,11 +42,13 @@ What the :class:`DeliveryQueue` implementation must honour:
 - ``record_outcome`` also keeps ``wait_until_ms`` (a ``Retry-After``) for the host; until
   then nothing hurries the host's queue. A ``delivered`` outcome after failures makes the
   host's other queued rows due at once.
-- ``probe_waiting_hosts(now_ms, within_ms)``: every :data:`PROBE_INTERVAL_MS` the worker
-  asks for one probe per allowed host that failed and was not tried for that long (never
-  one that asked to wait): its oldest row that nothing must precede, due now and past the
-  circuit. So a partner that comes back after an outage of any length is caught up within
-  about a minute, while a host that stays down costs one request a minute.
+- ``probe_waiting_hosts(now_ms, interval_ms)``: every :data:`PROBE_INTERVAL_MS` the worker
+  asks for one probe per allowed host that failed and was not tried for
+  :func:`probe_interval_ms` of its consecutive failures (never one that asked to wait): its
+  oldest row that nothing must precede, due now and past the circuit. So a partner that
+  comes back is caught up within a minute of an outage of up to about an hour, and within
+  ten minutes of a longer one, while a host that stays down costs one request a minute for
+  the first hour and one every ten minutes after that.
 
 Invariants: every attempt is signed afresh (new Date, Digest, Signature); at most
 ``concurrency`` requests are in flight overall and ``per_host`` per host; the worker never
@@ -79,6 +81,7 @@ __all__ = [
     "backoff_ms",
     "circuit_open_ms",
     "classify",
+    "probe_interval_ms",
     "retry_after_ms",
     "skipped",
 ]
@@ -92,6 +95,10 @@ JITTER = 0.2
 MAX_REDIRECT_ATTEMPTS = 3
 CIRCUIT_THRESHOLD = 10
 PROBE_INTERVAL_MS = 60_000
+SLOW_PROBE_INTERVAL_MS = 600_000
+# Past this many consecutive failures (ten open the circuit, then one per probe: about an
+# hour of probes a minute apart) a host that stays down is probed every ten minutes.
+SLOW_PROBE_AFTER_FAILURES = 70
 RESPONSE_MAX_BYTES = 65_536
 ACTIVITY_JSON = "application/activity+json"
 _RETRY_STATUSES = frozenset({401, 408})
@@ -174,6 +181,13 @@ def circuit_open_ms(consecutive_failures: int) -> int:
     """
     exponent = min(max(consecutive_failures - CIRCUIT_THRESHOLD, 0), 20)
     return min(BASE_DELAY_MS << exponent, MAX_DELAY_MS)
+
+
+def probe_interval_ms(consecutive_failures: int) -> int:
+    """How long after its last failure a failing host is probed (see the module docstring)."""
+    if consecutive_failures >= SLOW_PROBE_AFTER_FAILURES:
+        return SLOW_PROBE_INTERVAL_MS
+    return PROBE_INTERVAL_MS
 
 
 def skipped(until_ms: int) -> DeliveryOutcome:
@@ -264,7 +278,7 @@ class DeliveryWorker:
         """Make one delivery due now for each host whose queue all waits out failures (see
         ``probe_waiting_hosts`` above); return how many hosts. :meth:`run_forever` calls it
         every :data:`PROBE_INTERVAL_MS`."""
-        return await self._store.probe_waiting_hosts(self._now_ms(), PROBE_INTERVAL_MS)
+        return await self._store.probe_waiting_hosts(self._now_ms(), probe_interval_ms)
 
     async def run_once(self) -> int:
         """Claim one batch of due jobs and work them; return how many were claimed."""

@@ -8,7 +8,7 @@ transaction; the pipeline never holds a transaction across network I/O.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -134,9 +134,9 @@ class DeliveryStore(Protocol):
         """Epoch ms until which new attempts to ``host`` wait (0 when closed)."""
         ...
 
-    async def probe_waiting_hosts(self, now_ms: int, within_ms: int) -> int:
-        """Make the oldest queued delivery of each host whose queue all waits longer than
-        *within_ms* due now, past its circuit; return how many hosts."""
+    async def probe_waiting_hosts(self, now_ms: int, interval_ms: Callable[[int], int]) -> int:
+        """Make the oldest sendable queued delivery of each failing host not tried for
+        ``interval_ms(consecutive failures)`` due now, past its circuit; how many hosts."""
         ...
 
     async def next_due_ms(self) -> int | None: ...

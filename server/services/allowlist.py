@@ -25,7 +25,7 @@ import sqlite3
 import unicodedata
 from dataclasses import dataclass
 
-from federation.delivery import PROBE_INTERVAL_MS
+from federation.delivery import probe_interval_ms
 from federation.hosts import normalize_host
 from server.errors import InvalidInput, NotFound
 from server.services.context import Context
@@ -61,7 +61,7 @@ class HostRow:
     circuit: str  # "closed", "open" (not trying until the breaker's time) or "half-open"
     circuit_open_until: int
     # When the next attempt may go while paused: the breaker's time, or the next probe
-    # (about a minute after the last failure), or the end of the host's Retry-After.
+    # (a minute or ten after the last failure), or the end of the host's Retry-After.
     next_try_at: int = 0
     asked_to_wait: bool = False  # the host answered 429/503 with a Retry-After not yet over
 
@@ -270,8 +270,8 @@ async def listing(ctx: Context) -> list[HostRow]:
         if wait_until > now:
             next_try = wait_until
         elif circuit == "open" and h is not None:
-            # The worker probes a failing host about a minute after its last failure.
-            probe_at = (h.last_failure_at or now) + PROBE_INTERVAL_MS
+            # The worker probes a failing host a minute (later ten) after its last failure.
+            probe_at = (h.last_failure_at or now) + probe_interval_ms(h.consecutive_failures)
             next_try = min(open_until, max(probe_at, now))
         rows.append(
             HostRow(

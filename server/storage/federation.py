@@ -179,6 +179,7 @@ class HostHealth:
     last_error: str | None
     circuit_open_until: int
     retry_after_until: int = 0
+    consecutive_failures: int = 0
 
 
 def select_host_health(conn: sqlite3.Connection) -> dict[str, HostHealth]:
@@ -197,7 +198,7 @@ def select_host_health(conn: sqlite3.Connection) -> dict[str, HostHealth]:
         r[0]: r
         for r in conn.execute(
             "SELECT host, last_success_at, last_failure_at, last_error, circuit_open_until,"
-            " retry_after_until FROM host_health"
+            " retry_after_until, consecutive_failures FROM host_health"
         )
     }
     result: dict[str, HostHealth] = {}
@@ -216,6 +217,7 @@ def select_host_health(conn: sqlite3.Connection) -> dict[str, HostHealth]:
             last_error=h[3] if h else None,
             circuit_open_until=h[4] if h else 0,
             retry_after_until=h[5] if h else 0,
+            consecutive_failures=h[6] if h else 0,
         )
     return result
 
@@ -703,9 +705,12 @@ def _queue_due_now(conn: sqlite3.Connection, host: str, now_ms: int) -> int:
     )
 
 
-def probe_waiting_hosts(conn: sqlite3.Connection, now_ms: int, within_ms: int) -> int:
+def probe_waiting_hosts(
+    conn: sqlite3.Connection, now_ms: int, interval_ms: Callable[[int], int]
+) -> int:
     """A probe for each allowed host that failed (network error, timeout, 5xx) and was not
-    tried for *within_ms*: its oldest queued delivery that nothing must precede is made due
+    tried for ``interval_ms(consecutive failures)``: its oldest queued delivery that nothing
+    must precede is made due
     now, past an open circuit. Its success makes the rest due at once
     (:func:`record_delivery`), so a partner that is back hears from us within about one
     probe interval, however long it was away and however long its backoffs grew. A host that
@@ -716,13 +721,14 @@ def probe_waiting_hosts(conn: sqlite3.Connection, now_ms: int, within_ms: int) -
     that stops at the first row, so a queue of a million rows costs what one of ten does.
     """
     hosts = [
-        str(row[0])
-        for row in conn.execute(
-            "SELECT host FROM host_health WHERE consecutive_failures > 0"
-            " AND retry_after_until <= ? AND coalesce(last_failure_at, 0) <= ?"
+        str(host)
+        for host, failures, last_failure_at in conn.execute(
+            "SELECT host, consecutive_failures, coalesce(last_failure_at, 0) FROM host_health"
+            " WHERE consecutive_failures > 0 AND retry_after_until <= ?"
             " AND host IN (SELECT host FROM allowed_hosts WHERE removed_at IS NULL)",
-            (now_ms, now_ms - within_ms),
+            (now_ms,),
         )
+        if last_failure_at <= now_ms - interval_ms(failures)
     ]
     probed = 0
     for host in hosts:

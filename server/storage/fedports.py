@@ -163,8 +163,8 @@ class SqliteDeliveryStore:
     async def circuit_open_until(self, host: str) -> int:
         return await self._db.read(fed.select_circuit, host)
 
-    async def probe_waiting_hosts(self, now_ms: int, within_ms: int) -> int:
-        return await self._db.write(fed.probe_waiting_hosts, now_ms, within_ms)
+    async def probe_waiting_hosts(self, now_ms: int, interval_ms: Callable[[int], int]) -> int:
+        return await self._db.write(fed.probe_waiting_hosts, now_ms, interval_ms)
 
     async def next_due_ms(self) -> int | None:
         return await self._db.read(fed.select_next_due)

@@ -245,6 +245,30 @@ async def test_a_partner_back_from_a_long_outage_is_caught_up_within_a_probe(
     assert all(text in home for text in texts)
 
 
+async def test_a_host_down_for_long_is_probed_every_ten_minutes(trio: Trio) -> None:
+    """About an hour of probes a minute apart, then one every ten minutes: a dead host is
+    not hammered for the two weeks until its deliveries are held."""
+    beta, net = trio.beta, trio.net
+    await _down_for_hours(trio, 1, Fault(error="connect"))
+    worker = beta.ctx.federator.delivery
+
+    async def failures_then_probe(failures: int, after_s: float) -> int:
+        await beta.ctx.db.write(
+            lambda conn: conn.execute(
+                "UPDATE host_health SET consecutive_failures = ?, last_failure_at = ?"
+                " WHERE host = 'alpha.example'",
+                (failures, net.clock.now_ms()),
+            )
+        )
+        net.clock.advance(after_s)
+        return await worker.probe()
+
+    assert await failures_then_probe(20, 61) == 1
+    await net.settle()
+    assert await failures_then_probe(80, 61) == 0
+    assert await failures_then_probe(80, 601) == 1
+
+
 async def test_a_partner_that_asked_to_wait_is_not_probed_until_then(trio: Trio) -> None:
     """A 503 or 429 with Retry-After means the host is up and wants us to wait; once that
     time has passed, a host that then fails otherwise is probed like any other."""

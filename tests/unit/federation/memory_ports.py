@@ -8,7 +8,7 @@ claim (inbound) or on a recorded attempt (delivery), and the per-host circuit ru
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from federation import ports
@@ -228,7 +228,7 @@ class MemoryDeliveryStore:
         circuit = self.circuits.get(host)
         return circuit.open_until_ms if circuit.failures >= CIRCUIT_THRESHOLD else 0
 
-    async def probe_waiting_hosts(self, now_ms: int, within_ms: int) -> int:
+    async def probe_waiting_hosts(self, now_ms: int, interval_ms: Callable[[int], int]) -> int:
         self.probes.append(now_ms)
         if self.fail_probe:
             self.fail_probe -= 1
