@@ -275,8 +275,8 @@ class DeliveryWorker:
         self._wake.set()
 
     async def probe(self) -> int:
-        """Make one delivery due now for each host whose queue all waits out failures (see
-        ``probe_waiting_hosts`` above); return how many hosts. :meth:`run_forever` calls it
+        """Make one delivery due now for each failing host not tried for its probe interval
+        (``probe_waiting_hosts`` above); return how many hosts. :meth:`run_forever` calls it
         every :data:`PROBE_INTERVAL_MS`."""
         return await self._store.probe_waiting_hosts(self._now_ms(), probe_interval_ms)
 

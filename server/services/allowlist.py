@@ -271,7 +271,8 @@ async def listing(ctx: Context) -> list[HostRow]:
             next_try = wait_until
         elif circuit == "open" and h is not None:
             # The worker probes a failing host a minute (later ten) after its last failure.
-            probe_at = (h.last_failure_at or now) + probe_interval_ms(h.consecutive_failures)
+            last = min(h.last_failure_at or now, now)  # a failure "ahead": the clock stepped back
+            probe_at = last + probe_interval_ms(h.consecutive_failures)
             next_try = min(open_until, max(probe_at, now))
         rows.append(
             HostRow(

@@ -710,15 +710,16 @@ def probe_waiting_hosts(
 ) -> int:
     """A probe for each allowed host that failed (network error, timeout, 5xx) and was not
     tried for ``interval_ms(consecutive failures)``: its oldest queued delivery that nothing
-    must precede is made due
-    now, past an open circuit. Its success makes the rest due at once
-    (:func:`record_delivery`), so a partner that is back hears from us within about one
+    must precede is made due now, past an open circuit. Its success makes the rest due at
+    once (:func:`record_delivery`), so a partner that is back hears from us within about one
     probe interval, however long it was away and however long its backoffs grew. A host that
     asked us to wait (``Retry-After``, until then) is not probed; nor one whose oldest
-    delivery is in flight. Returns how many hosts were probed.
+    delivery is in flight. A last failure in the future (the wall clock stepped back) does
+    not hold probes up. Returns how many hosts were probed.
 
     Cost: the small ``host_health`` table, then per failing host an index walk in id order
-    that stops at the first row, so a queue of a million rows costs what one of ten does.
+    that stops at the first sendable row, so a queue of a million rows costs what one of ten
+    does.
     """
     hosts = [
         str(host)
@@ -728,7 +729,7 @@ def probe_waiting_hosts(
             " AND host IN (SELECT host FROM allowed_hosts WHERE removed_at IS NULL)",
             (now_ms,),
         )
-        if last_failure_at <= now_ms - interval_ms(failures)
+        if last_failure_at <= now_ms - interval_ms(failures) or last_failure_at > now_ms
     ]
     probed = 0
     for host in hosts:

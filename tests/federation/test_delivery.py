@@ -267,6 +267,9 @@ async def test_a_host_down_for_long_is_probed_every_ten_minutes(trio: Trio) -> N
     await net.settle()
     assert await failures_then_probe(80, 61) == 0
     assert await failures_then_probe(80, 601) == 1
+    await net.settle()
+    # A wall clock stepped back an hour leaves the last failure in the future: still probed
+    assert await failures_then_probe(20, -3600) == 1
 
 
 async def test_a_partner_that_asked_to_wait_is_not_probed_until_then(trio: Trio) -> None:
