@@ -320,10 +320,10 @@ def _group_tx_in_turn(
     try:
         return _group_tx(conn, work)
     finally:
-        if waited_ms:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if held:
             turn.give()
+        if waited_ms:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def _group_tx(
