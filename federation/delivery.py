@@ -42,7 +42,7 @@ What the :class:`DeliveryQueue` implementation must honour:
 - ``record_outcome`` also keeps ``wait_until_ms`` (a ``Retry-After``) for the host; until
   then nothing hurries the host's queue. A ``delivered`` outcome after failures makes the
   host's other queued rows due at once.
-- ``probe_waiting_hosts(now_ms, interval_ms)``: every :data:`PROBE_INTERVAL_MS` the worker
+- ``probe_waiting_hosts(now_ms, interval_ms)``: every :data:`PROBE_LOOK_S` the worker
   asks for one probe per allowed host that failed and was not tried for
   :func:`probe_interval_ms` of its consecutive failures (never one that asked to wait): its
   oldest row that nothing must precede, due now and past the circuit. So a partner that
@@ -95,6 +95,9 @@ JITTER = 0.2
 MAX_REDIRECT_ATTEMPTS = 3
 CIRCUIT_THRESHOLD = 10
 PROBE_INTERVAL_MS = 60_000
+# How often the worker looks for hosts due a probe: a sixth of the interval, so that a probe
+# whose own failure came back a moment after the look is not put off a whole interval.
+PROBE_LOOK_S = PROBE_INTERVAL_MS / 6000
 SLOW_PROBE_INTERVAL_MS = 600_000
 # Past this many consecutive failures (ten open the circuit, then one per probe: about an
 # hour of probes a minute apart) a host that stays down is probed every ten minutes.
@@ -277,7 +280,7 @@ class DeliveryWorker:
     async def probe(self) -> int:
         """Make one delivery due now for each failing host not tried for its probe interval
         (``probe_waiting_hosts`` above); return how many hosts. :meth:`run_forever` calls it
-        every :data:`PROBE_INTERVAL_MS`."""
+        every :data:`PROBE_LOOK_S`."""
         return await self._store.probe_waiting_hosts(self._now_ms(), probe_interval_ms)
 
     async def run_once(self) -> int:
@@ -305,7 +308,7 @@ class DeliveryWorker:
             while not stop.is_set():
                 self._wake.clear()
                 if loop.time() >= next_probe:
-                    next_probe = loop.time() + PROBE_INTERVAL_MS / 1000
+                    next_probe = loop.time() + PROBE_LOOK_S
                     try:
                         await self.probe()
                     except Exception:

@@ -97,6 +97,11 @@ class HostRow:
         return "Healthy", "success"
 
     @property
+    def recovered(self) -> bool:
+        """The last error is older than the last success: history, not the present."""
+        return (self.last_success_at or 0) > (self.last_failure_at or 0) > 0
+
+    @property
     def last_error_words(self) -> str:
         """The last delivery error in plain words, then the technical detail."""
         return plain_delivery_error(self.last_error or "")

@@ -615,7 +615,10 @@ def record_delivery(
     now_ms: int,
     circuit_ms: Callable[[int], int],
     wait_until_ms: int | None = None,
-) -> None:
+) -> int | None:
+    """Record an attempt's outcome and the host's health. Returns, when this delivery was
+    the host's first success after failures, how many of its queued deliveries that waited
+    were made due now; otherwise None."""
     finished = state in ("delivered", "dead", "held")
     conn.execute(
         "UPDATE deliveries SET state = CASE WHEN state = 'cancelled' THEN state ELSE ? END,"
@@ -636,7 +639,7 @@ def record_delivery(
         ),
     )
     if not counted:
-        return  # a skip (circuit open) counts nothing and leaves the circuit alone
+        return None  # a skip (circuit open) counts nothing and leaves the circuit alone
     if not host_failed:
         # Any answer that is not a host failure (even a 4xx) shows the host is up. A 2xx
         # after failures also sends what waited out a backoff for it now, not each at the
@@ -650,9 +653,7 @@ def record_delivery(
             " ELSE host_health.last_success_at END",
             (host, now_ms if state == "delivered" else None, int(state == "delivered")),
         )
-        if catch_up:
-            _queue_due_now(conn, host, now_ms)
-        return
+        return _queue_due_now(conn, host, now_ms) if catch_up else None
     conn.execute(
         "INSERT INTO host_health (host, consecutive_failures, last_failure_at, last_error,"
         " retry_after_until) VALUES (?, 1, ?, ?, ?) ON CONFLICT (host) DO UPDATE SET"
@@ -669,6 +670,7 @@ def record_delivery(
             "UPDATE host_health SET circuit_open_until = ? WHERE host = ?",
             (now_ms + circuit_ms(failures), host),
         )
+    return None
 
 
 def host_needs_reset(conn: sqlite3.Connection, host: str) -> bool:
@@ -705,6 +707,22 @@ def _queue_due_now(conn: sqlite3.Connection, host: str, now_ms: int) -> int:
     )
 
 
+def hosts_due_a_probe(
+    conn: sqlite3.Connection, now_ms: int, interval_ms: Callable[[int], int]
+) -> list[str]:
+    """The hosts :func:`probe_waiting_hosts` would probe now (a read: mostly there are none)."""
+    return [
+        str(host)
+        for host, failures, last_failure_at in conn.execute(
+            "SELECT host, consecutive_failures, coalesce(last_failure_at, 0) FROM host_health"
+            " WHERE consecutive_failures > 0 AND retry_after_until <= ?"
+            " AND host IN (SELECT host FROM allowed_hosts WHERE removed_at IS NULL)",
+            (now_ms,),
+        )
+        if last_failure_at <= now_ms - interval_ms(failures) or last_failure_at > now_ms
+    ]
+
+
 def probe_waiting_hosts(
     conn: sqlite3.Connection, now_ms: int, interval_ms: Callable[[int], int]
 ) -> int:
@@ -721,18 +739,8 @@ def probe_waiting_hosts(
     that stops at the first sendable row, so a queue of a million rows costs what one of ten
     does.
     """
-    hosts = [
-        str(host)
-        for host, failures, last_failure_at in conn.execute(
-            "SELECT host, consecutive_failures, coalesce(last_failure_at, 0) FROM host_health"
-            " WHERE consecutive_failures > 0 AND retry_after_until <= ?"
-            " AND host IN (SELECT host FROM allowed_hosts WHERE removed_at IS NULL)",
-            (now_ms,),
-        )
-        if last_failure_at <= now_ms - interval_ms(failures) or last_failure_at > now_ms
-    ]
     probed = 0
-    for host in hosts:
+    for host in hosts_due_a_probe(conn, now_ms, interval_ms):
         row = conn.execute(
             "SELECT d.id, d.locked_until FROM deliveries d INDEXED BY deliveries_host"
             " WHERE d.host = ? AND d.state = 'queued'"

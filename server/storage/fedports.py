@@ -6,6 +6,7 @@ it calls these methods between requests.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import OrderedDict
@@ -24,6 +25,9 @@ from federation.ports import (
 )
 from server.storage import federation as fed
 from server.storage.db import Database
+
+# The delivery worker's logger: a partner's recovery reads next to its failures.
+_delivery_log = logging.getLogger("federation.delivery")
 
 INBOUND_LEASE_MS = 60_000
 
@@ -145,7 +149,7 @@ class SqliteDeliveryStore:
         )
 
     async def record_outcome(self, job: DeliveryJob, outcome: DeliveryOutcome, now_ms: int) -> None:
-        await self._db.write(
+        caught_up = await self._db.write(
             fed.record_delivery,
             job.id,
             job.host,
@@ -159,11 +163,21 @@ class SqliteDeliveryStore:
             circuit_ms=circuit_open_ms,
             wait_until_ms=outcome.wait_until_ms,
         )
+        if caught_up is not None:
+            _delivery_log.info(
+                "deliveries to %s work again; %d queued deliveries that waited go now",
+                job.host,
+                caught_up,
+            )
 
     async def circuit_open_until(self, host: str) -> int:
         return await self._db.read(fed.select_circuit, host)
 
     async def probe_waiting_hosts(self, now_ms: int, interval_ms: Callable[[int], int]) -> int:
+        # Looked for every few seconds: a read first, so that an instance whose partners are
+        # all well takes no write lock for it.
+        if not await self._db.read(fed.hosts_due_a_probe, now_ms, interval_ms):
+            return 0
         return await self._db.write(fed.probe_waiting_hosts, now_ms, interval_ms)
 
     async def next_due_ms(self) -> int | None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import pytest
+
 from server.domain import Actor, Visibility
 from server.services import federating, following, posting, remote
 from server.storage import federation as fed
@@ -217,10 +219,11 @@ async def _until_nothing_is_due_soon(trio: Trio) -> None:
 
 
 async def test_a_partner_back_from_a_long_outage_is_caught_up_within_a_probe(
-    trio: Trio,
+    trio: Trio, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Backoffs and the circuit grow to hours; one probe a minute finds the partner back, and
     its success sends everything that waited, not each row at the end of its own backoff."""
+    caplog.set_level("INFO", logger="federation.delivery")
     alpha, beta, net = trio.alpha, trio.beta, trio.net
     alice, texts = await _down_for_hours(trio, 6, Fault(error="connect"))
     await _until_nothing_is_due_soon(trio)
@@ -243,6 +246,8 @@ async def test_a_partner_back_from_a_long_outage_is_caught_up_within_a_probe(
     assert {r["state"] for r in await deliveries(beta, "Create")} == {"delivered"}
     home = await home_texts(alpha, alice)
     assert all(text in home for text in texts)
+    # The recovery is in the log, next to the failures
+    assert f"deliveries to alpha.example work again; {len(texts) - 1} queued" in caplog.text
 
 
 async def test_a_host_down_for_long_is_probed_every_ten_minutes(trio: Trio) -> None:

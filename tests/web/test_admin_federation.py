@@ -411,6 +411,9 @@ def test_delivery_health_and_errors_read_plainly() -> None:
         "danger",
     )
     assert replace(base, removed_at=5).health is None
+    assert replace(base, last_failure_at=5, last_success_at=9).recovered
+    assert not replace(base, last_failure_at=9, last_success_at=5).recovered
+    assert not replace(base, last_success_at=5).recovered
     error = "connect: Cannot connect to host p.example:443 ssl:default [Connect call failed]"
     shown = replace(base, last_error=error).last_error_words
     assert shown.startswith("Could not connect (refused or unreachable). (connect: Cannot")

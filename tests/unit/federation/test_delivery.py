@@ -545,7 +545,7 @@ async def _deliver_one_then_stop(r: Rig, stop: asyncio.Event, task: asyncio.Task
 async def test_run_forever_probes_at_its_interval_and_survives_a_failed_probe(
     pair: tuple[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(delivery, "PROBE_INTERVAL_MS", 50)
+    monkeypatch.setattr(delivery, "PROBE_LOOK_S", 0.05)
     r = rig(pair, always(202), poll_interval=0.01)
     r.store.fail_probe = 1
     stop = asyncio.Event()
