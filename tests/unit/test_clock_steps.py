@@ -9,10 +9,11 @@ import sqlite3
 from pathlib import Path
 
 from federation.delivery import MAX_DELAY_MS
-from federation.ports import InboundRecord, SigningKey
+from federation.ports import SigningKey
 from server.storage import federation as fed
 from server.storage import migrate
 from server.storage.db import open_sync
+from tests.support.records import inbound_record
 
 BEFORE = 1_800_000_000_000  # when the work was accepted
 AFTER = BEFORE - 30 * 60_000  # the clock, stepped back half an hour
@@ -28,20 +29,7 @@ def _db(tmp_path: Path) -> sqlite3.Connection:
 
 
 def _accept_inbound(conn: sqlite3.Connection, n: int) -> None:
-    fed.insert_inbound(
-        conn,
-        InboundRecord(
-            activity_id=f"https://partner.example/a/{n}",
-            activity_type="Create",
-            actor_uri="https://partner.example/users/pat",
-            origin_host="partner.example",
-            key_id="https://partner.example/users/pat#main-key",
-            target="/inbox",
-            headers=(),
-            body=b"{}",
-            received_at_ms=BEFORE,
-        ),
-    )
+    fed.insert_inbound(conn, inbound_record(str(n), BEFORE))
 
 
 def _queue_delivery(conn: sqlite3.Connection, n: int) -> None:

@@ -13,13 +13,14 @@ import pytest
 from quart import Quart
 
 from federation.dispatch import Dispatcher
-from federation.ports import InboundRecord, StoredInbound
+from federation.ports import StoredInbound
 from server.app import create_app
 from server.services import allowlist
 from server.services.context import Context
 from server.storage import federation as fed
 from server.web import admin
 from tests.conftest import PASSWORD, People, context_of
+from tests.support.records import inbound_record
 from tests.support.web import login, post_form
 
 PAGE = "/admin/federation"
@@ -57,21 +58,6 @@ async def delivery_states(ctx: Context, host: str) -> list[str]:
         return [r[0] for r in rows]
 
     return await ctx.db.read(read)
-
-
-def inbound_record(name: str, received_at_ms: int) -> InboundRecord:
-    """An activity from bob@partner.example as the inbox archives it (not yet applied)."""
-    return InboundRecord(
-        activity_id=f"https://partner.example/activities/{name}",
-        activity_type="Create",
-        actor_uri="https://partner.example/users/bob",
-        origin_host="partner.example",
-        key_id="https://partner.example/users/bob#main-key",
-        target="/inbox",
-        headers=[],
-        body=b'{"id": "x"}',
-        received_at_ms=received_at_ms,
-    )
 
 
 def host_row(body: str, host: str) -> str:
