@@ -473,7 +473,13 @@ class DeliveryWorker:
                 job.activity_id,
                 job.host,
             )
-        await self._store.record_outcome(job, outcome, self._now_ms())
+        caught_up = await self._store.record_outcome(job, outcome, self._now_ms())
+        if caught_up is not None:
+            _log.info(
+                "deliveries to %s work again; %d queued deliveries that waited go now",
+                job.host,
+                caught_up,
+            )
 
     @contextlib.asynccontextmanager
     async def _host_slot(self, host: str) -> AsyncIterator[None]:

@@ -128,7 +128,10 @@ class DeliveryStore(Protocol):
 
     async def record_outcome(
         self, job: DeliveryJob, outcome: DeliveryOutcome, now_ms: int
-    ) -> None: ...
+    ) -> int | None:
+        """Record the attempt; when it was the host's first success after failures, how
+        many of its queued deliveries that waited are due now (else None)."""
+        ...
 
     async def circuit_open_until(self, host: str) -> int:
         """Epoch ms until which new attempts to ``host`` wait (0 when closed)."""

@@ -170,21 +170,21 @@ class Database:
             await conn.close()
         self._all_readers.clear()
         self._readers = asyncio.Queue()
-        if self._writer is not None:
-            writer, self._writer = self._writer, None
-            try:
-                # Leave a small WAL behind: a clean shutdown checkpoints it into the main file.
-                await writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:
-                pass  # a full disk: the WAL stays, and the next open replays it; nothing is lost
-            finally:
-                # Always: the writer's thread is not a daemon, and a process whose writer was
-                # left open never exits (a stop would hang until kill -9).
+        try:
+            if self._writer is not None:
+                writer, self._writer = self._writer, None
                 try:
-                    await writer.close()
+                    # Leave a small WAL behind: a clean shutdown checkpoints it into the file.
+                    await writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:
+                    pass  # a full disk: the WAL stays, the next open replays it; nothing lost
                 finally:
-                    self._turn.close()  # after the writer's thread is done with it
-        self._turn.close()  # also when open() failed before the writer was made
+                    # Always: the writer's thread is not a daemon, and a process whose writer
+                    # was left open never exits (a stop would hang until kill -9).
+                    await writer.close()
+        finally:
+            # After the writer's thread is done with it; also when open() failed half way.
+            self._turn.close()
 
     async def read(self, fn: TxFn[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run a short read-only function now, on the loop's connection (one snapshot).

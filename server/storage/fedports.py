@@ -6,7 +6,6 @@ it calls these methods between requests.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections import OrderedDict
@@ -25,9 +24,6 @@ from federation.ports import (
 )
 from server.storage import federation as fed
 from server.storage.db import Database
-
-# The delivery worker's logger: a partner's recovery reads next to its failures.
-_delivery_log = logging.getLogger("federation.delivery")
 
 INBOUND_LEASE_MS = 60_000
 
@@ -148,8 +144,10 @@ class SqliteDeliveryStore:
             fed.claim_deliveries, now_ms, limit, lease_ms, self._instance_key()
         )
 
-    async def record_outcome(self, job: DeliveryJob, outcome: DeliveryOutcome, now_ms: int) -> None:
-        caught_up = await self._db.write(
+    async def record_outcome(
+        self, job: DeliveryJob, outcome: DeliveryOutcome, now_ms: int
+    ) -> int | None:
+        return await self._db.write(
             fed.record_delivery,
             job.id,
             job.host,
@@ -163,12 +161,6 @@ class SqliteDeliveryStore:
             circuit_ms=circuit_open_ms,
             wait_until_ms=outcome.wait_until_ms,
         )
-        if caught_up is not None:
-            _delivery_log.info(
-                "deliveries to %s work again; %d queued deliveries that waited go now",
-                job.host,
-                caught_up,
-            )
 
     async def circuit_open_until(self, host: str) -> int:
         return await self._db.read(fed.select_circuit, host)
