@@ -185,13 +185,19 @@ async def _profile_settings(me: Actor, **extra: Any) -> str:
         person=me,
         bio_source=bio,
         max_photo_bytes=ctx().config.max_upload_bytes,
+        photo_mb=_photo_mb(),
+        photo_too_large=_photo_limit_message(),
         **extra,
     )
 
 
+def _photo_mb() -> str:
+    return f"{ctx().config.max_upload_bytes / (1024 * 1024):g}"
+
+
 def _photo_limit_message() -> str:
-    limit = ctx().config.max_upload_bytes / (1024 * 1024)
-    return f"The photo is larger than {limit:g} MB. Choose a smaller one, or make it smaller."
+    """Said beside the field, by the server (413) and by app.js before uploading alike."""
+    return f"The photo is larger than {_photo_mb()} MB. Choose a smaller one, or make it smaller."
 
 
 async def photo_too_large() -> ResponseReturnValue:
