@@ -60,45 +60,36 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def init_instance(instance: Path, port: int, name: str) -> None:
-    """``steelyard init`` a development instance at ``http://127.0.0.1:PORT``."""
-    subprocess.run(
-        [
-            str(STEELYARD),
-            "--instance",
-            str(instance),
-            "init",
-            "--url",
-            f"http://127.0.0.1:{port}",
-            "--name",
-            name,
-        ],
-        check=True,
+def run_steelyard(instance: Path, *args: str, stdin: str | None = None) -> None:
+    """Run one ``steelyard`` command on *instance*; raise with its output if it fails."""
+    done = subprocess.run(
+        [str(STEELYARD), "--instance", str(instance), *args],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=60,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"steelyard {' '.join(args)} failed:\n{done.stderr[-2000:]}")
 
 
-def create_user(instance: Path, username: str) -> None:
+def init_instance(instance: Path, port: int, name: str) -> None:
+    """``steelyard init`` a development instance at ``http://127.0.0.1:PORT``."""
+    run_steelyard(instance, "init", "--url", f"http://127.0.0.1:{port}", "--name", name)
+
+
+def create_user(instance: Path, username: str, *, admin: bool = False) -> None:
     """``steelyard user create`` with the benchmark password."""
-    subprocess.run(
-        [
-            str(STEELYARD),
-            "--instance",
-            str(instance),
-            "user",
-            "create",
-            username,
-            "--display-name",
-            username.capitalize(),
-            "--password-stdin",
-        ],
-        input=PASSWORD + "\n",
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    run_steelyard(
+        instance,
+        "user",
+        "create",
+        username,
+        "--display-name",
+        username.capitalize(),
+        *(["--admin"] if admin else []),
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
     )
 
 

@@ -46,7 +46,6 @@ import re
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -60,9 +59,7 @@ from urllib.parse import quote
 
 import aiohttp
 from common import (
-    PASSWORD,
     RESULTS,
-    STEELYARD,
     Server,
     add_instance_options,
     check,
@@ -74,6 +71,7 @@ from common import (
     machine,
     open_ro,
     print_targets,
+    run_steelyard,
     sign_in,
     table,
     tree,
@@ -165,19 +163,6 @@ def format_event(event: dict[str, Any]) -> str:
 # --- setup ------------------------------------------------------------------------------------
 
 
-def steelyard(instance: Path, *args: str, stdin: str | None = None) -> None:
-    """Run one ``steelyard`` command on *instance*; raise with its output if it fails."""
-    done = subprocess.run(
-        [str(STEELYARD), "--instance", str(instance), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"steelyard {' '.join(args)} failed:\n{done.stderr[-2000:]}")
-
-
 def prepare(root: Path) -> tuple[Side, Side]:
     """Two development instances under *root*, their people, each allowing the other."""
     port_a = free_port()
@@ -191,12 +176,10 @@ def prepare(root: Path) -> tuple[Side, Side]:
         sides.append(Side(name, instance, port, load_config(instance).db_path))
     a, b = sides
     create_user(a.instance, ALICE)
-    steelyard(
-        a.instance, "user", "create", ADMIN, "--admin", "--password-stdin", stdin=PASSWORD + "\n"
-    )
+    create_user(a.instance, ADMIN, admin=True)
     create_user(b.instance, BOB)
-    steelyard(a.instance, "federation", "allow", b.host, "--relation", "partner")
-    steelyard(b.instance, "federation", "allow", a.host, "--relation", "partner")
+    run_steelyard(a.instance, "federation", "allow", b.host, "--relation", "partner")
+    run_steelyard(b.instance, "federation", "allow", a.host, "--relation", "partner")
     return a, b
 
 
